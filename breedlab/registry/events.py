@@ -1,0 +1,150 @@
+"""The append-only, hash-chained event log.
+
+``events.jsonl`` holds one canonical-JSON event per line. Each event carries
+``prev``, the hash of the event before it (64 zeros for the first), and its
+own ``hash`` over everything else, so deleting, editing or reordering any
+event breaks the chain at that point. ``HEAD`` records the last committed
+``seq`` and hash, so deleting events from the *end* of the log is detected
+too (the chain alone cannot see a missing tail).
+
+Appending one line with a single ``write`` is the commit point of every
+registry change: the manifest and objects are written first, then the event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .atomic import append_line_durably, atomic_write_bytes
+from .canonical import canonical_json, sha256_json
+
+GENESIS = "0" * 64
+TAIL_WINDOW = 1 << 16  # bytes read from the end to find the last event
+
+
+def utc_now() -> str:
+    """UTC timestamp with microseconds and a Z suffix (ISO 8601)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One committed change. ``data`` holds the type-specific details."""
+
+    seq: int
+    ts: str
+    type: str
+    artifact: str
+    actor: str
+    reason: str
+    prev: str
+    data: dict[str, Any] = field(default_factory=dict)
+    hash: str = ""
+
+    def body(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.pop("hash")
+        return body
+
+    def expected_hash(self) -> str:
+        return sha256_json(self.body())
+
+
+class EventLog:
+    def __init__(self, directory: Path):
+        self.path = directory / "events.jsonl"
+        self.head_path = directory / "HEAD"
+
+    def read(self) -> tuple[list[Event], list[str]]:
+        """All committed events in file order, and the lines that did not parse.
+
+        A last line without its newline is a torn write (power loss mid-append):
+        it was never committed and is ignored, not reported.
+        """
+        if not self.path.exists():
+            return [], []
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        lines.pop()  # after the final newline: empty, or a torn uncommitted tail
+        events, bad = [], []
+        for number, line in enumerate(lines, start=1):
+            try:
+                events.append(Event(**json.loads(line)))
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+                bad.append(f"line {number}: {exc}")
+        return events, bad
+
+    def last(self) -> Event | None:
+        """The last committed event, read from the end of the file (O(1) in log size)."""
+        if not self.path.exists():
+            return None
+        with open(self.path, "rb") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, size - TAIL_WINDOW))
+            tail = stream.read()
+        complete = tail[: tail.rfind(b"\n") + 1]
+        lines = [line for line in complete.split(b"\n") if line]
+        return Event(**json.loads(lines[-1])) if lines else None
+
+    def repair_torn_tail(self) -> None:
+        """Cut an uncommitted partial last line (call only under the registry lock)."""
+        if not self.path.exists():
+            return
+        raw = self.path.read_bytes()
+        keep = raw.rfind(b"\n") + 1
+        if keep != len(raw):
+            with open(self.path, "r+b") as stream:
+                stream.truncate(keep)
+                os.fsync(stream.fileno())
+
+    def append(self, type: str, artifact: str, *, actor: str, reason: str, data: dict | None = None) -> Event:
+        """Commit one event (call only under the registry lock)."""
+        self.repair_torn_tail()
+        last = self.last()
+        draft = Event(
+            seq=(last.seq + 1) if last else 1,
+            ts=utc_now(),
+            type=type,
+            artifact=artifact,
+            actor=actor,
+            reason=reason,
+            prev=last.hash if last else GENESIS,
+            data=dict(data or {}),
+        )
+        event = Event(**{**draft.body(), "hash": draft.expected_hash()})
+        append_line_durably(self.path, canonical_json(asdict(event)) + b"\n")
+        atomic_write_bytes(self.head_path, canonical_json({"seq": event.seq, "hash": event.hash}) + b"\n")
+        return event
+
+    def head(self) -> dict[str, Any] | None:
+        if not self.head_path.exists():
+            return None
+        return json.loads(self.head_path.read_bytes())
+
+
+def chain_problems(events: list[Event], head: dict[str, Any] | None) -> list[str]:
+    """Every break in the chain, each naming the event (and artifact) where it shows."""
+    problems, prev_hash = [], GENESIS
+    for position, event in enumerate(events, start=1):
+        label = f"event {event.seq} ({event.type} {event.artifact[:12]})"
+        if event.hash != event.expected_hash():
+            problems.append(f"{label}: content does not match its hash (edited)")
+        if event.seq != position:
+            problems.append(f"{label}: expected seq {position}; an event was deleted, inserted or moved")
+        if event.prev != prev_hash:
+            problems.append(f"{label}: prev does not match the event before it (deleted or reordered)")
+        prev_hash = event.hash
+    if head is not None:
+        last_seq = events[-1].seq if events else 0
+        if head.get("seq", 0) > last_seq:
+            problems.append(f"log ends at event {last_seq} but HEAD records {head['seq']}: events deleted from the end")
+        elif head.get("seq") and {e.seq: e.hash for e in events}.get(head["seq"]) != head.get("hash"):
+            problems.append(f"event {head['seq']} does not match the hash recorded in HEAD")
+    elif events:
+        problems.append("HEAD is missing although the log has events")
+    return problems

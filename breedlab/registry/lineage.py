@@ -1,0 +1,42 @@
+"""Ancestry of an artifact as a tree: the artifact, its parents, theirs, and so on."""
+
+from __future__ import annotations
+
+from rich.tree import Tree
+
+from .store import Artifact, Registry
+
+STATE_STYLE = {"champion": "bold green", "candidate": "yellow", "retired": "dim", "rejected": "red"}
+
+
+def describe(artifact: Artifact) -> str:
+    state = artifact.state or "-"
+    style = STATE_STYLE.get(state, "cyan")
+    return (f"[bold]{artifact.manifest.kind}[/] {artifact.manifest.name} "
+            f"[dim]{artifact.id[:12]}[/] [{style}]{state}[/] via {artifact.manifest.operator}")
+
+
+def ancestry_tree(registry: Registry, artifact_id: str, *, show_data: bool = True) -> Tree:
+    """A rich Tree rooted at the artifact whose branches are its ancestors."""
+    artifact = registry.get(artifact_id)
+    tree = Tree(describe(artifact))
+    _add_ancestors(registry, artifact, tree, show_data, seen={artifact.id})
+    return tree
+
+
+def _add_ancestors(registry: Registry, artifact: Artifact, node: Tree, show_data: bool, seen: set[str]) -> None:
+    for parent_id in artifact.manifest.parents:
+        parent = registry.get(parent_id)
+        branch = node.add(describe(parent))
+        if parent.id not in seen:  # a merge can reach one ancestor by two paths
+            _add_ancestors(registry, parent, branch, show_data, seen | {parent.id})
+    if show_data:
+        for data_id in artifact.manifest.data:
+            data = registry.get(data_id)
+            node.add(f"[magenta]data[/] {data.manifest.name} [dim]{data.id[:12]}[/]")
+
+
+def generations(registry: Registry, artifact_id: str) -> int:
+    """Length of the longest parent chain ending at this artifact (a root is 1)."""
+    artifact = registry.get(artifact_id)
+    return 1 + max((generations(registry, p) for p in artifact.manifest.parents), default=0)

@@ -1,0 +1,266 @@
+"""The registry: content-addressed artifacts, manifests, events and lifecycle.
+
+On-disk layout under the registry folder::
+
+    objects/ab/<sha256>     every file, once, read-only
+    artifacts/<id>/...      hard links to objects under their real names
+    manifests/<id>.json     canonical manifest (id = sha256 of identity fields)
+    events.jsonl, HEAD      the hash-chained event log and its head
+    index.sqlite            query cache, rebuildable from the files
+    lock                    flock serialising writers across processes
+
+Registering writes objects, then the artifact folder, then the manifest (each
+atomically), and commits by appending the ``registered`` event. A process
+killed before the commit leaves at most files that no committed event names:
+the artifact is wholly there or not there at all.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .. import __version__
+from . import index
+from .atomic import TMP_PREFIX, atomic_write_bytes, exclusive_lock, fsync_dir
+from .canonical import sha256_bytes
+from .card import render_card
+from .errors import NotFoundError, RegistryError
+from .events import Event, EventLog, utc_now
+from .lifecycle import STATE_EVENT_TYPES, check_transition
+from .manifest import FileEntry, Manifest, check_file_name, parse, validate, validate_header
+from .objects import ObjectStore
+from .safety import refuse_pickle
+
+CARD_NAME = "README.md"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A committed artifact: its id, manifest, folder and current lifecycle state."""
+
+    id: str
+    manifest: Manifest
+    path: Path
+    state: str | None
+
+
+class Registry:
+    def __init__(self, root: Path):
+        self.root = root
+        self.objects = ObjectStore(root / "objects")
+        self.log = EventLog(root)
+        self.artifacts_dir = root / "artifacts"
+        self.manifests_dir = root / "manifests"
+        self.index_path = root / "index.sqlite"
+        self.lock_path = root / "lock"
+
+    @classmethod
+    def open(cls, root: Path) -> "Registry":
+        """Open (creating if needed) the registry at ``root``; bring its index up to date."""
+        root = Path(root)
+        for sub in ("objects", "artifacts", "manifests"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        registry = cls(root)
+        with registry.writing():
+            pass  # taking the lock migrates and catches up the index
+        return registry
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock; on entry repair a torn log tail and sync the index."""
+        with exclusive_lock(self.lock_path):
+            self.log.repair_torn_tail()
+            self._sync_index()
+            yield
+
+    # ----- registering ---------------------------------------------------------------
+
+    def register(
+        self,
+        kind: str,
+        name: str,
+        files: Mapping[str, Path],
+        *,
+        operator: str,
+        recipe: dict[str, Any],
+        parents: tuple[str, ...] | list[str] = (),
+        data: tuple[str, ...] | list[str] = (),
+        metrics: dict[str, Any] | None = None,
+        actor: str = "breedlab",
+        move: bool = False,
+    ) -> Artifact:
+        """Store ``files`` (relative name -> path) as one artifact and commit it.
+
+        Registering identical content again returns the existing artifact and
+        writes nothing. ``move=True`` lets the store take the files by rename.
+        """
+        draft = validate_header(Manifest(
+            kind=kind, name=name, files={}, operator=operator, recipe=recipe,
+            parents=tuple(parents), data=tuple(data), created=utc_now(),
+            breedlab_version=__version__, host=platform.node(), metrics=dict(metrics or {}),
+        ))
+        sources = self._checked_sources(files)
+        with self.writing():
+            for ref in (*parents, *data):
+                self.get(ref)  # every parent and data id must already be committed
+            entries = {rel: FileEntry(*self.objects.put(path, move=move)) for rel, path in sources.items()}
+            manifest = validate(replace(draft, files=entries))
+            if CARD_NAME not in entries:
+                manifest = self._with_card(manifest)
+            if self._committed(manifest.id):
+                return self.get(manifest.id)
+            self._materialise(manifest)
+            raw = manifest.to_json()
+            atomic_write_bytes(self.manifests_dir / f"{manifest.id}.json", raw, mode=0o444)
+            event = self.log.append(
+                "registered", manifest.id, actor=actor, reason=f"{operator} made {kind} {name}",
+                data={"kind": kind, "name": name, "manifest_sha256": sha256_bytes(raw)},
+            )
+            self._apply([event])
+            return self.get(manifest.id)
+
+    def _checked_sources(self, files: Mapping[str, Path]) -> dict[str, Path]:
+        """Validate names and refuse pickles before anything is written."""
+        if not files:
+            raise RegistryError("an artifact needs at least one file")
+        sources = {}
+        for rel, path in files.items():
+            check_file_name(rel)
+            path = Path(path)
+            if not path.is_file():
+                raise RegistryError(f"cannot register {rel!r}: {path} is not a file")
+            refuse_pickle(path, rel)
+            sources[rel] = path
+        return sources
+
+    def _with_card(self, manifest: Manifest) -> Manifest:
+        with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False, encoding="utf-8") as out:
+            out.write(render_card(manifest))
+        try:
+            entry = FileEntry(*self.objects.put(Path(out.name), move=True))
+        finally:
+            Path(out.name).unlink(missing_ok=True)
+        return replace(manifest, files={**manifest.files, CARD_NAME: entry})
+
+    def _materialise(self, manifest: Manifest) -> None:
+        """Build ``artifacts/<id>/`` from hard links in a temp folder, then rename it in."""
+        final = self.artifacts_dir / manifest.id
+        if final.exists():
+            shutil.rmtree(final)  # left by a process killed before its commit
+        staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.artifacts_dir))
+        for rel, entry in manifest.files.items():
+            self.objects.link_into(entry.sha256, staging / rel)
+        staging.rename(final)
+        fsync_dir(self.artifacts_dir)
+
+    # ----- lifecycle -----------------------------------------------------------------
+
+    def transition(self, artifact_id: str, to: str, *, event_type: str, actor: str, reason: str,
+                   data: dict[str, Any] | None = None) -> Event:
+        """Move an artifact to state ``to`` by appending one state event."""
+        if event_type not in STATE_EVENT_TYPES:
+            raise RegistryError(f"{event_type!r} is not a state event; use one of {STATE_EVENT_TYPES}")
+        if not reason.strip():
+            raise RegistryError("a state change needs a reason")
+        with self.writing():
+            artifact = self.get(artifact_id)
+            check_transition(artifact.state, to, event_type, artifact.id)
+            details = {**(data or {}), "from": artifact.state, "to": to}
+            event = self.log.append(event_type, artifact.id, actor=actor, reason=reason, data=details)
+            self._apply([event])
+            return event
+
+    def record(self, event_type: str, artifact_id: str, *, actor: str, reason: str,
+               data: dict[str, Any] | None = None) -> Event:
+        """Append an event that changes no state (e.g. a spawn request)."""
+        if event_type in STATE_EVENT_TYPES or event_type == "registered" or "to" in (data or {}):
+            raise RegistryError(f"{event_type!r} changes state; use register() or transition()")
+        with self.writing():
+            self.get(artifact_id)
+            event = self.log.append(event_type, artifact_id, actor=actor, reason=reason, data=data)
+            self._apply([event])
+            return event
+
+    # ----- reading -------------------------------------------------------------------
+
+    def get(self, ref: str) -> Artifact:
+        """The committed artifact whose id is ``ref`` or starts with it (at least 6 hex)."""
+        rows = self._query("SELECT id, state FROM artifacts WHERE id LIKE ? LIMIT 2", (_prefix(ref) + "%",))
+        if not rows:
+            raise NotFoundError(f"no artifact matches {ref!r}")
+        if len(rows) > 1:
+            raise NotFoundError(f"{ref!r} matches more than one artifact; give more characters")
+        artifact_id = rows[0]["id"]
+        manifest = self.load_manifest(artifact_id)
+        return Artifact(artifact_id, manifest, self.artifacts_dir / artifact_id, rows[0]["state"])
+
+    def find(self, kind: str | None = None, name: str | None = None, state: str | None = None) -> list[Artifact]:
+        """Committed artifacts matching every filter given, newest first."""
+        clauses, params = [], []
+        for column, value in (("kind", kind), ("name", name), ("state", state)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(f"SELECT id FROM artifacts {where} ORDER BY registered_seq DESC", tuple(params))
+        return [self.get(row["id"]) for row in rows]
+
+    def children(self, artifact_id: str) -> list[str]:
+        rows = self._query("SELECT child FROM links WHERE target = ? AND relation = 'parent'", (artifact_id,))
+        return [row["child"] for row in rows]
+
+    def events(self, artifact_id: str | None = None) -> list[Event]:
+        events, _ = self.log.read()
+        return [e for e in events if artifact_id is None or e.artifact == artifact_id]
+
+    def load_manifest(self, artifact_id: str) -> Manifest:
+        path = self.manifests_dir / f"{artifact_id}.json"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"manifest of {artifact_id[:12]} is missing") from None
+        return parse(raw, source=f"manifest {artifact_id[:12]}")
+
+    def reindex(self) -> int:
+        """Rebuild the SQLite index from manifests and events; return the event count."""
+        with exclusive_lock(self.lock_path):
+            events, bad = self.log.read()
+            if bad:
+                raise RegistryError(f"event log has unreadable lines ({bad[0]}); run verify")
+            index.rebuild(self.index_path, events, self.load_manifest)
+            return len(events)
+
+    # ----- internals -----------------------------------------------------------------
+
+    def _committed(self, artifact_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM artifacts WHERE id = ?", (artifact_id,)))
+
+    def _sync_index(self) -> None:
+        with closing(index.connect(self.index_path)) as conn:
+            index.migrate(conn)
+            behind = index.last_seq(conn)
+            last = self.log.last()
+            if last and last.seq > behind:
+                events, _ = self.log.read()
+                index.apply_events(conn, [e for e in events if e.seq > behind], self.load_manifest)
+
+    def _apply(self, events: list[Event]) -> None:
+        with closing(index.connect(self.index_path)) as conn:
+            index.apply_events(conn, events, self.load_manifest)
+
+    def _query(self, sql: str, params: tuple = ()) -> list:
+        with closing(index.connect(self.index_path)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def _prefix(ref: str) -> str:
+    ref = ref.strip().lower()
+    if len(ref) < 6 or any(c not in "0123456789abcdef" for c in ref):
+        raise NotFoundError(f"{ref!r} is not an artifact id or a prefix of at least 6 hex characters")
+    return ref
