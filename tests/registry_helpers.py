@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,9 +16,15 @@ def write_file(directory: Path, name: str, content: bytes) -> Path:
     return path
 
 
+def safetensors_bytes(payload: bytes) -> bytes:
+    """A valid one-tensor safetensors file (dtype U8) holding ``payload``."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}})
+    return len(header).to_bytes(8, "little") + header.encode() + payload
+
+
 def register_weights(reg: Registry, tmp: Path, name: str = "pico", content: bytes = b"w" * 4096,
                      kind: str = "parent", parents=()):
-    weights = write_file(tmp / name, "model.safetensors", content)
+    weights = write_file(tmp / name, "model.safetensors", safetensors_bytes(content))
     config = write_file(tmp / name, "config.json", b'{"model_type": "llama"}')
     return reg.register(kind, name, {"model.safetensors": weights, "config.json": config},
                         operator="import", recipe={"source": "test"}, parents=parents)

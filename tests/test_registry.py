@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -12,7 +13,7 @@ from breedlab.registry import (
 from breedlab.registry.lineage import ancestry_tree, generations
 from breedlab.registry.manifest import parse
 
-from registry_helpers import register_weights, snapshot, write_file
+from registry_helpers import register_weights, safetensors_bytes, snapshot, write_file
 
 
 @pytest.fixture()
@@ -68,7 +69,7 @@ def test_card_has_front_matter_with_base_model(reg, tmp_path):
     ],
 )
 def test_bad_requests_are_refused_and_write_nothing(reg, tmp_path, call, error):
-    source = write_file(tmp_path / "src", "f.safetensors", b"payload")
+    source = write_file(tmp_path / "src", "f.safetensors", safetensors_bytes(b"payload"))
     before = snapshot(reg.root)
     with pytest.raises(RegistryError, match=error):
         reg.register(
@@ -76,6 +77,13 @@ def test_bad_requests_are_refused_and_write_nothing(reg, tmp_path, call, error):
             operator="import", recipe=call.get("recipe", {}), parents=call.get("parents", ()),
         )
     assert snapshot(reg.root) == before
+
+
+def test_safetensors_whose_length_prefix_looks_like_a_pickle_is_stored(reg, tmp_path):
+    header = json.dumps({"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}).ljust(0x0280)
+    weights = write_file(tmp_path, "model.safetensors", (0x0280).to_bytes(8, "little") + header.encode() + b"x")
+    assert weights.read_bytes()[:2] == b"\x80\x02"  # the bytes of a pickle PROTO 2 opcode
+    assert reg.register("parent", "lucky", {"model.safetensors": weights}, operator="import", recipe={}).id
 
 
 @pytest.mark.parametrize("payload", [
