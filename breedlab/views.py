@@ -23,11 +23,11 @@ def human_bytes(size: int) -> str:
 def artifact_table(artifacts: list[Artifact]) -> Table:
     table = Table(title=f"{len(artifacts)} artifacts")
     for column in ("id", "kind", "name", "state", "operator", "size", "created (UTC)"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "name", "size"))
     for art in artifacts:
         size = sum(entry.size for entry in art.manifest.files.values())
         table.add_row(art.id[:12], art.manifest.kind, art.manifest.name, art.state or "-",
-                      art.manifest.operator, human_bytes(size), art.manifest.created[:19])
+                      art.manifest.operator, human_bytes(size), art.manifest.created[:16].replace("T", " "))
     return table
 
 
@@ -64,5 +64,22 @@ def _object_bytes(root: Path) -> int:
 
 
 def print_build_report(console: Console, report) -> None:
-    """Placeholder-free rendering lives with the data package once it lands."""
-    console.print(report)
+    """One row per registered split, then each unavailable source with its fetch command."""
+    table = Table(title=f"corpora ({report.seconds:.1f} s)")
+    for column in ("domain", "split", "dataset", "docs", "chars", "~tokens", "status"):
+        table.add_column(column, justify="right" if column in ("docs", "chars", "~tokens") else "left",
+                         no_wrap=True)
+    for built in report.built:
+        status = "cached" if built.reused else f"built {built.seconds:.1f}s"
+        for split, artifact_id in built.artifacts.items():
+            stats = built.stats.get(split, {})
+            table.add_row(built.domain, split, artifact_id[:12], f"{stats.get('docs', 0):,}",
+                          f"{stats.get('chars', 0):,}", f"{stats.get('approx_tokens', 0):,}", status)
+    console.print(table)
+    for source in report.unavailable:
+        console.print(f"[yellow]unavailable[/] {source.domain}/{source.name}: {source.reason}\n"
+                      f"  fetch with: [bold]{source.fetch_command}[/]")
+    for domain in report.skipped_domains:
+        console.print(f"[yellow]skipped[/] {domain}: none of its sources could be had")
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")

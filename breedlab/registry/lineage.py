@@ -40,3 +40,18 @@ def generations(registry: Registry, artifact_id: str) -> int:
     """Length of the longest parent chain ending at this artifact (a root is 1)."""
     artifact = registry.get(artifact_id)
     return 1 + max((generations(registry, p) for p in artifact.manifest.parents), default=0)
+
+
+def descendants_tree(registry: Registry, root_id: str) -> Tree:
+    """A rich Tree rooted at ``root_id`` whose branches are its children, grandchildren, ..."""
+    root = registry.get(root_id)
+    tree = Tree(describe(root))
+    _add_descendants(registry, root.id, tree, seen={root.id})
+    return tree
+
+
+def _add_descendants(registry: Registry, artifact_id: str, node: Tree, seen: set[str]) -> None:
+    for child_id in registry.children(artifact_id):
+        branch = node.add(describe(registry.get(child_id)))
+        if child_id not in seen:
+            _add_descendants(registry, child_id, branch, seen | {child_id})
