@@ -120,6 +120,52 @@ def registry_reindex(home: HomeOption = None) -> None:
 
 
 @app.command()
+def breed(
+    domain: Annotated[str, typer.Option(help="domain to specialise in (its <domain>/train dataset)")],
+    ratio: Annotated[float, typer.Option(help="p: child parameters / parent parameters")] = 0.3,
+    steps: Annotated[Optional[int], typer.Option(help="optimiser steps [default: 200]")] = None,
+    tokens: Annotated[Optional[int], typer.Option(help="training-token budget (instead of --steps)")] = None,
+    strategy: Annotated[str, typer.Option(help="profiled | uniform | random | scratch")] = "profiled",
+    trainable: Annotated[str, typer.Option(help="lora | lora+norms | full")] = "lora",
+    teacher: Annotated[str, typer.Option(help="hidden (exact, cached) | topk (approximate, cached) | live")] = "hidden",
+    count_embeddings: Annotated[bool, typer.Option(help="count the embedding matrix in p")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    parent: Annotated[Optional[str], typer.Option(help="parent id [default: the champion parent]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Breed a child with the CMG: profile, build at ratio p, distil into LoRA with rehearsal.
+
+    Interrupt it at any time (Ctrl-C); the same command resumes from the last checkpoint.
+    """
+    from .cmg.recipe import CMGRecipe, RunOptions
+    from .operators import get_operator
+
+    registry = open_registry(home)
+    recipe = CMGRecipe(domain=domain, ratio=ratio, steps=steps or 200, tokens=tokens, strategy=strategy,
+                       trainable=trainable, teacher=teacher, count_embeddings=count_embeddings, seed=seed)
+    parent_id = parent or default_parent(registry)
+    outcome = get_operator("cmg")(registry, Home.resolve(home), parent_id, recipe, RunOptions(threads=threads))
+    if outcome.child is None:
+        console.print(f"[yellow]interrupted[/] at step {outcome.result.steps_done}/{recipe.total_steps}; "
+                      "run the same command again to resume")
+        raise typer.Exit(130)
+    child = outcome.child
+    verb = "already bred" if outcome.reused else "bred"
+    console.print(f"{verb} [bold]{child.manifest.name}[/] [cyan]{child.id}[/]: "
+                  f"{child.manifest.metrics['parameters'] / 1e6:.2f}M parameters, "
+                  f"trainable fraction {child.manifest.metrics['trainable_fraction']:.4f}")
+
+
+def default_parent(registry) -> str:
+    """The champion parent, else the newest parent."""
+    parents = registry.find(kind="parent", state="champion") or registry.find(kind="parent")
+    if not parents:
+        fail("no parent registered; run `breedlab parent import smollm2` first")
+    return parents[0].id
+
+
+@app.command()
 def demo(home: HomeOption = None) -> None:
     """Import the SmolLM2 parent, build the corpora, show the registry and lineage."""
     from .demo import run_demo

@@ -1,0 +1,45 @@
+"""Dataset text -> fixed-length token blocks, deterministically.
+
+Documents are tokenised, joined with the EOS token between them (so the model
+sees document boundaries) and cut into blocks of ``seq_len`` tokens; the tail
+shorter than a block is dropped. The same dataset, tokenizer, length and
+budget always give the same tensor, which is what lets a teacher-logit cache
+computed once be reused by every child bred on that data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from ..data.read import iter_texts
+
+
+def token_blocks(tokenizer, texts: Iterable[str], seq_len: int, max_blocks: int | None = None) -> torch.Tensor:
+    """A ``(N, seq_len)`` int64 tensor of consecutive tokens from ``texts``."""
+    if seq_len < 2:
+        raise ValueError("seq_len must be at least 2 (one input and one target)")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token to separate documents")
+    stream: list[int] = []
+    needed = None if max_blocks is None else max_blocks * seq_len
+    for text in texts:
+        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        stream.append(eos)
+        if needed is not None and len(stream) >= needed:
+            break
+    usable = len(stream) // seq_len
+    if max_blocks is not None:
+        usable = min(usable, max_blocks)
+    if usable == 0:
+        raise ValueError(f"not enough text for one block of {seq_len} tokens")
+    return torch.tensor(stream[: usable * seq_len], dtype=torch.long).view(usable, seq_len)
+
+
+def dataset_blocks(artifact_path: Path, tokenizer, seq_len: int, max_tokens: int | None = None) -> torch.Tensor:
+    """Blocks from a registered dataset split, up to ``max_tokens`` tokens (in document order)."""
+    max_blocks = None if max_tokens is None else max(1, max_tokens // seq_len)
+    return token_blocks(tokenizer, iter_texts(artifact_path), seq_len, max_blocks)

@@ -1,0 +1,125 @@
+"""The ``cmg`` operator: breed a registered child from a frozen parent, end to end.
+
+Straight-line, in the paper's order (Genesis V1, section VI):
+  1. profile the parent on domain text          -> ``profile`` artifact (reused)
+  2. plan and build the student at ratio p      -> copied weights, recorded selection
+     (the parent's logits are cached once per dataset -> ``dataset`` artifacts, reused)
+  3. distil into LoRA adapters, T = 4            \
+  4. with 5% general-data rehearsal, l_r = 0.10  /-> ``child`` artifact
+A breed is resumable: checkpoints live under ``<home>/cache/breeds/<key>``,
+where the key hashes the recipe, the parent and the data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..home import Home
+from ..modelio import weights_digest
+from ..operators import operator
+from ..registry import Artifact, Registry, RegistryError
+from ..registry.canonical import sha256_json
+from .child_files import child_metrics, child_name, child_recipe, write_child
+from .inputs import dataset, ensure_profile, ensure_teacher, load_frozen
+from .lora import prepare_trainable
+from .progress import BreedProgress
+from .recipe import CMGRecipe, RunOptions
+from .train import LiveBlocks, TrainResult, train_child
+
+
+@dataclass
+class BreedOutcome:
+    """A registered child, or where an interrupted breed stopped (run again to resume)."""
+
+    child: Artifact | None
+    result: TrainResult
+    checkpoint_dir: Path
+    reused: bool = False
+
+
+@operator("cmg")
+def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecipe,
+                options: RunOptions = RunOptions()) -> BreedOutcome:
+    import torch
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    parent_art = registry.get(parent_id)
+    domain_data = dataset(registry, f"{recipe.domain}/train")
+    general_data = dataset(registry, "general/train") if recipe.rehearsal_share > 0 else None
+    key = sha256_json({"recipe": recipe.to_dict(), "parent": parent_art.id,
+                       "data": [domain_data.id, general_data.id if general_data else None]})
+    existing = _already_bred(registry, recipe, parent_art, key)
+    if existing is not None:
+        return BreedOutcome(existing, TrainResult(), Path(), reused=True)
+
+    parent, tokenizer = load_frozen(parent_art)
+    parent_digest = weights_digest(parent)
+    checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
+    with BreedProgress(options.progress, recipe) as progress:
+        profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
+                                              progress.phase("1/4 profiling the parent", recipe.profile_tokens))
+        plan, student = _build_student(parent, profile, recipe)
+        streams, teachers = _streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
+                                     recipe, progress)
+        model = prepare_trainable(student, recipe)
+        result = train_child(model, recipe, streams, checkpoint_dir, options,
+                             parent=parent if recipe.teacher != "topk" else None,
+                             on_step=progress.training("3/4 distilling (+4/4 rehearsal)"))
+    if weights_digest(parent) != parent_digest:  # the CMG's one promise: the parent never changes
+        raise RegistryError("the parent's weights changed during breeding; nothing was registered")
+    if result.interrupted:
+        return BreedOutcome(None, result, checkpoint_dir)
+
+    inputs = {"profile": profile_art.id, "teachers": [t.id for t in teachers], "key": key}
+    metrics = child_metrics(model, plan, result)
+    with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
+        files = write_child(Path(scratch), model, tokenizer, plan, result, parent_art)
+        child = registry.register(
+            "child", child_name(recipe), files, operator="cmg",
+            recipe=child_recipe(recipe, plan, parent_art, inputs),
+            parents=[parent_art.id],
+            data=[d.id for d in (domain_data, general_data) if d is not None] + inputs["teachers"],
+            metrics=metrics, move=True,
+        )
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return BreedOutcome(child, result, checkpoint_dir)
+
+
+def _already_bred(registry: Registry, recipe: CMGRecipe, parent_art: Artifact, key: str) -> Artifact | None:
+    for child in registry.find(kind="child", name=child_name(recipe)):
+        if child.manifest.parents == (parent_art.id,) and child.manifest.recipe.get("inputs", {}).get("key") == key:
+            return child
+    return None
+
+
+def _build_student(parent, profile, recipe: CMGRecipe):
+    from .student import build_student, plan_student
+
+    plan = plan_student(parent.config, ratio=recipe.ratio, strategy=recipe.strategy, profile=profile,
+                        count_embeddings=recipe.count_embeddings, seed=recipe.seed)
+    return plan, build_student(parent, plan, seed=recipe.seed)
+
+
+def _streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress):
+    """Training sources: a cached teacher (hidden states or top-k), or plain blocks for a live parent."""
+    from .blocks import dataset_blocks
+    from .teacher import load_teacher_cache
+
+    pools = {"domain": (domain_data, recipe.pool_tokens)}
+    if general_data is not None:
+        pools["general"] = (general_data, recipe.rehearsal_pool_tokens)
+    streams, teachers = {}, []
+    for stream, (data, tokens) in pools.items():
+        if recipe.teacher == "live":
+            streams[stream] = LiveBlocks(dataset_blocks(data.path, tokenizer, recipe.seq_len, tokens))
+            continue
+        label = f"2/4 caching the parent's {recipe.teacher} ({stream})"
+        teacher = ensure_teacher(registry, parent_art, parent, tokenizer, data, recipe, tokens,
+                                 progress.phase(label, tokens))
+        teachers.append(teacher)
+        streams[stream] = load_teacher_cache(teacher.path)
+    return streams, teachers

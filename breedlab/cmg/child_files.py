@@ -1,0 +1,90 @@
+"""What a bred child is on disk, and what its manifest says about it.
+
+The child folder loads with plain ``transformers`` (adapters merged into the
+weights); ``adapter/`` keeps the LoRA adapter on its own; ``training_curve.json``
+and ``selection.json`` record the run and the kept layers/heads/neurons. No
+file carries a timestamp, so the same recipe and data give the same hash.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..modelio import save_model
+from ..registry import Artifact
+from .lora import merged_model, save_adapter, trainable_fraction
+from .recipe import CMGRecipe
+from .train import TrainResult
+
+LOSS_FORMULA = "a_ce*CE + a_kd*T^2*KL(softmax(parent/T) || softmax(child/T)) + l_r*L_rehearsal"
+TAIL_STEPS = 10
+
+
+def child_name(recipe: CMGRecipe) -> str:
+    suffix = "" if recipe.trainable == "lora" else f"-{recipe.trainable.replace('+', '-')}"
+    return f"{recipe.domain}-p{round(recipe.ratio * 100):02d}-{recipe.strategy}{suffix}"
+
+
+def write_child(directory: Path, model, tokenizer, plan, result: TrainResult, parent: Artifact) -> dict[str, Path]:
+    """Save the merged model, the adapter, the curve and the selection; return name -> path."""
+    model_dir = directory / "model"
+    has_adapter = save_adapter(model, model_dir / "adapter", f"breedlab:{parent.id}/student")
+    save_model(merged_model(model), tokenizer, model_dir)  # merging folds the adapters in: do it last
+    # sort_keys: entries restored from a checkpoint must serialise exactly like fresh ones
+    (model_dir / "training_curve.json").write_text(json.dumps(result.curve, indent=1, sort_keys=True) + "\n")
+    (model_dir / "selection.json").write_text(json.dumps(plan.to_dict(), sort_keys=True) + "\n")
+    files = {p.relative_to(model_dir).as_posix(): p for p in sorted(model_dir.rglob("*")) if p.is_file()}
+    assert has_adapter == any(name.startswith("adapter/") for name in files)
+    return files
+
+
+def child_recipe(recipe: CMGRecipe, plan, parent: Artifact, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The full recipe: hyperparameters, the student plan, and every input's id and library version."""
+    import peft
+    import torch
+    import transformers
+
+    return {
+        **recipe.to_dict(),
+        "loss": LOSS_FORMULA,
+        "parent": parent.id,
+        "plan": plan.summary(),
+        "selection_sha256": plan.sha256,
+        "embeddings_counted": recipe.count_embeddings,
+        "inputs": inputs,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__},
+    }
+
+
+def child_metrics(model, plan, result: TrainResult) -> dict[str, Any]:
+    """Measured facts about the run; call before ``write_child`` (merging consumes the adapters)."""
+    trainable, total = trainable_fraction(model)
+    domain_tail = [e["loss"] for e in result.curve if e["stream"] == "domain"][-TAIL_STEPS:]
+    return {
+        "parameters": _base_parameters(model),
+        "counted_parameters": plan.student_params,
+        "counted_target": plan.target_params,
+        "counted_parent_parameters": plan.parent_params,
+        "embeddings_counted": plan.count_embeddings,
+        "trainable_parameters": trainable,
+        "trainable_fraction": trainable / total,
+        "steps": result.steps_done,
+        "tokens": result.tokens,
+        "domain_tokens": result.domain_tokens,
+        "rehearsal_tokens": result.rehearsal_tokens,
+        "rehearsal_share": result.rehearsal_tokens / max(1, result.tokens),
+        "first_loss": result.curve[0]["loss"] if result.curve else None,
+        "final_domain_loss": sum(domain_tail) / max(1, len(domain_tail)),
+        "train_seconds_last_run": round(result.seconds, 2),
+        "train_tokens_per_second": round(result.run_tokens / result.seconds, 1) if result.seconds else None,
+        "parent_unchanged": True,
+    }
+
+
+def _base_parameters(model) -> int:
+    """All weights of the child as served (tied embeddings once, LoRA matrices excluded: they merge in)."""
+    unique = {id(p): p.numel() for name, p in model.named_parameters() if "lora_" not in name}
+    return sum(unique.values())

@@ -1,0 +1,78 @@
+"""What a breed consumes, each found in the registry or made once and registered for reuse:
+the frozen parent, the domain and general datasets, the parent's profile and its cached logits."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..modelio import load_model
+from ..registry import Artifact, MODEL_KINDS, Registry, RegistryError
+from ..registry.canonical import sha256_file
+from .blocks import dataset_blocks
+from .recipe import CMGRecipe
+
+
+def load_frozen(artifact: Artifact):
+    """Load a model artifact as a frozen parent: every file is re-hashed against its manifest first."""
+    if artifact.manifest.kind not in MODEL_KINDS:
+        raise RegistryError(f"{artifact.id[:12]} is a {artifact.manifest.kind}, not a model that can parent a child")
+    expected = {name: entry.sha256 for name, entry in artifact.manifest.files.items()}
+    model, tokenizer = load_model(artifact.path, expected_files=expected)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model, tokenizer
+
+
+def dataset(registry: Registry, name: str) -> Artifact:
+    found = registry.find(kind="dataset", name=name)
+    if not found:
+        raise RegistryError(f"no dataset {name!r} registered; run `breedlab data build` first")
+    return found[0]
+
+
+def tokenizer_hash(artifact: Artifact) -> str:
+    """Teacher caches are only valid for the tokenizer that produced their token ids."""
+    path = artifact.path / "tokenizer.json"
+    return sha256_file(path) if path.is_file() else artifact.id
+
+
+def ensure_profile(registry: Registry, parent_art: Artifact, parent, tokenizer, data: Artifact,
+                   recipe: CMGRecipe, progress: Callable[[int], None] | None) -> tuple[Artifact, Any]:
+    from .profile import load_profile, profile_model, register_profile
+
+    profile_recipe = {"tokens": recipe.profile_tokens, "seq_len": recipe.seq_len,
+                      "tokenizer": tokenizer_hash(parent_art), "measure": "residual-contribution"}
+    name = f"{recipe.domain}/profile"
+    for existing in registry.find(kind="profile", name=name):
+        if existing.manifest.parents == (parent_art.id,) and existing.manifest.data == (data.id,) \
+                and existing.manifest.recipe == profile_recipe:
+            return existing, load_profile(existing.path / "profile.safetensors")
+    blocks = dataset_blocks(data.path, tokenizer, recipe.seq_len, recipe.profile_tokens)
+    profile = profile_model(parent, blocks, progress=progress)
+    artifact = register_profile(registry, profile, name=name, parent_id=parent_art.id, data_id=data.id,
+                                recipe=profile_recipe)
+    return artifact, profile
+
+
+def ensure_teacher(registry: Registry, parent_art: Artifact, parent, tokenizer, data: Artifact,
+                   recipe: CMGRecipe, tokens: int, progress: Callable[[int], None] | None) -> Artifact:
+    """The parent's view of ``tokens`` of ``data`` (hidden states or top-k logits), computed once."""
+    from .teacher import compute_hidden_cache, compute_teacher_cache, find_teacher_cache, register_teacher_cache
+
+    cache_recipe = {"format": recipe.teacher, "temperature": recipe.temperature, "seq_len": recipe.seq_len,
+                    "tokens": tokens, "tokenizer": tokenizer_hash(parent_art)}
+    if recipe.teacher == "topk":
+        cache_recipe["k"] = recipe.teacher_topk
+    found = find_teacher_cache(registry, parent_id=parent_art.id, data_id=data.id, recipe=cache_recipe)
+    if found is not None:
+        return found
+    blocks = dataset_blocks(data.path, tokenizer, recipe.seq_len, tokens)
+    if recipe.teacher == "hidden":
+        tensors = compute_hidden_cache(parent, blocks, progress=progress)
+        name = f"{data.manifest.name}/teacher-hidden"
+    else:
+        tensors = compute_teacher_cache(parent, blocks, k=recipe.teacher_topk, temperature=recipe.temperature,
+                                        progress=progress)
+        name = f"{data.manifest.name}/teacher-top{recipe.teacher_topk}"
+    return register_teacher_cache(registry, tensors, name=name, parent_id=parent_art.id, data_id=data.id,
+                                  recipe=cache_recipe)

@@ -1,0 +1,111 @@
+"""What to breed (the recipe, hashed into the child's identity) and how to run it (options, not hashed).
+
+Defaults follow Genesis V1 section VI: T = 4, rehearsal weight 0.10 on a 5%
+share of general data, LoRA on the attention and MLP projections only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+TRAINABLE_MODES = ("lora", "lora+norms", "full")
+TEACHER_MODES = ("hidden", "topk", "live")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class CMGRecipe:
+    """Everything that determines the child. Two equal recipes on the same data give the same child."""
+
+    domain: str
+    """Domain whose ``<domain>/train`` dataset the child specialises in."""
+    ratio: float = 0.3
+    """p: the student's parameter count as a fraction of the parent's (0.05 to 0.5)."""
+    strategy: str = "profiled"
+    """profiled (the paper's) | uniform (every k-th layer) | random | scratch (same shape, random init)."""
+    count_embeddings: bool = False
+    """Whether p counts the (tied) embedding matrix; SmolLM2's is 21% of it, so False lets p go below that."""
+    steps: int = 200
+    """Optimiser steps (``tokens`` overrides it when set)."""
+    tokens: int | None = None
+    """Training-token budget; steps = ceil(tokens / (batch_size * seq_len))."""
+    batch_size: int = 8
+    seq_len: int = 256
+    lr: float = 2e-3
+    """Peak learning rate (linear warm-up, then cosine to 10%)."""
+    warmup_steps: int = 10
+    grad_clip: float = 1.0
+    temperature: float = 4.0
+    """T in Equation 2: softens the parent's distribution."""
+    alpha_ce: float = 0.5
+    """a_ce: weight of cross-entropy on the true next token."""
+    alpha_kd: float = 0.5
+    """a_kd: weight of T^2 * KL(parent_T || child_T)."""
+    rehearsal_weight: float = 0.10
+    """l_r: weight of the loss on general-data batches."""
+    rehearsal_share: float = 0.05
+    """Share of training batches (so tokens) drawn from the general corpus, interleaved evenly."""
+    trainable: str = "lora"
+    """lora (adapters only, the paper's) | lora+norms | full (every student weight, no adapters)."""
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    teacher: str = "hidden"
+    """Where the parent's logits come from: hidden (its final hidden states cached once, logits
+    recomputed exactly by its LM head) | topk (top-k logits + exact rest mass cached: a lower bound
+    of the KL, loose at T=4) | live (the parent runs on every batch)."""
+    teacher_topk: int = 32
+    """k for ``teacher="topk"``."""
+    profile_tokens: int = 16_384
+    """Domain tokens the parent is profiled on (step 1)."""
+    pool_tokens: int = 262_144
+    """Domain tokens training batches are drawn from (and the parent's logits are cached for)."""
+    rehearsal_pool_tokens: int = 32_768
+    """General-corpus tokens rehearsal batches are drawn from (only ``rehearsal_share`` of steps use them)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+        if self.trainable not in TRAINABLE_MODES:
+            raise ValueError(f"trainable must be one of {TRAINABLE_MODES}, got {self.trainable!r}")
+        if self.teacher not in TEACHER_MODES:
+            raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
+        if not 0.0 <= self.rehearsal_share < 1.0:
+            raise ValueError("rehearsal_share must be in [0, 1)")
+        if self.temperature <= 0 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("temperature, steps and batch_size must be positive")
+
+    @property
+    def total_steps(self) -> int:
+        if self.tokens is None:
+            return self.steps
+        return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "CMGRecipe":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown recipe fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a breed: never part of the child's identity."""
+
+    checkpoint_every: int = 25
+    """Steps between resumable checkpoints."""
+    threads: int | None = None
+    """torch threads (None: leave torch's default)."""
+    progress: bool = True
+    stop_after: int | None = None
+    """Stop (as if interrupted) after this many steps of this run: for tests of resuming."""
+    work_dir: Path | None = None
+    """Where checkpoints go; default ``<home>/cache/breeds``."""

@@ -1,0 +1,149 @@
+"""Steps 3 and 4 of the CMG: distil the parent into the student, with rehearsal.
+
+One linear loop, read top to bottom. Per step: pick the stream (domain, or a
+general-corpus rehearsal batch on an evenly spread ``rehearsal_share`` of
+steps), fetch the batch and the parent's logits for it (its LM head over
+cached hidden states, a top-k cache, or the live parent), then
+
+    L = a_ce * CE + a_kd * T^2 * KL(softmax(parent/T) || softmax(child/T))
+
+on a domain batch, and ``l_r`` times the same loss on a rehearsal batch, so
+over a run the objective is Equation 2 of Genesis V1 with L_rehearsal the
+distillation loss on general text. The parent is only ever run under
+``no_grad``; its weights never receive a gradient.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .losses import ce_loss, kd_loss_full, kd_loss_topk
+from .lora import trainable_parameters
+from .recipe import CMGRecipe, RunOptions
+from .schedule import batch_indices, learning_rate, stream_position
+from .teacher import teacher_logits
+
+STREAM_SEEDS = {"domain": 0, "general": 1}
+
+
+class BatchSource(Protocol):
+    """A pool of training blocks; ``batch`` returns ``input_ids`` (B, S) and, if cached, the parent's top-k."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class LiveBlocks:
+    """Blocks with no cached teacher: the parent runs live on every batch (full-vocabulary KL)."""
+
+    blocks: torch.Tensor  # (N, S)
+
+    def __len__(self) -> int:
+        return self.blocks.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.blocks[indices]}
+
+
+@dataclass
+class TrainResult:
+    curve: list[dict] = field(default_factory=list)
+    """One entry per step: step, stream, lr, loss, ce, kd (deterministic; no timings)."""
+    steps_done: int = 0
+    domain_tokens: int = 0
+    rehearsal_tokens: int = 0
+    seconds: float = 0.0
+    """Wall time of this run's steps (a resumed run counts only its own)."""
+    run_tokens: int = 0
+    interrupted: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.domain_tokens + self.rehearsal_tokens
+
+
+def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, BatchSource],
+                checkpoint_dir: Path, options: RunOptions, *, parent: torch.nn.Module | None = None,
+                on_step: Callable[[int, dict, TrainResult], None] | None = None) -> TrainResult:
+    """Train ``model``'s trainable parameters; resume from ``checkpoint_dir`` if a checkpoint is there."""
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params.values(), lr=recipe.lr, weight_decay=0.0)
+    state = load_checkpoint(checkpoint_dir, params, optimizer) or {"step": 0, "curve": []}
+    result = TrainResult(curve=list(state["curve"]), steps_done=state["step"])
+    _count_tokens(result, recipe)
+    model.train()
+    started, step = time.perf_counter(), result.steps_done
+    try:
+        while step < recipe.total_steps:
+            record = _train_step(model, recipe, streams, optimizer, params, step, parent)
+            step += 1
+            result.curve.append(record)
+            result.steps_done = step
+            result.run_tokens += recipe.batch_size * recipe.seq_len
+            result.seconds = time.perf_counter() - started
+            _count_tokens(result, recipe)
+            if on_step:
+                on_step(step, record, result)
+            if step % options.checkpoint_every == 0 or step == recipe.total_steps:
+                save_checkpoint(checkpoint_dir, step, params, optimizer, {"curve": result.curve})
+            if options.stop_after is not None and step - state["step"] >= options.stop_after:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        save_checkpoint(checkpoint_dir, step, params, optimizer, {"curve": result.curve})
+        result.interrupted = step < recipe.total_steps
+    model.eval()
+    return result
+
+
+def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int, parent) -> dict:
+    stream, number = stream_position(step, recipe.rehearsal_share)
+    source = streams[stream]
+    indices = batch_indices(number, recipe.batch_size, len(source), recipe.seed * 2 + STREAM_SEEDS[stream])
+    batch = source.batch(indices)
+    input_ids = batch["input_ids"].long()  # (B, S)
+    lr = learning_rate(step, recipe.total_steps, recipe.lr, recipe.warmup_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+    logits = model(input_ids=input_ids).logits  # (B, S, V)
+    ce = ce_loss(logits, input_ids)
+    kd = _kd_term(logits, batch, input_ids, recipe, parent)
+    loss = recipe.alpha_ce * ce + recipe.alpha_kd * kd
+    if stream == "general":
+        loss = recipe.rehearsal_weight * loss  # l_r * L_rehearsal
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(params.values()), recipe.grad_clip)
+    optimizer.step()
+    return {"step": step, "stream": stream, "lr": lr, "loss": loss.item(), "ce": ce.item(), "kd": kd.item()}
+
+
+def _kd_term(logits, batch, input_ids, recipe: CMGRecipe, parent) -> torch.Tensor:
+    if "topk_ids" in batch:
+        return kd_loss_topk(logits, batch["topk_ids"].long(), batch["topk_logits"].float(),
+                            batch["lse"].float(), recipe.temperature)
+    if parent is None:
+        raise ValueError("no cached teacher logits and no parent to compute them")
+    with torch.no_grad():  # the parent is frozen: no graph, no gradient, never updated
+        if "hidden" in batch:  # cached final hidden states: only the LM head runs
+            parent_logits = teacher_logits(parent, batch)  # (B, S, V)
+        else:  # live: the whole parent runs on this batch
+            parent_logits = parent(input_ids=input_ids).logits  # (B, S, V)
+    kd = kd_loss_full(logits, parent_logits, recipe.temperature)
+    del parent_logits  # (B, S, V) floats: free them before backward allocates the child's grads
+    return kd
+
+
+def _count_tokens(result: TrainResult, recipe: CMGRecipe) -> None:
+    per_batch = recipe.batch_size * recipe.seq_len
+    rehearsal = sum(1 for entry in result.curve if entry["stream"] == "general")
+    result.rehearsal_tokens = rehearsal * per_batch
+    result.domain_tokens = (len(result.curve) - rehearsal) * per_batch

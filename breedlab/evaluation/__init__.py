@@ -1,0 +1,1 @@
+"""Measuring models: language-model scores now; frozen suites, fitness and decisions build on these."""
