@@ -8,7 +8,7 @@ all weights trained (what LoRA-only costs). Scores each with the parent on held-
 code and general text, in one run, and prints one table of ratios to the parent.
 Also times the KD loop with cached parent logits against the parent run live.
 
-    .venv/bin/python benchmarks/stage1.py                 # real parent, ~30-40 min on 2 cores
+    .venv/bin/python benchmarks/stage1.py                 # real parent, about an hour on 2 cores
     .venv/bin/python benchmarks/stage1.py --quick         # pico lab smoke run, seconds
 """
 
@@ -50,7 +50,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3])
-    parser.add_argument("--tokens", type=int, default=131_072, help="training tokens per child")
+    parser.add_argument("--tokens", type=int, default=49_152, help="training tokens per child")
     parser.add_argument("--eval-tokens", type=int, default=16_384, help="held-out tokens per split")
     parser.add_argument("--timing-steps", type=int, default=6, help="steps for the cached-vs-live KD timing")
     parser.add_argument("--threads", type=int, default=2)
@@ -73,7 +73,8 @@ def prepare(args, home: Home, registry: Registry):
 
     parent = import_parent(registry, "smollm2", cache_dir=home.cache_dir)
     build_corpora(home, registry, domains=["code", "general"])
-    return parent, CMGRecipe(domain="code", warmup_steps=8)
+    # At ~49k training tokens only a couple of steps are rehearsal steps: a small general pool suffices.
+    return parent, CMGRecipe(domain="code", warmup_steps=4, rehearsal_pool_tokens=8192)
 
 
 def evaluate(label, model, tokenizer, blocks, metrics=None) -> dict:
@@ -115,7 +116,7 @@ def time_kd_loops(args, home, registry, parent, base) -> dict:
     for label, teacher in (("cached parent hidden states (exact)", "hidden"),
                            (f"cached parent top-{base.teacher_topk} logits", "topk"), ("live parent", "live")):
         recipe = replace(base, ratio=0.3, tokens=None, steps=10_000, teacher=teacher, seed=99,
-                         pool_tokens=args.tokens)
+                         pool_tokens=base.seq_len * base.batch_size * args.timing_steps)
         options = RunOptions(threads=args.threads, stop_after=args.timing_steps,
                              work_dir=home.cache_dir / "stage1-timing" / teacher)
         outcome = breed_child(registry, home, parent.id, recipe, options)

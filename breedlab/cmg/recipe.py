@@ -60,7 +60,7 @@ class CMGRecipe:
     """k for ``teacher="topk"``."""
     profile_tokens: int = 16_384
     """Domain tokens the parent is profiled on (step 1)."""
-    pool_tokens: int = 262_144
+    pool_tokens: int = 65_536
     """Domain tokens training batches are drawn from (and the parent's logits are cached for)."""
     rehearsal_pool_tokens: int = 32_768
     """General-corpus tokens rehearsal batches are drawn from (only ``rehearsal_share`` of steps use them)."""
