@@ -1,0 +1,64 @@
+"""The fitness vector: everything measured about one candidate, on one machine, in one run.
+
+It is plain data: measuring code (``breedlab.evaluation.measure``) fills it,
+gates and decisions (``breedlab.evaluation.gates``, ``decision``) read it, and
+evidence packets serialise it. A metric a suite could not measure stays None
+and is named, with the reason, in ``unmeasured``: evidence never pretends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class FitnessVector:
+    candidate: str
+    """Artifact id of the model measured."""
+    operator: str = ""
+    """The operator that made the candidate (import, cmg, adapter-finetune, quantize, ...)."""
+    suites: dict[str, str] = field(default_factory=dict)
+    """Suite kind (lm, cloze, retention) -> eval-suite artifact id."""
+    utility: float | None = None
+    """Multiple-choice cloze accuracy on held-out domain documents (what a person would call usefulness)."""
+    utility_cases: list[int] = field(default_factory=list)
+    """Per cloze case, 1 if the true continuation won: the pairs for the sign/McNemar test."""
+    domain_accuracy: float | None = None
+    """Next-token accuracy on held-out domain text."""
+    domain_ppl: float | None = None
+    domain_case_nll: list[float] = field(default_factory=list)
+    """Per lm-suite case, mean next-token NLL: the pairs for the bootstrap interval."""
+    general_ppl: float | None = None
+    """Perplexity on held-out general text (retention)."""
+    general_regression: float | None = None
+    """general_ppl minus the parent's general_ppl on the same suite (positive = worse)."""
+    latency_token_ms_p50: float | None = None
+    latency_token_ms_p95: float | None = None
+    latency_request_ms_p50: float | None = None
+    latency_request_ms_p95: float | None = None
+    peak_rss_bytes: int | None = None
+    """Peak resident memory of the process that loaded and ran the candidate alone."""
+    weight_bytes: int | None = None
+    """Bytes of the candidate's weight files."""
+    parameters: int | None = None
+    flops_per_token: float | None = None
+    """Forward FLOPs per token at the suite's context length (2 * multiply-adds)."""
+    network_attempts: int | None = None
+    """Outbound connections attempted while measuring (the privacy guard refuses and counts them)."""
+    data_local: bool | None = None
+    """Every dataset the candidate was trained on is a local registry artifact."""
+    canary_reproduced: bool | None = None
+    """Whether greedy decoding from the planted secret's prefix reproduced the secret."""
+    has_nan: bool | None = None
+    machine: str = ""
+    measured_utc: str = ""
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    """Metric name -> why this run could not measure it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "FitnessVector":
+        return cls(**values)
