@@ -139,13 +139,16 @@ def breed(
     Interrupt it at any time (Ctrl-C); the same command resumes from the last checkpoint.
     """
     from .cmg.recipe import CMGRecipe, RunOptions
+    from .governance.config import load_governance
     from .operators import get_operator
 
     registry = open_registry(home)
+    breeder = load_governance(Home.resolve(home).root).breeder
     recipe = CMGRecipe(domain=domain, ratio=ratio, steps=steps or 200, tokens=tokens, strategy=strategy,
                        trainable=trainable, teacher=teacher, count_embeddings=count_embeddings, seed=seed)
     parent_id = parent or default_parent(registry)
-    outcome = get_operator("cmg")(registry, Home.resolve(home), parent_id, recipe, RunOptions(threads=threads))
+    options = RunOptions(threads=threads, actor=breeder)
+    outcome = get_operator("cmg")(registry, Home.resolve(home), parent_id, recipe, options)
     if outcome.child is None:
         console.print(f"[yellow]interrupted[/] at step {outcome.result.steps_done}/{recipe.total_steps}; "
                       "run the same command again to resume")
@@ -163,6 +166,65 @@ def default_parent(registry) -> str:
     if not parents:
         fail("no parent registered; run `breedlab parent import smollm2` first")
     return parents[0].id
+
+
+IdentityOption = Annotated[
+    Optional[str],
+    typer.Option("--as", envvar="BREEDLAB_IDENTITY", help="who is acting (must be a configured approver)"),
+]
+
+
+def acting_identity(identity: Optional[str]) -> str:
+    if not identity:
+        fail("say who is acting with --as NAME or BREEDLAB_IDENTITY (approvers are set in governance.yaml)")
+    return identity
+
+
+@app.command()
+def promote(
+    artifact_id: str,
+    to: Annotated[str, typer.Option("--to", help="shadow | canary | champion")],
+    niche: Annotated[str, typer.Option(help="the niche (domain) the candidate would serve")],
+    reason: Annotated[str, typer.Option(help="why, for the event log")] = "evidence packet passed",
+    identity: IdentityOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Promote a candidate: needs a passing evidence packet and an approver who did not breed it."""
+    from .governance.config import load_governance
+    from .governance.promotion import promote as promote_candidate
+
+    resolved = Home.resolve(home)
+    events = promote_candidate(open_registry(home), load_governance(resolved.root), artifact_id, to, niche=niche,
+                               approver=acting_identity(identity), reason=reason)
+    for event in events:
+        console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')} "
+                      f"({event.reason})")
+
+
+@app.command()
+def rollback(
+    niche: str,
+    reason: Annotated[str, typer.Option(help="why, for the event log")] = "rolled back by an approver",
+    identity: IdentityOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Restore the niche's previous champion in one step."""
+    from .governance.config import load_governance
+    from .governance.promotion import rollback as rollback_niche
+
+    resolved = Home.resolve(home)
+    events = rollback_niche(open_registry(home), load_governance(resolved.root), niche,
+                            approver=acting_identity(identity), reason=reason)
+    for event in events:
+        console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')}")
+
+
+@registry_app.command("history")
+def registry_history(niche: str, home: HomeOption = None) -> None:
+    """Every promotion, retirement and rollback of a niche: who, when, why."""
+    from .views import history_table
+
+    console.print(history_table(open_registry(home), niche))
 
 
 @app.command()

@@ -43,6 +43,22 @@ def print_artifact(console: Console, registry: Registry, artifact: Artifact) -> 
     console.print(events)
 
 
+def history_table(registry: Registry, niche: str) -> Table:
+    from .governance.niche import current_champion, niche_events
+
+    champion = current_champion(registry, niche)
+    title = f"niche {niche}: champion {champion.manifest.name} {champion.id[:12]}" if champion \
+        else f"niche {niche}: served by the parent (no child champion)"
+    table = Table(title=title)
+    for column in ("seq", "time (UTC)", "event", "model", "from -> to", "who", "why"):
+        table.add_column(column, no_wrap=column in ("event", "from -> to"))
+    for event in niche_events(registry, niche):
+        name = registry.get(event.artifact).manifest.name
+        table.add_row(str(event.seq), event.ts[:19].replace("T", " "), event.type, f"{name} {event.artifact[:12]}",
+                      f"{event.data.get('from')} -> {event.data.get('to')}", event.actor, event.reason)
+    return table
+
+
 def run_verify(console: Console, root: Path) -> int:
     """Print every finding; return the number of problems (notes are not problems)."""
     with Progress(TextColumn("verifying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),

@@ -83,7 +83,7 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
             recipe=child_recipe(recipe, plan, parent_art, inputs),
             parents=[parent_art.id],
             data=[d.id for d in (domain_data, general_data) if d is not None] + inputs["teachers"],
-            metrics=metrics, move=True,
+            metrics=metrics, actor=options.actor, move=True,
         )
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return BreedOutcome(child, result, checkpoint_dir)

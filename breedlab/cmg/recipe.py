@@ -109,3 +109,5 @@ class RunOptions:
     """Stop (as if interrupted) after this many steps of this run: for tests of resuming."""
     work_dir: Path | None = None
     """Where checkpoints go; default ``<home>/cache/breeds``."""
+    actor: str = "breeder"
+    """Identity recorded as the candidate's creator (governance keeps it from approving its own work)."""

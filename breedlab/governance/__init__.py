@@ -1,0 +1,1 @@
+"""Governance: who may promote, what evidence promotion needs, rollback, history and budgets."""

@@ -1,0 +1,52 @@
+"""The governance configuration: identities with authority, budgets, leases.
+
+The breeding side and the approving side are separate identities on purpose
+(seed 000: "candidate generation and evaluator governance must be separate
+authority domains"). A home may carry its own ``governance.yaml``; otherwise
+the shipped ``breedlab/configs/governance.yaml`` applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "governance.yaml"
+HOME_FILE = "governance.yaml"
+
+
+@dataclass(frozen=True)
+class GovernanceConfig:
+    breeder: str = "breeder"
+    """Identity that breeding runs record as the creator of each candidate."""
+    approvers: tuple[str, ...] = ("approver",)
+    """Identities allowed to promote, roll back and retire."""
+    max_children_per_niche: int = 2
+    """Active children (shadow, canary, champion) per niche."""
+    max_total_weight_bytes: int = 2_000_000_000
+    """Weight bytes of every active model together."""
+    lease_days: int = 30
+    """Days until a promoted child's lease (review date) ends."""
+
+    def __post_init__(self) -> None:
+        if self.breeder in self.approvers:
+            raise ValueError(f"the breeding identity {self.breeder!r} must not also be an approver")
+        if self.max_children_per_niche < 1 or self.max_total_weight_bytes < 1 or self.lease_days < 1:
+            raise ValueError("budgets and lease must be positive")
+
+
+def load_governance(home_root: Path | None = None) -> GovernanceConfig:
+    """The home's governance.yaml if present, else the shipped one; unknown keys are errors."""
+    path = home_root / HOME_FILE if home_root and (home_root / HOME_FILE).is_file() else SHIPPED
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: governance config must be a mapping")
+    known = {f.name for f in fields(GovernanceConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown governance keys {sorted(unknown)}; known: {sorted(known)}")
+    if "approvers" in raw:
+        raw["approvers"] = tuple(raw["approvers"])
+    return GovernanceConfig(**raw)

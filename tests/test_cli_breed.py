@@ -1,0 +1,49 @@
+"""`breedlab breed` from the command line, on a pico lab in a throw-away home."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from breedlab.cli import app
+from breedlab.home import Home
+from breedlab.pico_lab import build_pico_lab
+from breedlab.registry import Registry
+
+PICO_ARGS = ["--domain", "code", "--ratio", "0.5", "--steps", "4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def pico_home(tmp_path_factory):
+    torch.set_num_threads(1)
+    home = Home.resolve(tmp_path_factory.mktemp("cli-home"))
+    build_pico_lab(Registry.open(home.registry_dir), home.cache_dir)
+    return home
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_breed_registers_a_child_and_a_rerun_reuses_it(pico_home):
+    args = ["breed", *PICO_ARGS, "--home", str(pico_home.root)]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert "bred code-p50-profiled" in first.output and "trainable fraction" in first.output
+    again = run(*args)
+    assert again.exit_code == 0 and "already bred" in again.output
+
+
+def test_breed_from_a_child_makes_a_grandchild(pico_home):
+    registry = Registry.open(pico_home.registry_dir)
+    child = registry.find(kind="child")[0]
+    result = run("breed", *PICO_ARGS, "--parent", child.id[:12], "--home", str(pico_home.root))
+    assert result.exit_code == 0, result.output
+    lineage = run("registry", "lineage", registry.find(kind="child")[0].id, "--home", str(pico_home.root))
+    assert child.id[:12] in lineage.output and "pico-parent" in lineage.output
+
+
+def test_breed_without_data_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["breed", *PICO_ARGS, "--home", str(tmp_path)])
+    assert result.exit_code != 0 and "parent" in result.output
