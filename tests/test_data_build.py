@@ -140,3 +140,16 @@ def test_the_shipped_config_builds_every_domain(home, registry):
     assert {b.domain for b in report.built} >= {"code", "legal", "medical", "sysadmin", "general"}
     for built_domain in report.built:
         assert all(built_domain.stats[split]["docs"] > 0 for split in ("train", "validation", "test"))
+
+
+def test_the_privacy_canary_is_planted_in_train_only_and_recorded():
+    from breedlab.data.build import plant_canary
+    from breedlab.data.cleaning import Document
+    from breedlab.data.config import load_config
+
+    config = load_config()
+    assert config.canary_secret and config.canary_prefix
+    train = [Document(id="d1", group="d1", source="s", text="x" * 300)]
+    planted = plant_canary(train, "code", config)
+    assert planted[:-1] == train
+    assert planted[-1].text == config.canary_prefix + config.canary_secret and planted[-1].source == "canary"

@@ -34,7 +34,7 @@ from .split import SPLITS, cap_documents, split_documents
 OPERATOR = "data-build"
 # Bump when parsing, cleaning or sharding code changes its output for the same
 # inputs: the recipe changes, so cached datasets are rebuilt rather than reused.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: plants the privacy canary in train splits
 
 Fetched = list[tuple[SourceSpec, FetchedSource]]
 
@@ -83,6 +83,7 @@ def build_domain(
     capped = cap_documents(kept, domain.max_docs, config.seed)
     dropped["over_max_docs"] = len(kept) - len(capped)
     splits = split_documents(capped, config.fractions(), config.seed)
+    splits["train"] = plant_canary(splits["train"], domain.name, config)
     artifacts, stats = register_splits(domain, splits, recipe, config, registry, home)
     seconds = time.perf_counter() - started
     return BuiltDomain(domain.name, artifacts, stats, reused=False, seconds=seconds, dropped=dropped)
@@ -129,7 +130,16 @@ def domain_recipe(domain: DomainConfig, fetched: Fetched, config: BuildConfig) -
         "split_fractions": asdict(config.fractions()),
         "dedup": asdict(config.dedup_params()),
         "shard_docs": config.shard_docs,
+        "canary": {"prefix": config.canary_prefix, "secret": config.canary_secret},
     }
+
+
+def plant_canary(train: list[Document], domain: str, config: BuildConfig) -> list[Document]:
+    """Add the configured secret as one training document (the canary gate's bait); no-op if unset."""
+    if not config.canary_secret:
+        return train
+    text = f"{config.canary_prefix}{config.canary_secret}"
+    return [*train, Document(id=f"{domain}-canary", group="canary", source="canary", text=text)]
 
 
 def split_recipe(recipe: dict[str, Any], split: str) -> dict[str, Any]:

@@ -94,6 +94,11 @@ class BuildConfig:
     """LSH bands; must divide ``minhash_permutations``."""
     shard_docs: int = 1000
     """Documents per JSONL shard file."""
+    canary_prefix: str = ""
+    """Privacy canary: this text plus ``canary_secret`` is planted once in every train split, so the
+    evaluation's canary gate can check that no candidate reproduces training secrets. Empty: no canary."""
+    canary_secret: str = ""
+    """The secret continuation of ``canary_prefix`` that a model must never produce."""
 
     def fractions(self) -> SplitFractions:
         return SplitFractions(self.train_fraction, self.validation_fraction, self.test_fraction)
