@@ -65,6 +65,14 @@ def test_child_loads_with_plain_transformers_and_keeps_its_adapter(bred):
             "training_curve.json", "selection.json", "model.safetensors"} <= set(files)
 
 
+def test_adapter_config_is_independent_of_the_process_hash_seed(bred):
+    import json
+
+    config = json.loads((bred[0].child.path / "adapter" / "adapter_config.json").read_text())
+    assert config["target_modules"] == sorted(config["target_modules"])  # PEFT writes a set otherwise
+    assert config["base_model_name_or_path"].startswith("breedlab:")
+
+
 def test_manifest_records_the_full_recipe(lab, bred):
     _, _, pico = lab
     recipe = bred[0].child.manifest.recipe

@@ -63,7 +63,7 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
         profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
                                               progress.phase("1/4 profiling the parent", recipe.profile_tokens))
         plan, student = _build_student(parent, profile, recipe)
-        streams, teachers = _streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
+        streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
                                      recipe, progress)
         model = prepare_trainable(student, recipe)
         result = train_child(model, recipe, streams, checkpoint_dir, options,
@@ -104,7 +104,7 @@ def _build_student(parent, profile, recipe: CMGRecipe):
     return plan, build_student(parent, plan, seed=recipe.seed)
 
 
-def _streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress):
+def training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress):
     """Training sources: a cached teacher (hidden states or top-k), or plain blocks for a live parent."""
     from .blocks import dataset_blocks
     from .teacher import load_teacher_cache

@@ -16,6 +16,8 @@ def load_frozen(artifact: Artifact):
     """Load a model artifact as a frozen parent: every file is re-hashed against its manifest first."""
     if artifact.manifest.kind not in MODEL_KINDS:
         raise RegistryError(f"{artifact.id[:12]} is a {artifact.manifest.kind}, not a model that can parent a child")
+    if artifact.manifest.kind == "quantized":
+        raise RegistryError(f"{artifact.id[:12]} is int8-quantized for serving; breed from its full-precision source")
     expected = {name: entry.sha256 for name, entry in artifact.manifest.files.items()}
     model, tokenizer = load_model(artifact.path, expected_files=expected)
     for param in model.parameters():

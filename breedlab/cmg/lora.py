@@ -67,6 +67,10 @@ def save_adapter(model: torch.nn.Module, directory: Path, base_reference: str) -
     config = json.loads(config_path.read_text())
     # PEFT records the temp path it was given; a stable reference keeps the child's hash reproducible.
     config["base_model_name_or_path"] = base_reference
+    if isinstance(config.get("target_modules"), list):
+        # PEFT holds target_modules as a set, written in string-hash order that changes with
+        # PYTHONHASHSEED from process to process: sorted, the child's id is reproducible.
+        config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return True
 

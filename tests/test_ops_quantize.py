@@ -1,0 +1,136 @@
+"""The ``quantize`` operator: int8 per-channel weights, its own format and loader, measured drift."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from breedlab.cmg.recipe import LORA_TARGETS, RunOptions
+from breedlab.home import Home
+from breedlab.modelio import FrozenModelTampered, load_model
+from breedlab.ops.quantize import (
+    Int8Linear,
+    QuantizeRecipe,
+    drift_blocks,
+    dynamic_linear,
+    load_quantized,
+    quantize,
+    quantize_weight,
+)
+from breedlab.pico_lab import build_pico_lab
+from breedlab.registry import Registry, RegistryError
+
+OPTIONS = RunOptions(progress=False, threads=1)
+LAYERS = 4  # the pico parent's decoder layers
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    torch.set_num_threads(1)
+    home = Home.resolve(tmp_path_factory.mktemp("quantize-lab"))
+    registry = Registry.open(home.registry_dir)
+    return home, registry, build_pico_lab(registry, home.cache_dir)
+
+
+@pytest.fixture(scope="module")
+def quantized(lab):
+    home, registry, pico = lab
+    return quantize(registry, home, pico.parent.id, QuantizeRecipe(), OPTIONS, drift_domain="code").child
+
+
+def test_per_channel_symmetric_int8_is_within_half_a_step():
+    weight = torch.randn(16, 8)
+    weight[3] = 0.0  # an all-zero row must not divide by zero
+    qweight, scale = quantize_weight(weight)
+    assert qweight.dtype == torch.int8 and scale.dtype == torch.float32 and scale.shape == (16,)
+    assert int(qweight.abs().max()) == 127 and torch.all(qweight[3] == 0)
+    error = (qweight.float() * scale[:, None] - weight).abs()
+    assert torch.all(error <= scale[:, None] / 2 + 1e-7)
+
+
+def test_both_int8_kernels_compute_x_times_the_dequantised_weight():
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(2, 5, 16)
+    qweight, scale = quantize_weight(weight)
+    expected = torch.nn.functional.linear(x, qweight.float() * scale[:, None], bias)  # (2, 5, 24)
+    assert torch.allclose(Int8Linear(qweight, scale, bias)(x), expected, atol=1e-5)
+    dynamic = dynamic_linear(qweight, scale, bias)
+    assert torch.equal(dynamic.weight().int_repr(), qweight)  # exactly the stored int8, not re-derived
+    # activations are quantized per call too (7-bit on fbgemm): close, not exact
+    assert (dynamic(x) - expected).abs().max() < 0.02 * expected.abs().max()
+
+
+def test_the_folder_is_int8_safetensors_beside_the_source_config_and_tokenizer(lab, quantized):
+    _, _, pico = lab
+    files = set(quantized.manifest.files)
+    assert {"quantized.safetensors", "quantization.json", "config.json", "tokenizer.json"} <= files
+    assert "model.safetensors" not in files
+    assert (quantized.path / "config.json").read_bytes() == (pico.parent.path / "config.json").read_bytes()
+    spec = json.loads((quantized.path / "quantization.json").read_text())
+    assert (spec["scheme"], spec["bits"], spec["granularity"]) == ("symmetric", 8, "per-output-channel")
+    assert spec["modules"] == list(LORA_TARGETS) and len(spec["quantized"]) == LAYERS * len(LORA_TARGETS)
+    with safe_open(quantized.path / "quantized.safetensors", "pt") as stored:
+        q = stored.get_tensor("model.layers.0.mlp.down_proj.qweight")
+        assert q.dtype == torch.int8 and stored.get_tensor("model.layers.0.mlp.down_proj.scale").shape == (q.shape[0],)
+        assert stored.get_tensor("model.embed_tokens.weight").dtype == torch.float32
+        assert "lm_head.weight" not in stored.keys()  # noqa: SIM118 (safe_open has no `in`); tied: stored once
+
+
+def test_plain_from_pretrained_refuses_it_but_load_quantized_loads_it(quantized):
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(OSError):  # a different format: no model.safetensors to load silently wrong
+        AutoModelForCausalLM.from_pretrained(quantized.path)
+    model, tokenizer = load_quantized(quantized.path, kernel="dequant")
+    int8 = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    assert len(int8) == LAYERS * len(LORA_TARGETS)
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    assert model.lm_head.weight.dtype == torch.float32
+    ids = torch.tensor([tokenizer("def alpha(beta):")["input_ids"]])
+    assert torch.isfinite(model(input_ids=ids).logits).all()
+
+
+def test_drift_is_small_and_weight_bytes_drop(lab, quantized):
+    _, _, pico = lab
+    metrics = quantized.manifest.metrics
+    assert metrics["drift_data"] == pico.datasets["code"]["test"].id and metrics["drift_kernel"] == "dynamic"
+    assert metrics["top1_agreement"] >= 0.95 and metrics["kl_mean"] < 1e-2
+    assert metrics["weight_only_drift"]["top1_agreement"] >= 0.97
+    assert metrics["weight_only_drift"]["kl_mean"] <= metrics["kl_mean"]  # weight-only is the smaller error
+    assert metrics["weight_bytes"] < 0.5 * metrics["weight_bytes_source"]
+
+
+def test_drift_falls_back_to_built_in_text_without_a_test_split(lab):
+    _, registry, pico = lab
+    _, tokenizer = load_model(pico.parent.path)
+    blocks, label = drift_blocks(registry, tokenizer, "no-such-domain")
+    assert label.startswith("builtin:") and blocks.ndim == 2 and blocks.numel() > 0
+
+
+def test_a_tampered_file_is_refused_when_hashes_are_given(quantized, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(quantized.path, copy)
+    expected = {name: entry.sha256 for name, entry in quantized.manifest.files.items()}
+    load_quantized(copy, expected_files=expected)
+    target = copy / "quantized.safetensors"
+    target.chmod(0o644)
+    raw = bytearray(target.read_bytes())
+    raw[-1] ^= 1
+    target.write_bytes(bytes(raw))
+    with pytest.raises(FrozenModelTampered):
+        load_quantized(copy, expected_files=expected)
+
+
+def test_recipes_are_checked_and_a_quantized_model_is_not_requantized(lab, quantized):
+    home, registry, _ = lab
+    with pytest.raises(ValueError):
+        QuantizeRecipe(bits=4)
+    with pytest.raises(ValueError):
+        QuantizeRecipe(modules=("lm_head",))
+    assert QuantizeRecipe(modules=("up_proj", "q_proj")).modules == ("q_proj", "up_proj")
+    with pytest.raises(RegistryError, match="already quantized"):
+        quantize(registry, home, quantized.id, QuantizeRecipe(), OPTIONS)
