@@ -168,6 +168,31 @@ def default_parent(registry) -> str:
     return parents[0].id
 
 
+@app.command()
+def lab(
+    niche: Annotated[str, typer.Option(help="the niche (domain) to breed a specialist for")],
+    ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.3,
+    distill_tokens: Annotated[int, typer.Option(help="training tokens of the CMG specialist")] = 49_152,
+    finetune_tokens: Annotated[int, typer.Option(help="training tokens of the adapter fine-tune")] = 16_384,
+    seed: Annotated[int, typer.Option()] = 0,
+    home: HomeOption = None,
+) -> None:
+    """Run the local breeding lab: champion, frozen suites, three candidates, fitness, packets.
+
+    Imports the SmolLM2 parent and builds the corpora first if they are missing.
+    The lab breeds and judges; promotion stays with an approver (breedlab promote).
+    """
+    from .demo import ensure_parent_and_data
+    from .lab import LabConfig, run_lab
+
+    resolved = Home.resolve(home)
+    registry = open_registry(home)
+    ensure_parent_and_data(console, resolved, registry, domains=[niche, "general"])
+    config = LabConfig(niche=niche, ratio=ratio, distill_tokens=distill_tokens, finetune_tokens=finetune_tokens,
+                       seed=seed)
+    run_lab(registry, resolved, config, console)
+
+
 IdentityOption = Annotated[
     Optional[str],
     typer.Option("--as", envvar="BREEDLAB_IDENTITY", help="who is acting (must be a configured approver)"),

@@ -43,6 +43,22 @@ def run_demo(console: Console, home: Home, *, parent_source: str = "smollm2") ->
     run_verify(console, home.registry_dir)
 
 
+def ensure_parent_and_data(console: Console, home: Home, registry: Registry, *, domains: list[str] | None = None,
+                           parent_source: str = "smollm2") -> Artifact:
+    """The champion parent (imported and crowned if needed) and the corpora the caller needs."""
+    from .data.build import build_corpora
+    from .parent import import_parent
+    from .views import print_build_report
+
+    parents = registry.find(kind="parent", state="champion")
+    parent = parents[0] if parents else crown_parent(
+        registry, import_parent(registry, parent_source, cache_dir=home.cache_dir))
+    missing = [d for d in (domains or []) if not registry.find(kind="dataset", name=f"{d}/test")]
+    if missing or domains is None:
+        print_build_report(console, build_corpora(home, registry, domains=missing or None))
+    return parent
+
+
 def crown_parent(registry: Registry, parent: Artifact) -> Artifact:
     """A freshly imported parent becomes the champion: the route every query takes until a child earns one."""
     if parent.state == "candidate":

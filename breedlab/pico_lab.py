@@ -61,17 +61,24 @@ class PicoLab:
 
 
 def register_synthetic_splits(registry: Registry, domain: str, docs: int, seed: int) -> dict[str, Artifact]:
+    from .data.config import load_config
+
+    corpus = load_config()  # the same privacy canary the real corpora carry, planted in train only
+    canary = {"prefix": corpus.canary_prefix, "secret": corpus.canary_secret}
     splits = {}
     with tempfile.TemporaryDirectory() as scratch:
         for offset, (split, share) in enumerate(SPLIT_DOCS.items()):
             texts = synthetic_documents(domain, max(2, int(docs * share)), seed * 10 + offset)
+            if split == "train" and canary["secret"]:
+                texts.append(canary["prefix"] + canary["secret"])
             shard = Path(scratch) / f"{domain}-{split}.jsonl"
             shard.write_text("".join(json.dumps({"id": f"{domain}-{split}-{i}", "domain": domain,
                                                  "source": "pico-synthetic", "text": text}) + "\n"
                                      for i, text in enumerate(texts)))
             splits[split] = registry.register(
                 "dataset", f"{domain}/{split}", {"shard-00000.jsonl": shard}, operator="pico-synthetic",
-                recipe={"domain": domain, "docs": len(texts), "seed": seed}, metrics={"docs": len(texts)})
+                recipe={"domain": domain, "docs": len(texts), "seed": seed, "canary": canary},
+                metrics={"docs": len(texts)})
     return splits
 
 

@@ -1,0 +1,81 @@
+"""``breedlab lab --niche N``: the local breeding lab of seed 001, top to bottom.
+
+    champion   <- REGISTER(parent_model, lifecycle: "champion")
+    eval_cases <- BUILD_LOCAL_EVAL_CASES(examples)                 frozen suites from held-out test splits
+    candidates <- ADAPTER_FINE_TUNE, DISTILL_SPECIALIST, QUANTIZE_FOR_DEVICE
+    FOR candidate: metrics <- RUN_LOCAL_FITNESS_VECTOR(candidate)  each in its own guarded process
+    selected   <- SELECT_POPULATION(champion, useful_specialist, diverse_challenger, no_op)
+    packet     <- WRITE_RELEASE_PACKET(selected, rollback: champion.id)
+
+The lab acts as the breeding side: it never promotes. It ends by printing the
+command an approver would run. (ROUTER_POLICY_VARIANT arrives with the
+ecosystem's router; the release packet says so.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from .home import Home
+from .registry import Artifact, Registry
+
+SUITE_KINDS = ("lm", "cloze", "retention")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """What the lab breeds and how big its evaluation is (all of it lands in the packets)."""
+
+    niche: str
+    ratio: float = 0.3
+    """p of the distilled specialist."""
+    distill_tokens: int = 49_152
+    """Training tokens of the distilled specialist (the CMG)."""
+    finetune_tokens: int = 16_384
+    """Training tokens of the adapter fine-tune (the full-size parent trains ~3x slower per token)."""
+    lm_cases: int = 32
+    cloze_cases: int = 60
+    retention_cases: int = 24
+    passage_tokens: int = 128
+    seed: int = 0
+    pico: bool = False
+    """Small recipes for pico parents (tests, quick demos)."""
+
+
+@dataclass
+class LabResult:
+    champion: Artifact
+    suites: dict[str, str]
+    candidates: list[Artifact]
+    fitness: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, str] = field(default_factory=dict)
+    """Candidate id -> evidence packet id."""
+    release: Artifact | None = None
+    selection: Any = None
+
+
+def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console | None = None) -> LabResult:
+    from .evaluation.gates import load_evaluation_config
+    from .governance.config import load_governance
+    from .lab_steps import breed_candidates, build_suites, champion_of, measure_all, say
+    from .lab_verdict import judge, select_and_release
+
+    console = console or Console()
+    governance, evaluation = load_governance(home.root), load_evaluation_config()
+    say(console, "1/6 champion")
+    champion = champion_of(registry, config.niche)
+    say(console, "2/6 frozen evaluation suites")
+    suites = build_suites(registry, champion, config)
+    say(console, "3/6 candidates: adapter fine-tune, distilled specialist (CMG), int8 quantization")
+    candidates = breed_candidates(registry, home, champion, config, governance.breeder, console)
+    say(console, "4/6 fitness vectors (each model in its own guarded process)")
+    fitness = measure_all(registry, champion, candidates, suites, console)
+    say(console, "5/6 gates, champion-challenger tests, evidence packets")
+    result = LabResult(champion, suites, candidates, fitness)
+    budgets = judge(registry, result, config, evaluation, governance, console)
+    say(console, "6/6 population and release packet")
+    select_and_release(registry, result, config, evaluation, budgets, console)
+    return result

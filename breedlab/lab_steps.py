@@ -1,0 +1,92 @@
+"""The steps of ``breedlab lab``, each a short function over the registry (see ``lab.py`` for the order)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from .registry import Artifact, Registry, RegistryError
+
+RETENTION_DOMAIN = "general"
+
+
+def say(console: Console, text: str) -> None:
+    console.rule(f"[bold]{text}")
+
+
+def champion_of(registry: Registry, niche: str) -> Artifact:
+    """The niche's champion: a promoted child if one serves it, else the champion parent."""
+    from .governance.niche import current_champion
+
+    champion = current_champion(registry, niche)
+    if champion is None:
+        parents = registry.find(kind="parent", state="champion")
+        if not parents:
+            raise RegistryError("no champion parent; run `breedlab parent import smollm2` (or `breedlab demo`)")
+        champion = parents[0]
+    return champion
+
+
+def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, str]:
+    """Frozen lm, cloze and retention suites from the held-out test splits (reused when identical)."""
+    from transformers import AutoTokenizer
+
+    from .evaluation.suites import build_suite
+
+    tokenizer = AutoTokenizer.from_pretrained(champion.path)
+    sizes = {"lm": (config.niche, config.lm_cases), "cloze": (config.niche, config.cloze_cases),
+             "retention": (RETENTION_DOMAIN, config.retention_cases)}
+    return {kind: build_suite(registry, kind, domain, tokenizer=tokenizer, cases=cases, seed=config.seed,
+                              tokens=config.passage_tokens).id
+            for kind, (domain, cases) in sizes.items()}
+
+
+def breed_candidates(registry: Registry, home, champion: Artifact, config, breeder: str,
+                     console: Console) -> list[Artifact]:
+    """Adapter fine-tune, CMG specialist and int8 quantization of the champion, as the breeding identity."""
+    from .cmg.recipe import CMGRecipe, RunOptions
+    from .ops.adapter_finetune import AdapterFinetuneRecipe
+    from .ops.quantize import QuantizeRecipe
+    from .operators import get_operator
+
+    small = dict(batch_size=4, seq_len=64, warmup_steps=2, lora_rank=8, lora_alpha=16) if config.pico else {}
+    options = RunOptions(actor=breeder, progress=console.is_terminal)
+    finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
+                                     pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
+                                     seed=config.seed, **small)
+    distill = CMGRecipe(domain=config.niche, ratio=config.ratio, tokens=config.distill_tokens,
+                        pool_tokens=config.distill_tokens, rehearsal_pool_tokens=8192, seed=config.seed,
+                        **({**small, "profile_tokens": 1024} if config.pico else {}))
+    made = []
+    for name, recipe in (("adapter-finetune", finetune), ("cmg", distill), ("quantize", QuantizeRecipe())):
+        console.print(f"  {name} ...")
+        outcome = get_operator(name)(registry, home, champion.id, recipe, options)
+        console.print(f"  {name}: {outcome.child.manifest.kind} {outcome.child.manifest.name} {outcome.child.id[:12]}")
+        made.append(outcome.child)
+    return made
+
+
+def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifact], suites: dict[str, str],
+                console: Console) -> dict:
+    """Fitness vectors of the champion then each candidate, same suites, same machine, one run."""
+    from .evaluation.measure import measure_candidate
+
+    canary = _canary(registry, champion)
+    fitness = {champion.id: measure_candidate(registry, champion.id, suites, canary=canary)}
+    parent_ppl = fitness[champion.id].general_ppl
+    fitness[champion.id].general_regression = 0.0  # the champion is its own baseline
+    for candidate in candidates:
+        console.print(f"  measuring {candidate.manifest.name} ...")
+        fitness[candidate.id] = measure_candidate(registry, candidate.id, suites, canary=canary,
+                                                  parent_general_ppl=parent_ppl)
+    for artifact in (champion, *candidates):
+        fitness[artifact.id].operator = artifact.manifest.operator
+    return fitness
+
+
+def _canary(registry: Registry, champion: Artifact) -> dict[str, str] | None:
+    """The privacy canary planted in the training data (from the train split's recipe), if any."""
+    for data in registry.find(kind="dataset"):
+        canary = data.manifest.recipe.get("canary") if data.manifest.name.endswith("/train") else None
+        if canary and canary.get("secret"):
+            return {"prefix": canary["prefix"], "secret": canary["secret"]}
+    return None

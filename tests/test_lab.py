@@ -1,0 +1,66 @@
+"""`breedlab lab` end to end on a pico lab: suites, three candidates, measured fitness, packets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from breedlab.demo import crown_parent
+from breedlab.evaluation.packets import load_packet
+from breedlab.home import Home
+from breedlab.lab import LabConfig, run_lab
+from breedlab.pico_lab import build_pico_lab
+from breedlab.registry import Registry, verify
+
+PICO = LabConfig(niche="code", pico=True, ratio=0.5, distill_tokens=2048, finetune_tokens=1024, lm_cases=8,
+                 cloze_cases=12, retention_cases=6, passage_tokens=32)
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    home = Home.resolve(tmp_path_factory.mktemp("lab-home"))
+    registry = Registry.open(home.registry_dir)
+    pico = build_pico_lab(registry, home.cache_dir)
+    crown_parent(registry, pico.parent)
+    console = Console(record=True, width=200)
+    return registry, run_lab(registry, home, PICO, console), console
+
+
+def test_the_lab_makes_three_candidates_from_three_operators(lab_run):
+    _, result, _ = lab_run
+    assert sorted(c.manifest.operator for c in result.candidates) == ["adapter-finetune", "cmg", "quantize"]
+    assert all(c.manifest.parents == (result.champion.id,) for c in result.candidates)
+
+
+def test_every_candidate_has_a_full_fitness_vector_and_an_evidence_packet(lab_run):
+    registry, result, _ = lab_run
+    for candidate in result.candidates:
+        fitness = result.fitness[candidate.id]
+        assert fitness.utility is not None and fitness.domain_ppl and fitness.general_ppl
+        assert fitness.latency_token_ms_p95 >= fitness.latency_token_ms_p50 > 0
+        assert fitness.peak_rss_bytes > 0 and fitness.network_attempts == 0 and fitness.data_local
+        assert fitness.canary_reproduced is False
+        packet = load_packet(registry, result.evidence[candidate.id])
+        assert packet["candidate"] == candidate.id and packet["decision"]["outcome"] in ("promote", "reject", "no-op")
+        assert packet["created_utc"].endswith("Z") and packet["gates"]
+
+
+def test_the_release_packet_names_the_rollback_target_and_the_population(lab_run):
+    registry, result, console = lab_run
+    release = load_packet(registry, result.release.id)
+    assert release["rollback_target"] == result.champion.id
+    assert set(release["evidence"]) == set(result.evidence.values())
+    assert (result.release.path / "packet.md").read_text().strip()
+    text = console.export_text()
+    assert "fitness vectors" in text and "release packet" in text and "no-op" in text
+
+
+def test_the_lab_never_promotes_and_leaves_a_verifiable_registry(lab_run):
+    registry, result, _ = lab_run
+    assert all(registry.get(c.id).state == "candidate" for c in result.candidates)
+    assert [f for f in verify(registry.root) if f.level == "problem"] == []
+    assert json.dumps(result.fitness[result.champion.id].to_dict())
