@@ -53,9 +53,10 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
     finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
                                      pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
                                      seed=config.seed, **small)
+    # The same recipe as benchmarks/stage1.py's profiled child, so a lab after the benchmark reuses it.
     distill = CMGRecipe(domain=config.niche, ratio=config.ratio, tokens=config.distill_tokens,
                         pool_tokens=config.distill_tokens, rehearsal_pool_tokens=8192, seed=config.seed,
-                        **({**small, "profile_tokens": 1024} if config.pico else {}))
+                        **({**small, "profile_tokens": 1024} if config.pico else {"warmup_steps": 4}))
     made = []
     for name, recipe in (("adapter-finetune", finetune), ("cmg", distill), ("quantize", QuantizeRecipe())):
         console.print(f"  {name} ...")

@@ -51,3 +51,23 @@ def registry(home):
     from breedlab.registry import Registry
 
     return Registry.open(home.registry_dir)
+
+
+@pytest.fixture(scope="module")
+def pico(pico_parent_dir):
+    """(model, tokenizer) of the shared pico parent, loaded once per test module."""
+    import torch
+
+    from breedlab.modelio import load_model
+
+    torch.set_num_threads(1)
+    return load_model(pico_parent_dir)
+
+
+@pytest.fixture(scope="module")
+def blocks(pico):
+    """Eight (8, 32) token blocks of the pico's built-in text."""
+    from breedlab.cmg.blocks import token_blocks
+    from breedlab.pico import PICO_TEXTS
+
+    return token_blocks(pico[1], PICO_TEXTS * 4, seq_len=32, max_blocks=8)

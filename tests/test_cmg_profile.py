@@ -7,26 +7,13 @@ import copy
 import pytest
 import torch
 
-from breedlab.cmg.blocks import token_blocks
 from breedlab.cmg.profile import (
     IMPORTANCE_MEASURE, PROFILE_FILE, Profile, load_profile, profile_model, register_profile, save_profile,
 )
-from breedlab.modelio import load_model, weights_digest
+from breedlab.modelio import weights_digest
 from breedlab.parent import import_parent
-from breedlab.pico import PICO_TEXTS
 
 HEAD_DIM = 16  # pico: hidden 64 / 4 heads
-
-
-@pytest.fixture(scope="module")
-def pico(pico_parent_dir):
-    torch.set_num_threads(1)
-    return load_model(pico_parent_dir)
-
-
-@pytest.fixture(scope="module")
-def blocks(pico):
-    return token_blocks(pico[1], PICO_TEXTS * 4, seq_len=32, max_blocks=8)  # (8, 32)
 
 
 def test_profile_has_one_score_per_layer_head_and_neuron(pico, blocks):

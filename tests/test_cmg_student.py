@@ -9,13 +9,12 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
-from breedlab.cmg.blocks import token_blocks
 from breedlab.cmg.profile import Profile, profile_model
 from breedlab.cmg.student import (
     STRATEGIES, StudentPlan, StudentShape, build_student, count_student_params, plan_student, select_parts,
 )
 from breedlab.modelio import count_parameters, load_model, save_model, weights_digest
-from breedlab.pico import PICO_TEXTS, build_pico_model
+from breedlab.pico import build_pico_model
 
 HEAD_DIM = 16
 RATIOS = (0.05, 0.1, 0.3, 0.5)
@@ -27,17 +26,6 @@ SMOLLM2_SHAPED = LlamaConfig(
     hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
     intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True,
 )
-
-
-@pytest.fixture(scope="module")
-def pico(pico_parent_dir):
-    torch.set_num_threads(1)
-    return load_model(pico_parent_dir)
-
-
-@pytest.fixture(scope="module")
-def blocks(pico):
-    return token_blocks(pico[1], PICO_TEXTS * 4, seq_len=32, max_blocks=8)  # (8, 32)
 
 
 @pytest.fixture(scope="module")

@@ -61,14 +61,21 @@ def child_recipe(recipe: CMGRecipe, plan, parent: Artifact, inputs: dict[str, An
 
 def child_metrics(model, plan, result: TrainResult) -> dict[str, Any]:
     """Measured facts about the run; call before ``write_child`` (merging consumes the adapters)."""
-    trainable, total = trainable_fraction(model)
-    domain_tail = [e["loss"] for e in result.curve if e["stream"] == "domain"][-TAIL_STEPS:]
     return {
-        "parameters": _base_parameters(model),
+        **run_metrics(model, result),
         "counted_parameters": plan.student_params,
         "counted_target": plan.target_params,
         "counted_parent_parameters": plan.parent_params,
         "embeddings_counted": plan.count_embeddings,
+    }
+
+
+def run_metrics(model, result: TrainResult) -> dict[str, Any]:
+    """What any adapter-training operator reports: sizes, tokens, losses and this run's speed."""
+    trainable, total = trainable_fraction(model)
+    domain_tail = [e for e in result.curve if e["stream"] == "domain"][-TAIL_STEPS:]
+    return {
+        "parameters": _base_parameters(model),
         "trainable_parameters": trainable,
         "trainable_fraction": trainable / total,
         "steps": result.steps_done,
@@ -77,7 +84,8 @@ def child_metrics(model, plan, result: TrainResult) -> dict[str, Any]:
         "rehearsal_tokens": result.rehearsal_tokens,
         "rehearsal_share": result.rehearsal_tokens / max(1, result.tokens),
         "first_loss": result.curve[0]["loss"] if result.curve else None,
-        "final_domain_loss": sum(domain_tail) / max(1, len(domain_tail)),
+        "final_domain_loss": sum(e["loss"] for e in domain_tail) / max(1, len(domain_tail)),
+        "final_kd_from_parent": sum(e["kd"] for e in domain_tail) / max(1, len(domain_tail)),
         "train_seconds_last_run": round(result.seconds, 2),
         "train_tokens_per_second": round(result.run_tokens / result.seconds, 1) if result.seconds else None,
         "parent_unchanged": True,

@@ -87,11 +87,8 @@ class EvaluationConfig:
     weight_latency: float = 0.1
     weight_peak_rss: float = 0.05
     weight_weight_bytes: float = 0.05
-    # --- budgets
-    max_children_per_niche: int = 3
-    """Active (promoted, not retired) children one niche may hold."""
-    max_total_weight_bytes: int = 4 * GIB
-    """Weight bytes all active children together may occupy."""
+    # Budgets (children per niche, total weight bytes) live in the governance config alone
+    # (breedlab/configs/governance.yaml): one source for the lab's check and for promotion.
 
     def weights(self) -> dict[str, float]:
         """Metric name -> weight, as :func:`aggregate_score` takes them."""

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ..cmg.breed import BreedOutcome, training_streams
-from ..cmg.child_files import TAIL_STEPS
+from ..cmg.child_files import run_metrics
 from ..cmg.inputs import dataset, load_frozen
-from ..cmg.lora import merged_model, prepare_trainable, save_adapter, trainable_fraction
+from ..cmg.lora import merged_model, prepare_trainable, save_adapter
 from ..cmg.progress import BreedProgress
 from ..cmg.recipe import CMGRecipe, RunOptions
 from ..cmg.train import TrainResult, train_child
@@ -210,23 +210,5 @@ def adapter_recipe(recipe: AdapterFinetuneRecipe, parent: Artifact, inputs: dict
 
 
 def adapter_metrics(model, result: TrainResult) -> dict[str, Any]:
-    """Measured facts about the run (deterministic ones, plus this run's speed)."""
-    trainable, total = trainable_fraction(model)
-    domain = [e for e in result.curve if e["stream"] == "domain"][-TAIL_STEPS:]
-    base = {id(p): p.numel() for name, p in model.named_parameters() if "lora_" not in name}
-    return {
-        "parameters": sum(base.values()),
-        "trainable_parameters": trainable,
-        "trainable_fraction": trainable / total,
-        "steps": result.steps_done,
-        "tokens": result.tokens,
-        "domain_tokens": result.domain_tokens,
-        "rehearsal_tokens": result.rehearsal_tokens,
-        "rehearsal_share": result.rehearsal_tokens / max(1, result.tokens),
-        "first_loss": result.curve[0]["loss"] if result.curve else None,
-        "final_domain_loss": sum(e["loss"] for e in domain) / max(1, len(domain)),
-        "final_kd_from_parent": sum(e["kd"] for e in domain) / max(1, len(domain)),
-        "train_seconds_last_run": round(result.seconds, 2),
-        "train_tokens_per_second": round(result.run_tokens / result.seconds, 1) if result.seconds else None,
-        "parent_unchanged": True,
-    }
+    """Measured facts about the run; ``final_kd_from_parent`` is the drift from the parent (a_kd = 0)."""
+    return run_metrics(model, result)
