@@ -6,6 +6,7 @@ need them, so ``breedlab --help`` and registry commands start fast.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,7 +27,8 @@ app.add_typer(parent_app, name="parent")
 app.add_typer(data_app, name="data")
 app.add_typer(registry_app, name="registry")
 
-console = Console()
+# Piped output (logs, CI) gets room for the wide tables instead of rich's 80-column default.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 HomeOption = Annotated[
     Optional[Path],
     typer.Option("--home", envvar="BREEDLAB_HOME", help="breedlab home folder [default: ~/.cache/breedlab]"),
