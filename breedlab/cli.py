@@ -267,8 +267,9 @@ def main() -> None:
 
     try:
         app()
-    except RegistryError as exc:
-        fail(str(exc))
+    except (RegistryError, ValueError) as exc:  # refusals and bad input: a clear message, never a traceback
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

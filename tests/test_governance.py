@@ -140,3 +140,15 @@ def test_shipped_governance_config_loads_and_a_home_can_override_it(tmp_path):
     (tmp_path / "governance.yaml").write_text("approver: alice\n")
     with pytest.raises(ValueError, match="unknown governance keys"):
         load_governance(tmp_path)
+
+
+def test_a_refusal_from_the_real_entry_point_is_one_clear_line(world):
+    import subprocess
+    import sys
+
+    home, reg, parent, suite, (a, *_) = world
+    evidence(reg, parent, suite, a)
+    result = subprocess.run([sys.executable, "-m", "breedlab", "promote", a.id, "--to", "shadow", "--niche", "code",
+                             "--as", "breeder", "--home", str(home.root)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "not an approver" in result.stdout and "Traceback" not in result.stdout + result.stderr
