@@ -1,0 +1,293 @@
+"""Task monitor (node 2 of the ecosystem): log every query, assign it a domain, keep per-domain stats.
+
+Each query is one row in the monitor's own SQLite file (never the registry's
+index: the query log is high volume and may hold user text). Known domains
+are assigned by nearest centroid over all-MiniLM-L6-v2 embeddings, with a
+similarity threshold below which a query is "unknown". Unknown queries of a
+window are clustered (greedy leader clustering by cosine threshold, numpy
+only, deterministic); a cluster that matches one from the previous window
+for ``persist_windows`` consecutive windows becomes a candidate domain named
+by its members' most frequent non-stopword terms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..registry.index import connect
+
+SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("001_queries", """
+        CREATE TABLE queries (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            text TEXT,
+            text_sha256 TEXT NOT NULL,
+            embedding BLOB NOT NULL,
+            domain TEXT,
+            model TEXT NOT NULL,
+            latency_ms REAL NOT NULL,
+            tokens INTEGER NOT NULL
+        )"""),
+    ("002_domain_stats", """
+        CREATE TABLE domain_stats (
+            window INTEGER NOT NULL,
+            domain TEXT NOT NULL,
+            queries INTEGER NOT NULL,
+            volume_share REAL NOT NULL,
+            breadth REAL NOT NULL,
+            parent_gap REAL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (window, domain)
+        )"""),
+    ("003_queries_by_domain", "CREATE INDEX queries_by_domain ON queries (domain)"),
+]
+
+STOPWORDS = frozenset(["the", "and", "for", "with", "that", "this", "from", "was", "were", "are", "has", "have", "had", "not", "but", "into", "onto", "then", "than", "there", "their", "them", "they", "what", "when", "where", "which", "while", "who", "why", "how", "its", "his", "her", "our", "your", "you", "all", "any", "can", "may", "one", "two", "out", "off", "over", "under", "very", "just", "also", "more", "most", "some", "such", "only", "own", "same", "too", "each", "other", "def", "return", "none", "true", "false"])
+
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    known_threshold: float = 0.5
+    """Cosine similarity to a known centroid below which a query is unknown."""
+    docs_per_domain: int = 64
+    """Training documents embedded (first 512 chars each) per known-domain centroid."""
+    cluster_threshold: float = 0.6
+    """Cosine similarity for an unknown query to join a cluster, and for clusters of two windows to match."""
+    min_cluster_size: int = 5
+    """Members a window's cluster needs to count at all."""
+    persist_windows: int = 2
+    """Consecutive windows a cluster must persist to become a candidate domain."""
+    name_terms: int = 3
+    """Top terms in a candidate domain's name."""
+
+
+def load_section(cls, section: str, path: Path = SHIPPED):
+    """The dataclass ``cls`` from ``section`` of an ecosystem YAML file; unknown keys are errors."""
+    raw = (yaml.safe_load(Path(path).read_text()) or {}).get(section) or {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"{path}: section {section!r} must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown {section} keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**raw)
+
+
+GapFn = Callable[[str, list[str]], float]
+"""(domain, its window's query texts) -> the parent's gap, e.g. its mean NLL on them."""
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the monitor migrations not yet applied, in order (same pattern as the registry index)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+    done = {row["name"] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name not in done:
+            conn.execute("BEGIN")
+            conn.execute(sql)
+            conn.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
+            conn.execute("COMMIT")
+            applied.append(name)
+    return applied
+
+
+@dataclass
+class DomainCentroids:
+    """Unit centroids of known domains; a query joins the nearest one if similar enough."""
+
+    names: list[str]
+    matrix: np.ndarray  # (K, 384) unit rows
+    threshold: float
+
+    @classmethod
+    def from_datasets(cls, registry, domains: list[str], embedder, *, docs_per_domain: int = 64,
+                      threshold: float = 0.5) -> DomainCentroids:
+        """Centroids from each domain's ``<domain>/train`` dataset: its first docs' first 512 chars."""
+        from ..data.read import iter_texts
+
+        rows = []
+        for domain in domains:
+            found = registry.find(kind="dataset", name=f"{domain}/train")
+            if not found:
+                raise ValueError(f"no dataset {domain}/train registered")
+            texts = []
+            for text in iter_texts(found[0].path):  # file order, so the centroid is deterministic
+                texts.append(text[:512])
+                if len(texts) >= docs_per_domain:
+                    break
+            rows.append(embedder.embed(texts).mean(axis=0))
+        return cls(list(domains), _normalise(np.stack(rows)), threshold)
+
+    def assign(self, vectors: np.ndarray) -> list[str | None]:
+        """Nearest domain per row of ``vectors`` (N, 384), or None below the threshold."""
+        if not self.names or len(vectors) == 0:
+            return [None] * len(vectors)
+        sims = vectors @ self.matrix.T  # (N, K) cosine, rows are unit vectors
+        best = sims.argmax(axis=1)
+        return [self.names[k] if sims[i, k] >= self.threshold else None for i, k in enumerate(best)]
+
+    def add(self, name: str, centroid: np.ndarray) -> None:
+        """Adopt a candidate domain so later queries are assigned to it."""
+        self.names.append(name)
+        self.matrix = np.vstack([self.matrix, _normalise(centroid[None, :])]) if len(self.matrix) \
+            else _normalise(centroid[None, :])
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """One domain over one window: the inputs the specialisation detector scores."""
+
+    domain: str
+    window: int
+    queries: int
+    volume_share: float
+    breadth: float
+    """Mean cosine distance of the members to their centroid (0 = all identical)."""
+    parent_gap: float | None
+    """What ``gap_fn`` returned for this domain's texts; None when no gap_fn is set."""
+    tokens: int
+    window_tokens: int
+    """Tokens served in the whole window, for the compute-savings share."""
+
+
+@dataclass
+class _Cluster:
+    centroid: np.ndarray
+    members: list[int] = field(default_factory=list)
+    streak: int = 1
+
+
+class TaskMonitor:
+    """Logs queries to ``path`` (SQLite), assigns domains, closes windows into per-domain stats.
+
+    ``gap_fn`` defaults to None: no gap is measured and ``parent_gap`` is stored as NULL (the
+    detector then counts it as 0). ``detector.parent_nll_gap(model, tokenizer)`` is the real one.
+    """
+
+    def __init__(self, path: Path, embedder, *, store_text: bool = True,
+                 centroids: DomainCentroids | None = None, config: MonitorConfig | None = None,
+                 gap_fn: GapFn | None = None):
+        self.conn = connect(Path(path))
+        migrate(self.conn)
+        self.embedder, self.store_text, self.gap_fn = embedder, store_text, gap_fn
+        self.config = config or MonitorConfig()
+        self.centroids = centroids or DomainCentroids([], np.zeros((0, 0), np.float32), self.config.known_threshold)
+        self.window = 0
+        self.candidates: list[str] = []
+        self._window_start = self._last_id()
+        self._texts: dict[int, str] = {}  # this window only, in memory: gap_fn needs text even in hash mode
+        self._clusters: list[_Cluster] = []
+
+    def log(self, text: str, *, model: str, latency_ms: float, tokens: int,
+            now: datetime | None = None) -> str | None:
+        """Record one served query; return its assigned domain (None if unknown)."""
+        vector = self.embedder.embed([text])[0].astype(np.float32)
+        domain = self.centroids.assign(vector[None, :])[0]
+        ts = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
+        cursor = self.conn.execute(
+            "INSERT INTO queries (ts, text, text_sha256, embedding, domain, model, latency_ms, tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, text if self.store_text else None, hashlib.sha256(text.encode()).hexdigest(),
+             vector.tobytes(), domain, model, float(latency_ms), int(tokens)))
+        self._texts[cursor.lastrowid] = text
+        return domain
+
+    def close_window(self) -> list[DomainStats]:
+        """Stats of every domain seen since the last close; unknown queries feed candidate discovery."""
+        rows = self.conn.execute("SELECT id, embedding, domain, tokens FROM queries WHERE id > ? ORDER BY id",
+                                 (self._window_start,)).fetchall()
+        vectors = np.stack([np.frombuffer(r["embedding"], np.float32) for r in rows]) if rows else None
+        unknown = [i for i, r in enumerate(rows) if r["domain"] is None]
+        self._track_clusters(rows, vectors, unknown)
+        stats = self._domain_stats(rows, vectors)
+        self.conn.executemany("INSERT INTO domain_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              [(s.window, s.domain, s.queries, s.volume_share, s.breadth, s.parent_gap,
+                                s.tokens) for s in stats])
+        self.window += 1
+        self._window_start = rows[-1]["id"] if rows else self._window_start
+        self._texts.clear()
+        return stats
+
+    def _domain_stats(self, rows, vectors) -> list[DomainStats]:
+        total = len(rows)
+        window_tokens = sum(r["tokens"] for r in rows)
+        stats = []
+        for domain in sorted({r["domain"] for r in rows if r["domain"] is not None}):
+            idx = [i for i, r in enumerate(rows) if r["domain"] == domain]
+            members = vectors[idx]
+            centre = _normalise(members.mean(axis=0, keepdims=True))[0]
+            texts = [self._texts.get(rows[i]["id"], "") for i in idx]
+            gap = float(self.gap_fn(domain, texts)) if self.gap_fn else None
+            stats.append(DomainStats(domain, self.window, len(idx), len(idx) / total,
+                                     float(np.mean(1.0 - members @ centre)), gap,
+                                     sum(rows[i]["tokens"] for i in idx), window_tokens))
+        return stats
+
+    def _track_clusters(self, rows, vectors, unknown: list[int]) -> None:
+        """Cluster this window's unknowns; promote those matching a cluster of the last window often enough."""
+        cfg = self.config
+        current = [c for c in _leader_clusters(vectors[unknown] if unknown else np.zeros((0, 1)),
+                                               cfg.cluster_threshold) if len(c.members) >= cfg.min_cluster_size]
+        for cluster in current:
+            cluster.members = [unknown[m] for m in cluster.members]
+            previous = [p for p in self._clusters if float(p.centroid @ cluster.centroid) >= cfg.cluster_threshold]
+            cluster.streak = 1 + max((p.streak for p in previous), default=0)
+            if cluster.streak >= cfg.persist_windows:
+                self._promote(cluster, rows)
+        self._clusters = [c for c in current if c.streak < cfg.persist_windows]
+
+    def _promote(self, cluster: _Cluster, rows) -> None:
+        texts = [self._texts.get(rows[i]["id"], "") for i in cluster.members]
+        name = candidate_name(texts, self.config.name_terms)
+        if name in self.centroids.names:
+            name = f"{name}-{len(self.candidates)}"
+        self.candidates.append(name)
+        self.centroids.add(name, cluster.centroid)
+        # Relabel the members so this very window's stats already count the new domain.
+        self.conn.executemany("UPDATE queries SET domain = ? WHERE id = ?",
+                              [(name, rows[i]["id"]) for i in cluster.members])
+        for i in cluster.members:
+            rows[i] = {**dict(rows[i]), "domain": name}
+
+    def _last_id(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM queries").fetchone()[0]
+
+
+def _leader_clusters(vectors: np.ndarray, threshold: float) -> list[_Cluster]:
+    """Greedy leader clustering in arrival order: join the most similar cluster above threshold."""
+    clusters: list[_Cluster] = []
+    for i, vector in enumerate(vectors):
+        sims = [float(c.centroid @ vector) for c in clusters]
+        if sims and max(sims) >= threshold:
+            best = clusters[int(np.argmax(sims))]
+            best.members.append(i)
+            best.centroid = _normalise(vectors[best.members].mean(axis=0, keepdims=True))[0]
+        else:
+            clusters.append(_Cluster(vector.copy(), [i]))
+    return clusters
+
+
+def candidate_name(texts: list[str], terms: int = 3) -> str:
+    """The ``terms`` most frequent non-stopword words (ties alphabetical), joined by '-'."""
+    counts = Counter(w for t in texts for w in re.findall(r"[a-z]{3,}", t.lower()) if w not in STOPWORDS)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "-".join(word for word, _ in ranked[:terms]) or "unnamed"
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)).astype(np.float32)
