@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..registry.index import connect
+from ..registry.index import apply_migrations, connect
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
 
@@ -92,18 +92,8 @@ GapFn = Callable[[str, list[str]], float]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the monitor migrations not yet applied, in order (same pattern as the registry index)."""
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
-    done = {row["name"] for row in conn.execute("SELECT name FROM _migrations")}
-    applied = []
-    for name, sql in MIGRATIONS:
-        if name not in done:
-            conn.execute("BEGIN")
-            conn.execute(sql)
-            conn.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
-            conn.execute("COMMIT")
-            applied.append(name)
-    return applied
+    """Apply the monitor migrations not yet applied, in order (the registry index's mechanism)."""
+    return apply_migrations(conn, MIGRATIONS)
 
 
 @dataclass

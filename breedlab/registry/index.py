@@ -62,11 +62,20 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations not yet applied, in order; return their names."""
+    """Apply the index migrations not yet applied, in order; return their names."""
+    return apply_migrations(conn, MIGRATIONS)
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]]) -> list[str]:
+    """Apply the named SQL migrations ``conn`` has not seen, in order, each in its own transaction.
+
+    Shared by every breedlab SQLite database (registry index, task monitor): the
+    ``_migrations`` table records which names ran, so a list may only grow.
+    """
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
-    done = {row["name"] for row in conn.execute("SELECT name FROM _migrations")}
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
-    for name, sql in MIGRATIONS:
+    for name, sql in migrations:
         if name in done:
             continue
         conn.execute("BEGIN")
