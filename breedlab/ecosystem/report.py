@@ -28,7 +28,7 @@ Timeline schema (``?`` marks an optional field, filled with the default shown)::
                               "gates"?: "pass" | "FAIL ...", "decision"?: str} | null}],
      "compute": {"coverage": float, "ratio": float,
                  "saving_flops": float,           # speed-up factor: parent-only / served FLOPs
-                 "saving_time"?: float | null,    # the same for measured wall time
+                 "saving_time"?: float | null,    # the same for measured wall time (both over the scope the notes say)
                  "paper_table3"?: float | null,   # default: paper_table3(coverage, ratio)
                  "paper_cell"?: str, "formula"?: str, "notes"?: [str]},
      "tau_spawn": float

@@ -188,8 +188,8 @@ def _badge(state: str) -> str:
 
 def _compute(t: dict) -> str:
     c = t["compute"]
-    cards = [("measured saving, FLOPs", times(c["saving_flops"]), "parent-only / as served, whole run"),
-             ("measured saving, wall time", times(c["saving_time"]), "parent-only / as served, whole run"),
+    cards = [("measured saving, FLOPs", times(c["saving_flops"]), "parent-only \u00f7 as served; scope in the notes"),
+             ("measured saving, wall time", times(c["saving_time"]), "parent-only \u00f7 as served; scope in the notes"),
              ("paper Table 3", times(c["paper_table3"]), f'{esc(c["paper_cell"])}; {PAPER_TABLE3_STATUS}'),
              ("simple analytic 1/((1\u2212c)+c\u00b7p)", times(analytic_speedup(c["coverage"], c["ratio"])),
               f'c = {c["coverage"]:.2f}, p = {c["ratio"]:.2f}')]
