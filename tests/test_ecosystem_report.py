@@ -173,6 +173,16 @@ def test_compute_panel_shows_measured_and_table3(timeline):
     assert f"{c['saving_flops']:.2f}\u00d7" in page and 'class="n hit"' in page
 
 
+def test_parent_listed_among_models_is_the_reference_row(timeline):
+    timeline["models"].insert(0, {"id": PARENT, "name": "pico-parent", "kind": "parent", "operator": "import",
+                                  "domain": None, "state": "champion", "parents": [], "ratio": None,
+                                  "fitness": _fitness(0.55, 12.3, 0.0, 3.1, PARENT_FLOPS, decision="baseline")})
+    page = render_report(timeline)
+    assert page.count('<g class="node"') == 4 and page.count('class="edge"') == 4
+    assert '<div class="v">3</div>' in page  # models bred: the three children
+    assert "12.3" in page and "baseline" in page  # the parent's measured fitness fills the reference row
+
+
 def test_paper_table3_lookup():
     assert paper_table3(0.8, 0.30) == (2.2, "coverage 80%, p=0.30")
     assert paper_table3(0.9, 0.05) == (4.4, "coverage 90%, p=0.05")

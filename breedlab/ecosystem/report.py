@@ -34,7 +34,10 @@ Timeline schema (``?`` marks an optional field, filled with the default shown)::
      "tau_spawn": float
     }
 
-Ids are 64-hex sha256 digests; the page shows their first 12 characters.
+``models`` may list the parent itself (id == parent.id, as the demo does): its
+fitness fills the reference row of the fitness table and it is not counted as
+bred. Extra keys anywhere are ignored. Ids are 64-hex sha256 digests; the page
+shows their first 12 characters.
 """
 
 from __future__ import annotations
@@ -119,7 +122,10 @@ def validate_timeline(timeline: Any) -> dict:
     if not out["windows"]:
         raise ValueError("timeline.windows: needs at least one window")
     out["events"] = [_event(e, f"timeline.events[{i}]") for i, e in enumerate(_list(t, "events", "timeline"))]
-    out["models"] = [_model(m, f"timeline.models[{i}]") for i, m in enumerate(_list(t, "models", "timeline"))]
+    models = [_model(m, f"timeline.models[{i}]") for i, m in enumerate(_list(t, "models", "timeline"))]
+    # the parent may be listed among the models (with its measured fitness): it is the reference, not a child
+    out["parent"]["fitness"] = next((m["fitness"] for m in models if m["id"] == out["parent"]["id"]), None)
+    out["models"] = [m for m in models if m["id"] != out["parent"]["id"]]
     out["compute"] = _compute(t.get("compute"), "timeline.compute")
     out["tau_spawn"] = _num(t, "tau_spawn", "timeline")
     return out

@@ -152,9 +152,10 @@ FITNESS_COLUMNS = (("model", False), ("recipe", False), ("state", False), ("util
 
 def _fitness(t: dict, colors: dict) -> str:
     p = t["parent"]
+    measured = {k: v for k, v in (p["fitness"] or {}).items() if v not in (None, "")}
     reference = {"id": p["id"], "name": p["name"], "state": "parent", "operator": "frozen parent",
                  "kind": "", "domain": "all domains", "ratio": 1.0,
-                 "fitness": {"weight_bytes": p["weight_bytes"], "flops_per_token": p["flops_per_token"]}}
+                 "fitness": {"weight_bytes": p["weight_bytes"], "flops_per_token": p["flops_per_token"], **measured}}
     rows = [_fitness_row(m, colors, p["flops_per_token"]) for m in [reference, *t["models"]]]
     head = "".join(f'<th{" class=n" if right else ""}>{h}</th>' for h, right in FITNESS_COLUMNS)
     table = f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
