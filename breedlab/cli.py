@@ -255,11 +255,16 @@ def registry_history(niche: str, home: HomeOption = None) -> None:
 
 
 @app.command()
-def demo(home: HomeOption = None) -> None:
-    """Import the SmolLM2 parent, build the corpora, show the registry and lineage."""
+def demo(home: HomeOption = None,
+         quick: bool = typer.Option(False, "--quick", help="A pico parent and synthetic domains (~2 minutes).")
+         ) -> None:
+    """Replay a phased query trace through the living ecosystem; write timeline.json and report.html.
+
+    The default profile uses the real SmolLM2 parent and corpora; --quick a pico parent.
+    """
     from .demo import run_demo
 
-    run_demo(console, Home.resolve(home))
+    run_demo(console, Home.resolve(home), profile_name="quick" if quick else "full")
 
 
 def main() -> None:

@@ -1,46 +1,129 @@
-"""``breedlab demo``: the main job on the embedded default, end to end.
+"""``breedlab demo``: the living ecosystem end to end, replayed on a phased query trace.
 
-Today it imports the real parent, builds the domain corpora and shows the
-registry; later stages (breeding, evaluation, the ecosystem) extend this same
-straight-line script. Every step is idempotent: a second run reuses what is
-already registered and takes seconds.
+    parent + corpora -> router (fitted, calibrated, registered) -> monitor + detector
+    for each window of the trace:            (general use; code rises; medical rises; code fades)
+        every query: route, serve (real forward pass), shadow work, log
+        window close: detector -> spawn (lab, approver) -> shadow -> canary -> champion; prune; revalidate
+    -> timeline.json + report.html (lineage, routing share, fitness, measured compute saving vs Table 3)
+
+Each run gets its own registry under ``<home>/demo/<profile>/<UTC stamp>/``
+(an ecosystem's history is append-only: a second run cannot replay the same
+story in the same registry), sharing the home's cache, so the parent's
+conversion and the corpora sources are reused. ``--quick`` uses a pico parent
+and synthetic domains.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
 from rich.console import Console
+from rich.progress import Progress
 
 from .home import Home
 from .registry import Artifact, Registry
-from .registry.lineage import descendants_tree
 
 DEMO_ACTOR = "breedlab-demo"
 
 
-def run_demo(console: Console, home: Home, *, parent_source: str = "smollm2") -> None:
-    from .data.build import build_corpora
-    from .parent import import_parent
-    from .views import artifact_table, print_build_report, run_verify
+def run_demo(console: Console, home: Home, *, profile_name: str = "full", progress: bool = True) -> Path:
+    """Replay the profile's trace through a fresh ecosystem; return the report's path."""
+    from .demo_setup import build_parts, load_profile, parent_and_data
+    from .ecosystem.trace import Phase, build_trace, domain_pools
 
-    console.print(f"[bold]breedlab demo[/]  home: {home.root}")
-    registry = Registry.open(home.registry_dir)
+    started = time.perf_counter()
+    profile = load_profile(profile_name)
+    run_home = _run_home(home, profile.name)
+    registry = Registry.open(run_home.registry_dir)
+    console.print(f"[bold]breedlab demo[/] ({profile.name})  run folder: {run_home.root}")
+    console.rule("1. the frozen parent, the corpora, the router")
+    parent = parent_and_data(console, run_home, registry, profile)
+    parts = build_parts(run_home, registry, profile, parent, console)
+    phases = [Phase(p["name"], p["windows"], dict(p["mix"])) for p in profile.phases]
+    pools = domain_pools(registry, list(profile.domains), seed=profile.seed)
+    trace = build_trace(pools, phases, queries_per_window=profile.queries_per_window, seed=profile.seed)
+    console.rule(f"2. the trace: {len(trace)} windows x {profile.queries_per_window} held-out queries")
+    windows, events, fitness = _replay(console, run_home, registry, profile, parts, trace, progress)
+    console.rule("3. the report")
+    parent_flops = parts.pool.flops_per_token(parent.id, profile.max_query_tokens)
+    report = _write_outputs(run_home, registry, profile, parent, parent_flops, windows, events, fitness, started)
+    console.print(f"timeline: {run_home.root / 'timeline.json'}\nreport:   [bold]{report}[/]")
+    console.print(f"finished in {time.perf_counter() - started:.0f} s")
+    return report
 
-    console.rule("1. the frozen parent")
-    parent = crown_parent(registry, import_parent(registry, parent_source, cache_dir=home.cache_dir))
-    console.print(f"parent {parent.manifest.name} [cyan]{parent.id[:12]}[/] ({parent.state}), "
-                  f"{parent.manifest.metrics.get('parameters', 0) / 1e6:.1f}M parameters")
 
-    console.rule("2. domain corpora")
-    print_build_report(console, build_corpora(home, registry))
+def _run_home(home: Home, profile: str) -> Home:
+    """A fresh folder for this run; its ``cache`` is the home's cache (conversions and sources reused)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    run = Home.resolve(home.root / "demo" / profile / stamp)
+    (run.root / "cache").symlink_to(home.cache_dir, target_is_directory=True)
+    latest = home.root / "demo" / profile / "latest"
+    tmp = latest.with_name(".latest.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(stamp)
+    tmp.replace(latest)  # atomic: "latest" always names a whole run folder
+    return run
 
-    console.rule("3. the registry")
-    console.print(artifact_table(registry.find()))
 
-    console.rule("4. lineage")
-    console.print(descendants_tree(registry, parent.id))
+def _replay(console, run_home, registry, profile, parts, trace, progress: bool):
+    from .demo_story import Story
 
-    console.rule("5. verify")
-    run_verify(console, home.registry_dir)
+    story = Story(console, run_home, registry, profile, parts)
+    with Progress(console=console, disable=not progress, transient=True) as bar:
+        task = bar.add_task("replaying traffic", total=sum(len(w) for w in trace))
+        for index, window in enumerate(trace):
+            for query in window:
+                story.eco.serve(query)
+                bar.advance(task)
+            story.close(index, window[0].phase)
+    return story.windows, story.events, story.fitness
+
+
+def _write_outputs(run_home, registry, profile, parent, parent_flops, windows, events, fitness,
+                   started) -> Path:
+    from .demo_timeline import compute_panel, model_rows, utc_now
+    from .ecosystem.report import write_report
+    from .evaluation.packets import describe_machine
+
+    ratio = float(profile.lab.get("ratio", 0.3))
+    models = model_rows(registry, parent.id, fitness)
+    timeline = {
+        "title": f"breedlab ecosystem demo ({profile.name})", "profile": profile.name, "created_utc": utc_now(),
+        "machine": describe_machine(), "command": f"breedlab demo{' --quick' if profile.name == 'quick' else ''}",
+        "parent": {"id": parent.id, "name": parent.manifest.name,
+                   "flops_per_token": parent_flops, "weight_bytes": _weights(parent)},
+        "domains": list(profile.domains), "windows": windows, "events": events, "models": models,
+        "compute": compute_panel(windows, profile.phases[-1]["name"], ratio, _child_flops_ratio(models, parent)),
+        "tau_spawn": None, "seconds": round(time.perf_counter() - started, 1),
+    }
+    timeline["tau_spawn"] = float({**_shipped_detector(), **profile.detector}["tau_spawn"])
+    (run_home.root / "timeline.json").write_text(json.dumps(timeline, indent=1, sort_keys=True) + "\n")
+    return write_report(timeline, run_home.root / "report.html")
+
+
+def _weights(artifact: Artifact) -> int:
+    from .evaluation.cost import weight_bytes
+
+    return weight_bytes(artifact.manifest)
+
+
+def _child_flops_ratio(models: list[dict], parent: Artifact) -> float | None:
+    parent_row = next((m for m in models if m["id"] == parent.id), None)
+    children = [m for m in models if m["kind"] == "child" and m["fitness"] and m["fitness"]["flops_per_token"]]
+    if not parent_row or not parent_row["fitness"] or not children:
+        return None
+    return children[0]["fitness"]["flops_per_token"] / parent_row["fitness"]["flops_per_token"]
+
+
+def _shipped_detector() -> dict:
+    from dataclasses import asdict
+
+    from .ecosystem.detector import load_detector_config
+
+    return asdict(load_detector_config())
 
 
 def ensure_parent_and_data(console: Console, home: Home, registry: Registry, *, domains: list[str] | None = None,

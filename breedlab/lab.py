@@ -43,6 +43,8 @@ class LabConfig:
     seed: int = 0
     pico: bool = False
     """Small recipes for pico parents (tests, quick demos)."""
+    candidates: tuple[str, ...] = ("adapter-finetune", "cmg", "quantize")
+    """Operators that breed the candidates, in this order (the ecosystem's spawn may use fewer)."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console 
     champion = champion_of(registry, config.niche)
     say(console, "2/6 frozen evaluation suites")
     suites = build_suites(registry, champion, config)
-    say(console, "3/6 candidates: adapter fine-tune, distilled specialist (CMG), int8 quantization")
+    say(console, f"3/6 candidates: {', '.join(config.candidates)}")
     candidates = breed_candidates(registry, home, champion, config, governance.breeder, console)
     say(console, "4/6 fitness vectors (each model in its own guarded process)")
     fitness = measure_all(registry, champion, candidates, suites, console)

@@ -42,7 +42,8 @@ def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, st
 
 def breed_candidates(registry: Registry, home, champion: Artifact, config, breeder: str,
                      console: Console) -> list[Artifact]:
-    """Adapter fine-tune, CMG specialist and int8 quantization of the champion, as the breeding identity."""
+    """The configured candidates of the champion (by default adapter fine-tune, CMG specialist and int8
+    quantization), bred as the breeding identity."""
     from .cmg.recipe import CMGRecipe, RunOptions
     from .ops.adapter_finetune import AdapterFinetuneRecipe
     from .ops.quantize import QuantizeRecipe
@@ -57,8 +58,13 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
     distill = CMGRecipe(domain=config.niche, ratio=config.ratio, tokens=config.distill_tokens,
                         pool_tokens=config.distill_tokens, rehearsal_pool_tokens=8192, seed=config.seed,
                         **({**small, "profile_tokens": 1024} if config.pico else {"warmup_steps": 4}))
+    recipes = {"adapter-finetune": finetune, "cmg": distill, "quantize": QuantizeRecipe()}
+    unknown = set(config.candidates) - set(recipes)
+    if unknown:
+        raise ValueError(f"the lab has no recipe for {sorted(unknown)}; known: {sorted(recipes)}")
     made = []
-    for name, recipe in (("adapter-finetune", finetune), ("cmg", distill), ("quantize", QuantizeRecipe())):
+    for name in config.candidates:
+        recipe = recipes[name]
         console.print(f"  {name} ...")
         outcome = get_operator(name)(registry, home, champion.id, recipe, options)
         console.print(f"  {name}: {outcome.child.manifest.kind} {outcome.child.manifest.name} {outcome.child.id[:12]}")

@@ -25,6 +25,8 @@ class GovernanceConfig:
     """Identities allowed to promote, roll back and retire."""
     max_children_per_niche: int = 2
     """Active children (shadow, canary, champion) per niche."""
+    max_active_children: int = 4
+    """Active children of every niche together: the population budget."""
     max_total_weight_bytes: int = 2_000_000_000
     """Weight bytes of every active model together."""
     lease_days: int = 30
@@ -33,7 +35,8 @@ class GovernanceConfig:
     def __post_init__(self) -> None:
         if self.breeder in self.approvers:
             raise ValueError(f"the breeding identity {self.breeder!r} must not also be an approver")
-        if self.max_children_per_niche < 1 or self.max_total_weight_bytes < 1 or self.lease_days < 1:
+        if min(self.max_children_per_niche, self.max_active_children, self.max_total_weight_bytes,
+               self.lease_days) < 1:
             raise ValueError("budgets and lease must be positive")
 
 

@@ -45,6 +45,12 @@ def active_children(registry: Registry, niche: str) -> list[Artifact]:
     return [a for a in artifacts if a.state in ACTIVE_STATES and a.manifest.kind != "parent"]
 
 
+def all_active_children(registry: Registry) -> list[Artifact]:
+    """Non-parent models in shadow, canary or champion state, whatever their niche."""
+    return [a for state in ACTIVE_STATES for a in registry.find(state=state)
+            if a.manifest.kind not in ("parent", "router-policy")]
+
+
 def active_weight_bytes(registry: Registry) -> int:
     """Weight bytes of every active model (any niche), each counted once."""
     total = 0

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta, timezone
 from ..registry import Event, Registry, RegistryError
 from .config import GovernanceConfig
 from .niche import (
-    ACTIVE_STATES, active_children, active_weight_bytes, breeder_of, current_champion, previous_champion,
+    ACTIVE_STATES, active_children, active_weight_bytes, all_active_children, breeder_of, current_champion,
+    previous_champion,
 )
 
 
@@ -101,6 +102,10 @@ def _check_budgets(registry: Registry, config: GovernanceConfig, candidate, nich
         if len(active) + 1 > config.max_children_per_niche:
             raise BudgetError(f"niche {niche!r} already has {len(active)} active children "
                               f"(budget {config.max_children_per_niche}); retire one first")
+        population = all_active_children(registry)
+        if candidate.id not in {a.id for a in population} and len(population) + 1 > config.max_active_children:
+            raise BudgetError(f"the population already has {len(population)} active children "
+                              f"(budget {config.max_active_children}); prune or merge first")
         weights = sum(e.size for n, e in candidate.manifest.files.items() if n.endswith(".safetensors"))
         total = active_weight_bytes(registry) + weights
         if total > config.max_total_weight_bytes:

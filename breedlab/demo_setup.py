@@ -1,0 +1,144 @@
+"""Setting the demo's ecosystem up: its profile, parent, corpora, router, monitor and detector.
+
+A profile (``configs/demo.yaml``) is the recipe of a demo run: which parent,
+which domains, the trace's phases, and the few settings that differ from the
+shipped ecosystem configuration for a trace of minutes rather than months.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from .home import Home
+from .registry import Artifact, Registry
+
+PROFILES = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    name: str
+    parent: str
+    """``pico`` (built here, synthetic domains) or a parent source for ``import_parent`` (``smollm2``)."""
+    domains: tuple[str, ...]
+    parent_domains: tuple[str, ...]
+    queries_per_window: int
+    window_seconds: float
+    seed: int
+    phases: tuple[dict, ...]
+    lab: dict = field(default_factory=dict)
+    detector: dict = field(default_factory=dict)
+    rollout: dict = field(default_factory=dict)
+    lifecycle: dict = field(default_factory=dict)
+    max_query_tokens: int = 64
+
+    @property
+    def niches(self) -> list[str]:
+        """Domains a child may be bred for: the traffic domains the parent is not for."""
+        return [d for d in self.domains if d not in self.parent_domains]
+
+
+def load_profile(name: str, path: Path = PROFILES) -> DemoProfile:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if name not in raw:
+        raise ValueError(f"no demo profile {name!r} in {path}; profiles: {', '.join(sorted(raw))}")
+    section = raw[name]
+    known = {f.name for f in fields(DemoProfile)} - {"name"}
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"{path}: profile {name!r} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    tuples = {k: tuple(section[k]) for k in ("domains", "parent_domains", "phases") if k in section}
+    return DemoProfile(name=name, **{**section, **tuples})
+
+
+def overridden(config, overrides: dict):
+    """``config`` (a frozen dataclass) with the profile's overrides; unknown fields are errors."""
+    known = {f.name for f in fields(config)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown {type(config).__name__} fields {sorted(unknown)}; known: {sorted(known)}")
+    return replace(config, **overrides)
+
+
+def parent_and_data(console: Console, home: Home, registry: Registry, profile: DemoProfile) -> Artifact:
+    """The champion parent and every domain's splits (pico: built here; real: imported and built)."""
+    from .demo import crown_parent, ensure_parent_and_data
+
+    if profile.parent != "pico":
+        return ensure_parent_and_data(console, home, registry, domains=list(profile.domains),
+                                      parent_source=profile.parent)
+    found = registry.find(kind="parent", name="pico-parent")
+    if found and all(registry.find(kind="dataset", name=f"{d}/test") for d in profile.domains):
+        return crown_parent(registry, found[0])
+    from .pico_lab import build_pico_lab
+
+    pico = build_pico_lab(registry, home.cache_dir, domains=tuple(profile.domains), seed=profile.seed)
+    return crown_parent(registry, pico.parent)
+
+
+def labelled_snippets(registry: Registry, domains, split: str, *, seed: int, limit: int = 200) -> dict:
+    """Query-sized snippets per domain from ``<domain>/<split>`` (train to fit, validation to calibrate)."""
+    from .ecosystem.trace import domain_pools
+
+    pools = domain_pools(registry, list(domains), seed=seed, split=split)
+    return {d: texts[:limit] for d, texts in pools.items()}
+
+
+def fit_router(registry: Registry, profile: DemoProfile, embedder):
+    """The default router policy over the niches, calibrated with the parent's domains as out-of-domain."""
+    from .ecosystem.router import calibrate, fit, register_policy
+
+    policy_name = _default_policy()
+    train = labelled_snippets(registry, profile.niches, "train", seed=profile.seed)
+    validation = labelled_snippets(registry, profile.niches, "validation", seed=profile.seed)
+    ood = labelled_snippets(registry, profile.parent_domains, "validation", seed=profile.seed)
+    policy = fit(policy_name, train, embedder=embedder, seed=profile.seed)
+    calibrate(policy, validation, out_of_domain=[t for texts in ood.values() for t in texts])
+    data = [registry.find(kind="dataset", name=f"{d}/{s}")[0].id
+            for d in profile.domains for s in ("train", "validation")]
+    artifact = register_policy(registry, policy, name=f"router/{policy_name}", data_ids=data,
+                               recipe={"niches": profile.niches, "out_of_domain": list(profile.parent_domains)})
+    return policy, artifact
+
+
+def _default_policy() -> str:
+    from .ecosystem import router
+
+    return getattr(router, "DEFAULT_POLICY", "centroid")
+
+
+def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Artifact, console: Console):
+    """Every part the ecosystem runs with, configured from the shipped files and the profile."""
+    from .ecosystem.detector import Detector, load_detector_config, parent_nll_gap, registered_specialist
+    from .ecosystem.embed import shared_embedder
+    from .ecosystem.lifecycle import load_lifecycle_config
+    from .ecosystem.monitor import DomainCentroids, MonitorConfig, TaskMonitor, load_section
+    from .ecosystem.rollout import load_rollout_config
+    from .ecosystem.runner import EcosystemParts
+    from .ecosystem.serving import ModelPool
+
+    embedder = shared_embedder()
+    policy, policy_artifact = fit_router(registry, profile, embedder)
+    console.print(f"router: {policy.name} policy {policy_artifact.id[:12]}, threshold {policy.threshold:.3f}")
+    pool = ModelPool(registry, max_tokens=profile.max_query_tokens)
+    model, tokenizer = pool.load(parent.id)
+    monitor_config = load_section(MonitorConfig, "monitor")
+    centroids = DomainCentroids.from_datasets(registry, list(profile.domains), embedder,
+                                              docs_per_domain=monitor_config.docs_per_domain,
+                                              threshold=monitor_config.known_threshold)
+    monitor = TaskMonitor(home.logs_dir / f"demo-{profile.name}-queries.sqlite", embedder, centroids=centroids,
+                          config=monitor_config, gap_fn=parent_nll_gap(model, tokenizer))
+    specialist = registered_specialist(registry)
+    detector_config = overridden(load_detector_config(), profile.detector)
+    head = 2.0 * model.config.hidden_size * model.config.vocab_size
+    detector = Detector(detector_config, registry, parent.id, actor="detector",
+                        parent_flops_per_token=pool.flops_per_token(parent.id, profile.max_query_tokens),
+                        head_flops_per_token=head,
+                        has_specialist=lambda d: d in profile.parent_domains or specialist(d))
+    return EcosystemParts(registry, parent.id, pool, policy, monitor, detector,
+                          overridden(load_rollout_config(), profile.rollout),
+                          overridden(load_lifecycle_config(), profile.lifecycle))

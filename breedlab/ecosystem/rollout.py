@@ -1,0 +1,126 @@
+"""Shadow, canary, champion: a child earns live traffic in steps, on paired live evidence.
+
+After the lab's evidence packet and an approver's ``promote --to shadow``:
+
+* **shadow**: the child answers a copy of every query routed to its niche;
+  the answer is scored (its NLL on the query) and never returned. Each pair is
+  (child NLL, NLL of the model that really served it) on the same text.
+* **canary**: a fixed share of the niche's routed queries (chosen by a seeded
+  hash of the text, so a query always lands on the same side) is served by the
+  child; the champion scores those in shadow for the pair.
+* **champion**: crowned by the approver; the live delta at crowning becomes
+  the baseline revalidation compares against.
+
+Verdicts (all thresholds in ``RolloutConfig``; delta = child NLL - champion NLL):
+  shadow -> canary when the ``confidence`` bootstrap interval of the mean delta
+  lies below ``max_live_regression``; shadow -> rejected when its lower bound lies
+  above it. canary -> champion after ``canary_windows`` when the mean delta is at
+  most ``max_live_regression``; otherwise the canary is rolled back on the spot,
+  automatically, by the lifecycle identity (a safety action needs no approver; a
+  promotion does). Each verdict is one event whose reason carries the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from ..evaluation.stats import paired_bootstrap
+from .monitor import SHIPPED, load_section
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    shadow_windows: int = 1
+    """Windows a shadow child answers a copy of its niche's traffic before the verdict."""
+    min_shadow_queries: int = 8
+    """Paired shadow scores needed before any verdict."""
+    canary_share: float = 0.3
+    """Share of the niche's routed traffic the canary serves."""
+    canary_windows: int = 1
+    """Windows the canary serves before it may be crowned."""
+    min_canary_queries: int = 4
+    """Canary queries needed before a verdict."""
+    max_live_regression: float = 0.05
+    """nats/token the child may be worse than the champion on the same live queries."""
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.canary_share < 1.0:
+            raise ValueError(f"canary_share must lie in (0, 1), got {self.canary_share}")
+        if min(self.shadow_windows, self.canary_windows) < 1:
+            raise ValueError("shadow_windows and canary_windows must be at least 1")
+
+
+def load_rollout_config(path=SHIPPED) -> RolloutConfig:
+    return load_section(RolloutConfig, "rollout", path)
+
+
+@dataclass
+class Rollout:
+    """One child on its way from shadow to champion in one niche."""
+
+    child: str
+    niche: str
+    stage: str = "shadow"
+    windows: int = 0
+    """Closed windows in the current stage."""
+    child_nll: list[float] = field(default_factory=list)
+    champion_nll: list[float] = field(default_factory=list)
+
+    def add_pair(self, child_nll: float, champion_nll: float) -> None:
+        if math.isfinite(child_nll) and math.isfinite(champion_nll):
+            self.child_nll.append(child_nll)
+            self.champion_nll.append(champion_nll)
+
+    def mean_delta(self) -> float:
+        return sum(c - p for c, p in zip(self.child_nll, self.champion_nll)) / max(1, len(self.child_nll))
+
+    def next_stage(self, stage: str) -> None:
+        self.stage, self.windows = stage, 0
+        self.child_nll, self.champion_nll = [], []
+
+
+def takes_canary(text: str, config: RolloutConfig) -> bool:
+    """Whether the canary serves this query: a seeded hash of its text below ``canary_share``."""
+    digest = hashlib.sha256(f"{config.seed}:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < config.canary_share
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the rollout's numbers say at a window's close: advance, hold, reject or roll back."""
+
+    action: str
+    """'advance' | 'hold' | 'reject' | 'rollback'."""
+    reason: str
+    data: dict
+
+
+def judge(rollout: Rollout, config: RolloutConfig) -> Verdict:
+    """Apply the rule in the module docstring to a rollout whose window just closed."""
+    rollout.windows += 1
+    n, limit = len(rollout.child_nll), config.max_live_regression
+    if rollout.stage == "shadow":
+        if rollout.windows < config.shadow_windows or n < config.min_shadow_queries:
+            return Verdict("hold", f"shadow: {n} paired queries so far", {"queries": n})
+        result = paired_bootstrap(rollout.champion_nll, rollout.child_nll, confidence=config.confidence,
+                                  seed=config.seed)
+        data = {"queries": n, "mean_delta": result.mean_diff, "ci": [result.low, result.high], "limit": limit}
+        text = (f"shadow on {n} live {rollout.niche} queries: child - champion NLL {result.mean_diff:+.4f} nats/token, "
+                f"{config.confidence:.0%} CI [{result.low:+.4f}, {result.high:+.4f}]")
+        if result.high <= limit:
+            return Verdict("advance", f"{text} <= {limit:+.2f}", data)
+        if result.low > limit:
+            return Verdict("reject", f"{text} > {limit:+.2f}: worse than the champion on live traffic", data)
+        return Verdict("hold", f"{text}: not yet conclusive", data)
+    mean = rollout.mean_delta()
+    data = {"queries": n, "mean_delta": mean, "limit": limit}
+    text = f"canary on {n} live {rollout.niche} queries: child - champion NLL {mean:+.4f} nats/token"
+    if n >= config.min_canary_queries and mean > limit:
+        return Verdict("rollback", f"{text} > {limit:+.2f}: gate max_live_regression broken", data)
+    if rollout.windows < config.canary_windows or n < config.min_canary_queries:
+        return Verdict("hold", f"{text} so far", data)
+    return Verdict("advance", f"{text} <= {limit:+.2f}", data)

@@ -1,0 +1,95 @@
+"""Spawn: a detector's request becomes a bred, evaluated candidate, and only an approver moves it on.
+
+    spawn-requested (detector)                      event on the parent, with sigma and its inputs
+    -> budget check                                 population, per-niche and weight budgets (governance.yaml)
+    -> breedlab lab --niche D (breeding identity)   candidates, frozen suites, fitness, evidence, release packet
+    -> approver: promote --to shadow                only the release's useful specialist, only with its evidence
+
+The breeding side ends at the release packet; the approver is a separate
+identity from ``governance.yaml`` that reads the packet and promotes (or does
+nothing on a no-op). A spawn that cannot start, or that ends in no-op, is an
+event too (``spawn-deferred``, ``spawn-no-op``), so the log explains why a
+domain with demand still has no child.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from rich.console import Console
+
+from ..governance.config import GovernanceConfig
+from ..governance.niche import active_children, all_active_children
+from ..governance.promotion import promote
+from ..registry import Artifact, Registry
+
+
+@dataclass(frozen=True)
+class SpawnResult:
+    domain: str
+    child: Artifact | None
+    """The candidate now in shadow; None when deferred or no-op."""
+    release: Artifact | None
+    fitness: dict
+    """Artifact id -> FitnessVector of the lab's champion and candidates."""
+    reason: str
+
+
+def budget_problem(registry: Registry, governance: GovernanceConfig, domain: str) -> str | None:
+    """Why a new child for ``domain`` cannot be admitted now (None when it can)."""
+    population = all_active_children(registry)
+    if len(population) >= governance.max_active_children:
+        return (f"the population has {len(population)} active children (budget "
+                f"{governance.max_active_children}); prune or merge first")
+    niche = active_children(registry, domain)
+    if len(niche) >= governance.max_children_per_niche:
+        return f"niche {domain!r} has {len(niche)} active children (budget {governance.max_children_per_niche})"
+    return None
+
+
+def run_spawn(registry: Registry, home, request, lab_config, governance: GovernanceConfig, parent_id: str,
+              *, approver: str, console: Console) -> SpawnResult:
+    """Breed and evaluate a child for ``request.domain``; the approver promotes the useful specialist to shadow."""
+    from ..lab import run_lab
+
+    domain = request.domain
+    problem = budget_problem(registry, governance, domain)
+    if problem:
+        registry.record("spawn-deferred", parent_id, actor=governance.breeder, reason=problem,
+                        data={"domain": domain, "sigma": request.sigma})
+        return SpawnResult(domain, None, None, {}, problem)
+    result = run_lab(registry, home, replace(lab_config, niche=domain), console)
+    selection = result.selection
+    if not selection.useful_specialist:
+        reason = "no candidate earned promotion: " + "; ".join(selection.reasons)
+        registry.record("spawn-no-op", parent_id, actor=governance.breeder, reason=reason,
+                        data={"domain": domain, "release": result.release.id})
+        return SpawnResult(domain, None, result.release, result.fitness, reason)
+    child = registry.get(selection.useful_specialist)
+    packet = result.evidence[child.id]
+    reason = (f"approver: lab release {result.release.id[:12]} names {child.manifest.name} {child.id[:12]} the "
+              f"useful specialist for {domain} (evidence {packet[:12]}); shadow it on live traffic")
+    promote(registry, governance, child.id, "shadow", niche=domain, approver=approver, reason=reason)
+    return SpawnResult(domain, registry.get(child.id), result.release, result.fitness, reason)
+
+
+def reevaluate(registry: Registry, home, child_id: str, parent_id: str, lab_config, *, console: Console):
+    """A flagged child measured again on its niche's frozen suites against the parent: (decision, packet id).
+
+    The same steps as the lab's evaluation (``lab_steps``): the suites are rebuilt by the
+    same recipe, so they are the same artifacts, not new ones a child could have been tuned to.
+    """
+    from ..evaluation.decision import decide
+    from ..evaluation.gates import evaluate_gates, load_evaluation_config
+    from ..evaluation.packets import write_evidence_packet
+    from ..lab_steps import build_suites, measure_all
+
+    parent, child = registry.get(parent_id), registry.get(child_id)
+    niche = lab_config.niche
+    suites = build_suites(registry, parent, lab_config)
+    fitness = measure_all(registry, parent, [child], suites, console)
+    evaluation = load_evaluation_config()
+    gates = evaluate_gates(fitness[child.id], evaluation)
+    decision = decide(fitness[parent.id], fitness[child.id], evaluation)
+    packet = write_evidence_packet(registry, fitness[parent.id], fitness[child.id], gates, decision, niche=niche)
+    return decision, packet.id

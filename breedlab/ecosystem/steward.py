@@ -1,0 +1,102 @@
+"""The slow path: what the ecosystem does when a window of traffic closes.
+
+In order: the monitor's per-domain stats and the detector's scores; rollout
+verdicts (shadow -> canary -> champion by the approver, rejection and canary
+rollback by the lifecycle identity); pruning of idle champions; revalidation
+of degraded ones; spawns for the detector's requests. The returned record is
+one row of the demo's timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..governance.config import GovernanceConfig
+from ..governance.promotion import promote
+from .lifecycle import ChildWatch, conclude_revalidation, degraded, flag, prune, record_usage
+from .rollout import Rollout, judge
+from .runner import PARENT, Ecosystem
+
+
+@dataclass
+class Authority:
+    """Who acts: the approver promotes; spawns and re-evaluations are callables the owner provides."""
+
+    governance: GovernanceConfig
+    approver: str
+    spawn: Callable
+    """(SpawnRequest) -> SpawnResult: breed, evaluate, and shadow the useful specialist (``spawn.run_spawn``)."""
+    reevaluate: Callable
+    """(niche, child id) -> (Decision, evidence packet id) on the frozen suites (``spawn.reevaluate``)."""
+
+
+def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str, now: float) -> dict:
+    """Close one window: score, judge, prune, revalidate, spawn; return its timeline record."""
+    tally = eco.take_tally()
+    stats = eco.parts.monitor.close_window()
+    sigma = {s.domain: round(eco.parts.detector.score(s)[0], 4) for s in stats}
+    requests = eco.parts.detector.observe(stats, now)
+    _judge_rollouts(eco, authority)
+    _prune_idle(eco, tally)
+    _revalidate(eco, authority)
+    for request in requests:
+        result = authority.spawn(request)
+        if result.child is not None:
+            eco.rollouts[request.domain] = Rollout(result.child.id, request.domain)
+    eco.refresh_routes()
+    total = sum(tally.served.values())
+    return {"index": index, "phase": phase, "queries": total, "mix": dict(sorted(tally.mix.items())),
+            "served": dict(sorted(tally.served.items())), "sigma": sigma,
+            "flops": {"served": tally.flops_served, "parent_only": tally.flops_parent_only,
+                      "shadow": tally.flops_shadow},
+            "latency_ms": {"served": tally.ms_served, "parent_only": tally.ms_parent_only}}
+
+
+def _judge_rollouts(eco: Ecosystem, authority: Authority) -> None:
+    lifecycle = eco.parts.lifecycle
+    for niche, rollout in list(eco.rollouts.items()):
+        verdict = judge(rollout, eco.parts.rollout)
+        if verdict.action == "hold":
+            continue
+        if verdict.action == "advance" and rollout.stage == "shadow":
+            promote(eco.registry, authority.governance, rollout.child, "canary", niche=niche,
+                    approver=authority.approver, reason=f"approver: {verdict.reason}")
+            rollout.next_stage("canary")
+            continue
+        del eco.rollouts[niche]
+        if verdict.action == "advance":  # a canary that held: crown it, and watch it from now on
+            promote(eco.registry, authority.governance, rollout.child, "champion", niche=niche,
+                    approver=authority.approver, reason=f"approver: {verdict.reason}")
+            eco.watches[niche] = ChildWatch(rollout.child, niche, baseline_delta=verdict.data["mean_delta"])
+            continue
+        event_type = "rejected" if verdict.action == "reject" else "rolled-back"
+        eco.registry.transition(rollout.child, "rejected", event_type=event_type, actor=lifecycle.actor,
+                                reason=f"{verdict.reason}; {niche} stays with its champion",
+                                data={"niche": niche, **verdict.data})
+        eco.pool.release(rollout.child)
+
+
+def _prune_idle(eco: Ecosystem, tally) -> None:
+    total = max(1, sum(tally.served.values()))
+    for niche, watch in list(eco.watches.items()):
+        share = tally.served.get(watch.child, 0) / total
+        if record_usage(watch, share, eco.parts.lifecycle):
+            prune(eco.registry, watch, eco.parts.lifecycle)
+            del eco.watches[niche]
+            eco.pool.release(watch.child)
+
+
+def _revalidate(eco: Ecosystem, authority: Authority) -> None:
+    for niche, watch in list(eco.watches.items()):
+        if not degraded(watch, eco.parts.lifecycle):
+            continue
+        flag(eco.registry, watch, eco.parts.lifecycle)
+        decision, packet = authority.reevaluate(niche, watch.child)
+        conclude_revalidation(eco.registry, watch, decision, packet, eco.parts.lifecycle)
+        if eco.registry.get(watch.child).state != "champion":
+            del eco.watches[niche]
+            eco.pool.release(watch.child)
+
+
+__all__ = ["PARENT", "Authority", "close_window"]
