@@ -1,0 +1,102 @@
+"""`breedlab demo --quick` end to end: the phased story happens, the log says why, the report renders.
+
+The demo runs once per module (about 1.5 minutes on 2 cores) through the real CLI
+entry point; every assertion below reads what it left behind: the registry's
+event log and states, timeline.json, and report.html rendered by headless Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from breedlab.registry import Registry, verify
+
+from browser import dump_dom, png_is_blank, png_size, screenshot
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("demo-home")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "breedlab.cli", "demo", "--quick", "--home", str(home)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    folder = (home / "demo" / "quick" / "latest").resolve()
+    registry = Registry.open(folder / "registry")
+    timeline = json.loads((folder / "timeline.json").read_text())
+    return folder, registry, timeline, run.stdout
+
+
+def _children(registry: Registry) -> dict[str, object]:
+    return {c.manifest.recipe["domain"]: c for c in registry.find(kind="child")}
+
+
+def test_the_detector_fires_for_code_then_medical_and_never_for_general(demo_run):
+    _, registry, timeline, _ = demo_run
+    spawns = [e for e in registry.events() if e.type == "spawn-requested"]
+    assert [e.data["domain"] for e in spawns] == ["code", "medical"]
+    assert all(e.data["sigma"] >= e.data["tau_spawn"] and e.actor == "detector" for e in spawns)
+    first_code_phase = min(w["index"] for w in timeline["windows"] if w["phase"] == "code rises")
+    assert min(e["window"] for e in timeline["events"] if e["type"] == "spawn-requested") >= first_code_phase
+
+
+def test_each_child_goes_shadow_canary_champion_by_the_approver(demo_run):
+    _, registry, _, _ = demo_run
+    for domain, child in _children(registry).items():
+        promotions = [e for e in registry.events(child.id) if e.type == "promoted"]
+        assert [e.data["to"] for e in promotions] == ["shadow", "canary", "champion"], domain
+        assert {e.actor for e in promotions} == {"approver"}
+        assert all(e.data["evidence"] for e in promotions)
+        registered = next(e for e in registry.events(child.id) if e.type == "registered")
+        assert registered.actor == "breeder"
+
+
+def test_the_faded_code_child_is_pruned_and_medical_still_serves(demo_run):
+    _, registry, timeline, _ = demo_run
+    children = _children(registry)
+    assert children["code"].state == "retired" and children["medical"].state == "champion"
+    prune = next(e for e in registry.events(children["code"].id) if e.type == "retired")
+    assert prune.data["action"] == "prune" and "pruned" in prune.reason and prune.actor == "ecosystem"
+    last = timeline["windows"][-1]
+    assert children["code"].id not in last["served"]  # its traffic went back to the parent
+    assert last["served"].get(children["medical"].id, 0) > 0
+    assert [f for f in verify(registry.root) if f.level == "problem"] == []
+
+
+def test_routing_share_and_measured_saving_follow_the_story(demo_run):
+    _, registry, timeline, _ = demo_run
+    first = timeline["windows"][0]
+    assert set(first["served"]) == {"parent"}  # general use: everything on the parent
+    compute = timeline["compute"]
+    assert compute["coverage"] > 0.6 and compute["saving_flops"] > 1.2
+    assert compute["paper_table3"] is not None and compute["ratio"] == 0.3
+    for window in timeline["windows"]:
+        assert window["flops"]["served"] <= window["flops"]["parent_only"] * 1.0001
+
+
+def test_the_timeline_printed_says_what_happened(demo_run):
+    _, _, _, stdout = demo_run
+    for needle in ("spawn-requested", "shadow on", "canary on", "pruned", "report.html"):
+        assert needle in stdout, needle
+
+
+def test_the_report_renders_in_headless_chromium(demo_run, tmp_path):
+    folder, registry, _, _ = demo_run
+    report = folder / "report.html"
+    dom = dump_dom(report)
+    for child in registry.find(kind="child"):
+        assert child.id[:12] in dom  # the lineage graph names every child
+    assert "<svg" in dom and "Table 3" in dom
+    png = screenshot(report, tmp_path / "demo-report.png", width=1280, height=2400)
+    assert png_size(png) == (1280, 2400) and not png_is_blank(png)
+    keep = os.environ.get("BREEDLAB_TEST_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(keep) / "demo-report.png")
