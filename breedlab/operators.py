@@ -45,4 +45,4 @@ def operator_names() -> list[str]:
 def _load_builtin_operators() -> None:
     """Import the modules whose decorators register the built-in operators."""
     from .cmg import breed  # noqa: F401
-    from .ops import adapter_finetune, quantize  # noqa: F401
+    from .ops import adapter_finetune, merge, merge_distill, quantize  # noqa: F401

@@ -1,13 +1,16 @@
 """One contract for every registered operator (peft's test-matrix idea): the same checks, the same pico lab.
 
 For each name in ``operator_names()``: the output loads, its manifest is valid with
-parents = [input id] and the operator's name, the input is unchanged (its weights'
-digest and ``registry verify``), and the same seed on the same inputs in a second,
-fresh registry gives the same artifact id. A new operator fails here until it has
+parents = [input id] (for a merge: the models it merged, which its recipe function makes
+first) and the operator's name, the input is unchanged (its weights' digest and
+``registry verify``), and the same seed on the same inputs in a second, fresh
+registry gives the same artifact id. A new operator fails here until it has
 a tiny recipe in ``RECIPES``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +21,8 @@ from breedlab.home import Home
 from breedlab.modelio import load_model, weights_digest
 from breedlab.operators import get_operator, operator_names
 from breedlab.ops.adapter_finetune import AdapterFinetuneRecipe
+from breedlab.ops.merge import MergeRecipe
+from breedlab.ops.merge_distill import MergeDistillRecipe
 from breedlab.ops.quantize import QuantizeRecipe, load_quantized
 from breedlab.pico_lab import build_pico_lab
 from breedlab.registry import MODEL_KINDS, Registry, verify
@@ -29,9 +34,24 @@ RECIPES = {  # operator -> the smallest recipe that exercises it
     "cmg": CMGRecipe(domain="code", ratio=0.5, profile_tokens=256, **TINY),
     "adapter-finetune": AdapterFinetuneRecipe(domain="code", **TINY),
     "quantize": QuantizeRecipe(),
+    # Merges take other models as input: a function (registry, home, parent id) -> recipe makes them first.
+    "merge": lambda *lab: MergeRecipe(models=_specialists(*lab, "adapter-finetune", "adapter-finetune")),
+    "merge-distill": lambda *lab: MergeDistillRecipe(models=_specialists(*lab, "cmg", "adapter-finetune"), **TINY),
 }
 OPTIONS = RunOptions(progress=False, threads=1, checkpoint_every=100)
 LOADERS = {"quantized": load_quantized}  # kind -> loader; every other model kind loads with load_model
+
+
+def _specialists(registry, home, parent_id, *operators) -> tuple[str, ...]:
+    """A code and a medical specialist of the parent, made by ``operators`` from the tiny recipes above."""
+    recipes = [replace(RECIPES[name], domain=domain) for name, domain in zip(operators, ("code", "medical"))]
+    return tuple(get_operator(name)(registry, home, parent_id, recipe, OPTIONS).child.id
+                 for name, recipe in zip(operators, recipes))
+
+
+def expected_parents(recipe, parent_id: str) -> tuple[str, ...]:
+    """The input ids an output names as its parents: the merged models for a merge, else the parent."""
+    return tuple(dict.fromkeys(recipe.models)) if hasattr(recipe, "models") else (parent_id,)
 
 
 def _lab(root):
@@ -56,10 +76,15 @@ def runs(labs):
 
     def run(name):
         if name not in made:
-            made[name] = tuple(get_operator(name)(registry, home, pico.parent.id, RECIPES[name], OPTIONS).child
-                               for home, registry, pico in labs[:2])
+            outputs = []
+            for home, registry, pico in labs[:2]:
+                recipe = RECIPES[name](registry, home, pico.parent.id) if callable(RECIPES[name]) else RECIPES[name]
+                outputs.append(get_operator(name)(registry, home, pico.parent.id, recipe, OPTIONS).child)
+                run.recipes.setdefault(name, recipe)  # the first lab's, for the parents its output must name
+            made[name] = tuple(outputs)
         return made[name]
 
+    run.recipes = {}
     return run
 
 
@@ -83,7 +108,7 @@ def test_the_manifest_is_valid_and_names_its_input_and_operator(labs, runs, name
     (_, registry, pico), artifact = labs[0], runs(name)[0]
     stored = parse((registry.manifests_dir / f"{artifact.id}.json").read_bytes())  # re-validates, checks the id
     assert stored.id == artifact.id and stored.kind in MODEL_KINDS
-    assert stored.parents == (pico.parent.id,) and stored.operator == name
+    assert stored.parents == expected_parents(runs.recipes[name], pico.parent.id) and stored.operator == name
     assert stored.recipe and all(registry.get(ref) for ref in stored.data)
 
 

@@ -127,6 +127,11 @@ def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int,
 
 
 def _kd_term(logits, batch, input_ids, recipe: CMGRecipe, parent) -> torch.Tensor:
+    if "teacher_logits" in batch:  # another teacher ran on this batch (cmg/multi_teacher.py), not the parent
+        teacher = batch.pop("teacher_logits")  # (B, S, V); popped so backward does not keep it alive
+        kd = kd_loss_full(logits, teacher, recipe.temperature)
+        del teacher
+        return kd
     if "topk_ids" in batch:
         return kd_loss_topk(logits, batch["topk_ids"].long(), batch["topk_logits"].float(),
                             batch["lse"].float(), recipe.temperature)

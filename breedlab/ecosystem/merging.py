@@ -1,0 +1,471 @@
+"""Merge (lifecycle): two specialists whose domains converged become one model, if that beats keeping both.
+
+``consider_merge(a, b)`` runs, top to bottom, and leaves an event with its reason at every exit:
+
+1. **Converged?** The caller's centroid cosine similarity of the two domains
+   (the task monitor's centroids) must be >= ``min_centroid_similarity``; then
+   cross-evaluation on the frozen suites: ``score(a on B) >= min_cross_ratio *
+   score(b on B)`` and ``score(b on A) >= min_cross_ratio * score(a on A)``
+   (score: cloze ``utility``, or ``inverse_ppl`` = 1 / domain perplexity).
+   No -> ``merge-skipped`` on both specialists, with the numbers.
+2. **How?** ``ops.merge`` (weight merge: ``method`` linear or TIES) when
+   ``merge_problems`` finds nothing; else ``ops.merge_distill`` if
+   ``allow_distill``; else ``merge-refused`` on both, naming every problem.
+3. **Does it beat keeping both?** The merged model M and both specialists are
+   measured on both domains' frozen suites (``measure_candidate``). The rule,
+   per domain D with specialist S (paired on the same cases, the evaluation
+   config's alpha, confidence, resamples and seed):
+
+   - NLL: paired bootstrap of ``NLL_M - NLL_S`` per lm case; M is **worse**
+     when the interval's low end > ``max_nll_loss`` (a loss that is real and
+     larger than the tolerance; 0 makes it "significantly worse" exactly);
+   - utility: exact sign test on the cloze cases; M is **worse** when its
+     accuracy is lower by more than ``max_utility_loss`` and p(S better) < alpha;
+   - an axis not measured on both sides counts as not shown, so the merge fails;
+
+   and M must pass every hard gate (``evaluation.gates``) on each domain and
+   cost less than the two: ``weight_bytes(M) < weight_bytes(a) + weight_bytes(b)``.
+   This is not ``decide()``'s champion-challenger rule (which wants the
+   challenger *better*): the packets say so and carry this rule's statistics.
+   Fails -> evidence packets (outcome no-op, or reject on a gate), M rejected,
+   ``merge-refused`` on both; a and b stay as they are.
+4. **Commit.** Evidence packets (outcome promote) per niche; after checking the
+   approver, the packets and the post-merge budgets, both specialists are
+   retired ("merged into <M>", data niche + successor) and M is promoted
+   champion through ``governance.promotion`` in the first niche. The lifecycle
+   is one state per artifact and has no champion -> champion move, so M cannot
+   be crowned again in the second niche: a ``merged`` event on M names every
+   niche it now serves, and its recipe's ``domains`` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..evaluation.decision import Decision
+from ..registry import Artifact, Event, Registry, RegistryError
+
+NOT_COMPARED = "not compared"
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """When two specialists merge, how, and what the merged model must show."""
+
+    min_centroid_similarity: float = 0.85
+    """Cosine similarity of the two domains' centroids at or above which they may have converged."""
+    min_cross_ratio: float = 0.9
+    """Each specialist's score on the other's suite, as a share of the other's own score, at least this."""
+    cross_metric: str = "utility"
+    """utility (cloze accuracy) | inverse_ppl (1 / domain perplexity): the cross-evaluation score."""
+    method: str = "ties"
+    """Weight-merge method: linear | ties."""
+    density: float = 0.2
+    """TIES: share of each task vector kept, by magnitude."""
+    scaling: float = 1.0
+    """TIES: lambda, the merged task vector's scale."""
+    allow_distill: bool = True
+    """Distil both into one child when the weights cannot be merged; False refuses instead."""
+    distill: dict = field(default_factory=dict)
+    """Overrides of ``MergeDistillRecipe`` fields (ratio, tokens, seq_len, teacher, ...)."""
+    max_nll_loss: float = 0.01
+    """NLL (nats/token) the merged model may lose to a specialist: worse when the CI's low end is above it.
+    The size of decide()'s min_nll_margin: a loss smaller than a gain worth promoting counts as none."""
+    max_utility_loss: float = 0.02
+    """Cloze accuracy the merged model may lose (significantly) to a specialist; decide()'s min_utility_margin."""
+    lm_cases: int = 32
+    cloze_cases: int = 60
+    retention_cases: int = 24
+    passage_tokens: int = 128
+    """Sizes of the frozen suites built when the caller gives none."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from ..ops.merge import METHODS
+        from ..ops.merge_distill import MergeDistillRecipe
+
+        if self.cross_metric not in ("utility", "inverse_ppl"):
+            raise ValueError(f"cross_metric must be utility or inverse_ppl, got {self.cross_metric!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        unknown = set(self.distill) - {f.name for f in fields(MergeDistillRecipe)} | ({"models"} & set(self.distill))
+        if unknown:
+            raise ValueError(f"unknown distill keys {sorted(unknown)}")
+        if not 0 < self.density <= 1 or self.min_cross_ratio < 0:
+            raise ValueError("density must be in (0, 1] and min_cross_ratio >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any] | None) -> MergeConfig:
+        """A config from plain data (the ``merge:`` section of ecosystem.yaml); unknown keys are errors."""
+        values = dict(values or {})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown merge keys {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
+        return cls(**values)
+
+
+@dataclass
+class MergeOutcome:
+    """What ``consider_merge`` did: merged, skipped or refused, why, and the events it left."""
+
+    outcome: str
+    reasons: list[str]
+    merged: Artifact | None = None
+    method: str | None = None
+    """linear | ties | distill, when a merged model was made."""
+    evidence: dict[str, str] = field(default_factory=dict)
+    """Niche -> evidence packet id."""
+    events: list[Event] = field(default_factory=list)
+    statistics: dict = field(default_factory=dict)
+
+
+def cross_evaluation(own: dict[str, dict[str, Any]], domain_of: dict[str, str],
+                     config: MergeConfig) -> tuple[bool, dict]:
+    """Step 1's cross-evaluation; ``own[model][domain]`` is that model's FitnessVector on that domain."""
+    (a, b), pairs = list(domain_of), {}
+    for model, other in ((a, b), (b, a)):
+        domain = domain_of[other]
+        cross, reference = _score(own[model][domain], config), _score(own[other][domain], config)
+        ratio = cross / reference if cross is not None and reference else None
+        passed = cross is not None and reference is not None and cross >= config.min_cross_ratio * reference
+        pairs[f"{model[:12]} on {domain}"] = {"score": cross, "specialist_score": reference, "ratio": ratio,
+                                              "passed": passed}
+    converged = all(p["passed"] for p in pairs.values())
+    return converged, {"metric": config.cross_metric, "min_ratio": config.min_cross_ratio, "pairs": pairs}
+
+
+def _score(fitness, config: MergeConfig) -> float | None:
+    if config.cross_metric == "utility":
+        return fitness.utility
+    return None if not fitness.domain_ppl else 1.0 / fitness.domain_ppl
+
+
+
+
+def domain_verdict(specialist, merged, config: MergeConfig, evaluation) -> tuple[bool, str, dict]:
+    """Step 3 on one domain: (passed, reason, statistics) for the merged model against the specialist."""
+    from ..evaluation.stats import paired_bootstrap, sign_test
+
+    stats: dict[str, Any] = {"nll": None, "utility": None}
+    reasons, passed = [], True
+    if specialist.domain_case_nll and merged.domain_case_nll:
+        boot = paired_bootstrap(specialist.domain_case_nll, merged.domain_case_nll, seed=evaluation.seed,
+                                resamples=evaluation.bootstrap_resamples, confidence=evaluation.confidence)
+        worse = boot.low > config.max_nll_loss  # merged - specialist: low end above the margin
+        stats["nll"] = {"cases": len(merged.domain_case_nll), "mean_diff": boot.mean_diff, "ci_low": boot.low,
+                        "ci_high": boot.high, "worse": worse}
+        reasons.append(f"NLL merged - specialist {boot.mean_diff:+.4f} nats, {boot.confidence:.0%} CI "
+                       f"[{boot.low:+.4f}, {boot.high:+.4f}]: " + (
+                           "worse" if worse else "not worse") + f" (low end vs max_nll_loss {config.max_nll_loss})")
+        passed = passed and not worse
+    else:
+        reasons.append(f"NLL {NOT_COMPARED} (no paired lm cases): not shown to be not worse")
+        passed = False
+    if specialist.utility_cases and merged.utility_cases:
+        test = sign_test(merged.utility_cases, specialist.utility_cases)  # b = specialist: p(specialist better)
+        drop = sum(specialist.utility_cases) / len(specialist.utility_cases) - sum(merged.utility_cases) / len(
+            merged.utility_cases)
+        worse = drop > config.max_utility_loss and test.p_b_better < evaluation.alpha
+        stats["utility"] = {"cases": len(merged.utility_cases), "accuracy_drop": drop,
+                            "p_specialist_better": test.p_b_better, "worse": worse}
+        reasons.append(f"utility drop {drop:+.4f}, p(specialist better)={test.p_b_better:.4g}: " + (
+            "worse" if worse else "not worse") + f" (max_utility_loss {config.max_utility_loss}, alpha {evaluation.alpha})")
+        passed = passed and not worse
+    else:
+        reasons.append(f"utility {NOT_COMPARED} (no paired cloze cases): not shown to be not worse")
+        passed = False
+    return passed, "; ".join(reasons), stats
+
+
+def merge_rule(specialist: dict, merged: dict, gates: dict, costs: dict[str, int], config: MergeConfig,
+               evaluation) -> Decision:
+    """Step 3 of the module docstring. ``specialist``, ``merged``: domain -> FitnessVector; ``gates``: domain
+    -> the merged model's GateResults there; ``costs``: "merged", "a", "b" -> weight bytes."""
+    statistics: dict[str, Any] = {"rule": {
+        "max_nll_loss": config.max_nll_loss, "max_utility_loss": config.max_utility_loss,
+        "alpha": evaluation.alpha, "confidence": evaluation.confidence,
+        "resamples": evaluation.bootstrap_resamples, "seed": evaluation.seed}}
+    reasons = ["merge rule (breedlab.ecosystem.merging), not decide()'s champion-challenger rule: the merged "
+               "model must be not significantly worse than each domain's specialist, pass every gate, and cost "
+               "less than keeping both"]
+    failed = sorted(f"{domain}: {g.name} ({g.reason})" for domain, results in gates.items()
+                    for g in results if not g.passed)
+    reasons += [f"gate failed on {name}" for name in failed]
+    domains_ok = True
+    for domain in specialist:
+        passed, why, statistics[f"domain {domain}"] = domain_verdict(specialist[domain], merged[domain], config,
+                                                                     evaluation)
+        reasons.append(f"{domain}: {why}")
+        domains_ok = domains_ok and passed
+    cheaper = costs["merged"] < costs["a"] + costs["b"]
+    statistics["cost"] = {**costs, "cheaper": cheaper}
+    reasons.append(f"cost: merged {costs['merged']:,} weight bytes vs {costs['a'] + costs['b']:,} for both: "
+                   + ("cheaper" if cheaper else "not cheaper"))
+    outcome = "reject" if failed else ("promote" if domains_ok and cheaper else "no-op")
+    reasons.append("merge: one model replaces both" if outcome == "promote" else "no merge: keep both specialists")
+    return Decision(outcome, reasons, statistics)
+
+
+@dataclass
+class _Run:
+    """One consideration's inputs and what it has measured so far."""
+
+    registry: Registry
+    home: Any
+    config: MergeConfig
+    governance: Any
+    approver: str
+    breeder: str
+    evaluation: Any
+    console: Any
+    pair: tuple[Artifact, Artifact]
+    niche: dict[str, str]
+    domain: dict[str, str]
+    base: str | None
+    statistics: dict = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    suites: dict = field(default_factory=dict)
+    fitness: dict = field(default_factory=dict)
+    measure_options: dict = field(default_factory=dict)
+
+
+def consider_merge(registry: Registry, home, a_id: str, b_id: str, *, centroid_similarity: float,
+                   config: MergeConfig, governance, approver: str, breeder: str, suites: dict | None = None,
+                   console=None, evaluation=None, isolate: bool = True, latency=None) -> MergeOutcome:
+    """Steps 1-4 of the module docstring for the active specialists ``a_id`` and ``b_id``.
+
+    ``suites``: domain -> {"lm", "cloze", "retention"} -> eval-suite id (built from the test splits if None).
+    ``isolate`` and ``latency`` are run options of ``measure_candidate`` (by default each model is measured
+    in its own process); ``evaluation`` defaults to the shipped evaluation config.
+    """
+    from ..evaluation.gates import evaluate_gates
+
+    run = _start(registry, home, a_id, b_id, config, governance, approver, breeder, evaluation, console)
+    a, b = run.pair
+    run.statistics["centroid_similarity"] = centroid_similarity
+    if centroid_similarity < config.min_centroid_similarity:
+        return _skip(run, f"centroid similarity {centroid_similarity:.4f} < {config.min_centroid_similarity}")
+    _prepare(run, suites, isolate=isolate, latency=latency)
+    own = {m.id: {d: _measure(run, m.id, d) for d in run.suites} for m in run.pair}
+    converged, run.statistics["cross_evaluation"] = cross_evaluation(own, run.domain, config)
+    if not converged:
+        pairs = run.statistics["cross_evaluation"]["pairs"]
+        return _skip(run, f"centroid similarity {centroid_similarity:.4f} >= {config.min_centroid_similarity} but "
+                          "cross-evaluation below the ratio: " + "; ".join(
+                              f"{k}: {p['score']} vs {p['specialist_score']} (need ratio {config.min_cross_ratio})"
+                              for k, p in pairs.items()))
+    merged, method, problems = _make_merged(run)
+    if merged is None:
+        return _refuse(run, "compatibility", problems)
+    specialist = {run.domain[m.id]: own[m.id][run.domain[m.id]] for m in run.pair}
+    merged_fit = {d: _measure(run, merged.id, d) for d in run.suites}
+    gates = {d: evaluate_gates(merged_fit[d], run.evaluation) for d in run.suites}
+    costs = {"merged": merged_fit[run.domain[a.id]].weight_bytes,
+             "a": own[a.id][run.domain[a.id]].weight_bytes, "b": own[b.id][run.domain[b.id]].weight_bytes}
+    decision = merge_rule(specialist, merged_fit, gates, costs, config, run.evaluation)
+    run.statistics["decision"] = decision.statistics
+    evidence = _write_evidence(run, merged, specialist, merged_fit, gates, decision)
+    if decision.outcome != "promote":
+        return _refuse(run, "evaluation", decision.reasons[1:], merged=merged, method=method, evidence=evidence)
+    return _commit(run, merged, method, decision, evidence)
+
+
+def niche_of(registry: Registry, artifact: Artifact) -> str:
+    """The niche an active specialist serves: the niche of its newest promotion."""
+    from ..governance.niche import ACTIVE_STATES
+
+    if artifact.state not in ACTIVE_STATES:
+        raise RegistryError(f"{artifact.id[:12]} is {artifact.state}, not an active specialist")
+    for event in reversed(registry.events(artifact.id)):
+        if event.type == "promoted" and event.data.get("niche"):
+            return event.data["niche"]
+    raise RegistryError(f"{artifact.id[:12]} was never promoted into a niche")
+
+
+def _start(registry, home, a_id, b_id, config, governance, approver, breeder, evaluation, console) -> _Run:
+    """Check who acts and what is merged before any work: both active, different domains."""
+    from ..evaluation.gates import load_evaluation_config
+    from ..governance.promotion import AuthorityError, check_approver
+    from ..ops.merge_checks import common_base
+
+    check_approver(governance, approver)
+    if breeder == approver:
+        raise AuthorityError(f"{approver!r} cannot both breed the merged model and approve it")
+    pair = (registry.get(a_id), registry.get(b_id))
+    domain = {m.id: m.manifest.recipe.get("domain") for m in pair}
+    if None in domain.values() or len(set(domain.values())) != 2:
+        raise RegistryError(f"a merge needs two specialists of two named domains, got {list(domain.values())}")
+    run = _Run(registry, home, config, governance, approver, breeder, evaluation or load_evaluation_config(),
+               console, pair, {m.id: niche_of(registry, m) for m in pair}, domain,
+               common_base(registry, [m.id for m in pair]))
+    _say(run, f"merge? {pair[0].manifest.name} ({domain[pair[0].id]}) + {pair[1].manifest.name} "
+              f"({domain[pair[1].id]})")
+    return run
+
+
+def _say(run: _Run, text: str) -> None:
+    if run.console is not None:
+        run.console.print(f"  [merge] {text}")
+
+
+def _prepare(run: _Run, suites: dict | None, *, isolate: bool, latency) -> None:
+    """The frozen suites per domain, the planted canary, and the base's general perplexity."""
+    from transformers import AutoTokenizer
+
+    from ..evaluation.measure import measure_candidate
+    from ..evaluation.suites import build_suite
+
+    if suites is None:
+        tokenizer = AutoTokenizer.from_pretrained(run.pair[0].path)
+        sizes = {"lm": run.config.lm_cases, "cloze": run.config.cloze_cases, "retention": run.config.retention_cases}
+        suites = {domain: {kind: build_suite(run.registry, kind, "general" if kind == "retention" else domain,
+                                             tokenizer=tokenizer, cases=cases, seed=run.config.seed,
+                                             tokens=run.config.passage_tokens).id for kind, cases in sizes.items()}
+                  for domain in run.domain.values()}
+    run.suites = {domain: dict(suites[domain]) for domain in run.domain.values()}
+    run.measure_options = {"isolate": isolate, "latency": latency, "canary": _planted_canary(run.registry)}
+    retention = next(iter(run.suites.values())).get("retention")
+    if run.base is not None and retention:
+        parent = measure_candidate(run.registry, run.base, {"retention": retention}, **run.measure_options)
+        run.measure_options["parent_general_ppl"] = parent.general_ppl
+
+
+def _planted_canary(registry: Registry) -> dict[str, str] | None:
+    """The privacy canary planted in the training splits (their recipes name it), as the lab measures it."""
+    for data in registry.find(kind="dataset"):
+        canary = data.manifest.recipe.get("canary") if data.manifest.name.endswith("/train") else None
+        if canary and canary.get("secret"):
+            return {"prefix": canary["prefix"], "secret": canary["secret"]}
+    return None
+
+
+def _measure(run: _Run, model_id: str, domain: str):
+    """The model's FitnessVector on the domain's suites, measured once per consideration."""
+    from ..evaluation.measure import measure_candidate
+
+    if (model_id, domain) not in run.fitness:
+        _say(run, f"measuring {model_id[:12]} on {domain}")
+        fitness = measure_candidate(run.registry, model_id, run.suites[domain], **run.measure_options)
+        fitness.operator = run.registry.get(model_id).manifest.operator
+        run.fitness[(model_id, domain)] = fitness
+    return run.fitness[(model_id, domain)]
+
+
+def _make_merged(run: _Run) -> tuple[Artifact | None, str | None, list[str]]:
+    """Step 2: (merged model, method, []) or (None, None, every problem)."""
+    from ..cmg.recipe import RunOptions
+    from ..operators import get_operator
+    from ..ops.merge import IncompatibleMerge, MergeRecipe, merge_problems
+    from ..ops.merge_distill import MergeDistillRecipe
+
+    if run.base is None:
+        return None, None, ["lineage: the two specialists share no ancestor model to merge over"]
+    models, config = tuple(m.id for m in run.pair), run.config
+    options = RunOptions(actor=run.breeder, progress=bool(run.console is not None and run.console.is_terminal))
+    problems = merge_problems(run.registry, list(models), run.base)
+    try:
+        if not problems:
+            recipe = MergeRecipe(models=models, method=config.method, density=config.density,
+                                 scaling=config.scaling, seed=config.seed)
+            return get_operator("merge")(run.registry, run.home, run.base, recipe, options).child, config.method, []
+        if not config.allow_distill:
+            return None, None, [*problems, "weights cannot be merged and distillation is off (allow_distill false)"]
+        _say(run, f"weights cannot be merged ({len(problems)} problems): distilling both into one child")
+        recipe = MergeDistillRecipe(models=models, **{"seed": config.seed, **config.distill})
+        outcome = get_operator("merge-distill")(run.registry, run.home, run.base, recipe, options)
+    except IncompatibleMerge as exc:
+        return None, None, [*problems, *exc.problems]
+    if outcome.child is None:
+        return None, None, [*problems, f"distillation interrupted at step {outcome.result.steps_done}; run again"]
+    return outcome.child, "distill", []
+
+
+def _write_evidence(run: _Run, merged: Artifact, specialist: dict, merged_fit: dict, gates: dict,
+                    decision: Decision) -> dict[str, str]:
+    """One evidence packet per niche: the merged model against that niche's specialist, the merge decision."""
+    from ..evaluation.packets import write_evidence_packet
+
+    packets = {}
+    for model in run.pair:
+        domain, niche = run.domain[model.id], run.niche[model.id]
+        packet = write_evidence_packet(run.registry, specialist[domain], merged_fit[domain], gates[domain],
+                                       decision, niche=niche, parents=[merged.id, *(m.id for m in run.pair)])
+        packets[niche] = packet.id
+    return packets
+
+
+def _skip(run: _Run, reason: str) -> MergeOutcome:
+    for model, other in (run.pair, run.pair[::-1]):
+        run.events.append(run.registry.record(
+            "merge-skipped", model.id, actor=run.approver, reason=f"no merge with {other.id[:12]}: {reason}",
+            data={"partner": other.id, "niche": run.niche[model.id], "statistics": run.statistics}))
+    _say(run, f"skipped: {reason}")
+    return MergeOutcome("skipped", [reason], events=run.events, statistics=run.statistics)
+
+
+def _refuse(run: _Run, stage: str, reasons: list[str], *, merged: Artifact | None = None, method: str | None = None,
+            evidence: dict[str, str] | None = None) -> MergeOutcome:
+    """``merge-refused`` on both specialists (their states unchanged); a made merged model is rejected."""
+    data = {"stage": stage, "reasons": reasons, "merged": merged.id if merged else None, "method": method,
+            "evidence": evidence or {}}
+    if merged is not None and run.registry.get(merged.id).state == "candidate":
+        run.events.append(run.registry.transition(
+            merged.id, "rejected", event_type="rejected", actor=run.approver,
+            reason=f"merge refused ({stage}): " + "; ".join(reasons),
+            data={"merge_of": [m.id for m in run.pair], "evidence": evidence or {}}))
+    for model, other in (run.pair, run.pair[::-1]):
+        run.events.append(run.registry.record(
+            "merge-refused", model.id, actor=run.approver,
+            reason=f"merge with {other.id[:12]} refused ({stage}): " + "; ".join(reasons),
+            data={**data, "partner": other.id, "niche": run.niche[model.id]}))
+    _say(run, f"refused ({stage}): " + "; ".join(reasons))
+    return MergeOutcome("refused", reasons, merged, method, evidence or {}, run.events, run.statistics)
+
+
+def _commit(run: _Run, merged: Artifact, method: str, decision: Decision, evidence: dict[str, str]) -> MergeOutcome:
+    """Step 4: check what promotion will check, retire both specialists, crown the merged model."""
+    from ..governance.promotion import passing_evidence, promote
+
+    for niche in evidence:
+        passing_evidence(run.registry, merged.id, niche)  # EvidenceError now, before any state changes
+    problems = _budget_problems(run, merged)
+    if problems:
+        return _refuse(run, "governance", problems, merged=merged, method=method, evidence=evidence)
+    for model in run.pair:
+        run.events.append(run.registry.transition(
+            model.id, "retired", event_type="retired", actor=run.approver, reason=f"merged into {merged.id[:12]}",
+            data={"niche": run.niche[model.id], "successor": merged.id}))
+    niches = list(dict.fromkeys(run.niche[m.id] for m in run.pair))
+    summary = "; ".join(decision.reasons[1:-1])
+    run.events += promote(run.registry, run.governance, merged.id, "champion", niche=niches[0],
+                          approver=run.approver, reason=f"{method} merge of {' + '.join(run.domain.values())}: "
+                                                        f"{summary}")
+    run.events.append(run.registry.record(
+        "merged", merged.id, actor=run.approver,
+        reason=f"serves {', '.join(niches)} in place of {', '.join(m.id[:12] for m in run.pair)}",
+        data={"niches": niches, "replaces": {run.niche[m.id]: m.id for m in run.pair}, "method": method,
+              "evidence": evidence}))
+    _say(run, f"merged into {merged.manifest.name} {merged.id[:12]} ({method}); both specialists retired")
+    return MergeOutcome("merged", decision.reasons, run.registry.get(merged.id), method, evidence, run.events,
+                        run.statistics)
+
+
+def _budget_problems(run: _Run, merged: Artifact) -> list[str]:
+    """The governance budgets after the merge (both specialists gone, the merged model active)."""
+    from ..governance.niche import active_children, active_weight_bytes
+
+    def weights(artifact: Artifact) -> int:  # counted as governance counts them
+        return sum(e.size for n, e in artifact.manifest.files.items() if n.endswith(".safetensors"))
+
+    problems = []
+    if run.registry.get(merged.id).state != "candidate":
+        problems.append(f"{merged.id[:12]} is {run.registry.get(merged.id).state}, not a candidate: it was judged before")
+    total = active_weight_bytes(run.registry) - sum(weights(m) for m in run.pair) + weights(merged)
+    if total > run.governance.max_total_weight_bytes:
+        problems.append(f"active weights after the merge would total {total:,} bytes "
+                        f"(budget {run.governance.max_total_weight_bytes:,})")
+    for niche in dict.fromkeys(run.niche.values()):
+        if len(active_children(run.registry, niche)) > run.governance.max_children_per_niche:
+            problems.append(f"niche {niche!r} is over its active-children budget")
+    return problems
