@@ -36,6 +36,13 @@
    is one state per artifact and has no champion -> champion move, so M cannot
    be crowned again in the second niche: a ``merged`` event on M names every
    niche it now serves, and its recipe's ``domains`` lists them.
+
+Events (every one with a reason; actor: the approver, except M's ``registered``, by the breeder):
+``merge-skipped`` (a and b; data partner, niche, statistics), ``merge-refused`` (a and b; data
+partner, niche, stage = compatibility | evaluation | governance, reasons, merged, method,
+evidence), ``rejected`` (M, when it was made and refused; data merge_of, evidence), ``retired``
+(a and b; data niche, successor), ``promoted`` (M, by ``governance.promotion.promote``) and
+``merged`` (M; data niches, replaces {niche: id}, method, evidence).
 """
 
 from __future__ import annotations
@@ -89,9 +96,10 @@ class MergeConfig:
             raise ValueError(f"cross_metric must be utility or inverse_ppl, got {self.cross_metric!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        unknown = set(self.distill) - {f.name for f in fields(MergeDistillRecipe)} | ({"models"} & set(self.distill))
+        unknown = set(self.distill) - ({f.name for f in fields(MergeDistillRecipe)} - {"models"})
         if unknown:
             raise ValueError(f"unknown distill keys {sorted(unknown)}")
+        MergeDistillRecipe(models=("a", "b"), **self.distill)  # the recipe checks the values now, not mid-merge
         if not 0 < self.density <= 1 or self.min_cross_ratio < 0:
             raise ValueError("density must be in (0, 1] and min_cross_ratio >= 0")
 
