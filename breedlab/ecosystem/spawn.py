@@ -73,7 +73,8 @@ def run_spawn(registry: Registry, home, request, lab_config, governance: Governa
     return SpawnResult(domain, registry.get(child.id), result.release, result.fitness, reason)
 
 
-def reevaluate(registry: Registry, home, child_id: str, parent_id: str, lab_config, *, console: Console):
+def reevaluate(registry: Registry, home, child_id: str, parent_id: str, lab_config, *, console: Console,
+               evaluation=None):
     """A flagged child measured again on its niche's frozen suites against the parent: (decision, packet id).
 
     The same steps as the lab's evaluation (``lab_steps``): the suites are rebuilt by the
@@ -88,7 +89,7 @@ def reevaluate(registry: Registry, home, child_id: str, parent_id: str, lab_conf
     niche = lab_config.niche
     suites = build_suites(registry, parent, lab_config)
     fitness = measure_all(registry, parent, [child], suites, console)
-    evaluation = load_evaluation_config()
+    evaluation = evaluation or load_evaluation_config()
     gates = evaluate_gates(fitness[child.id], evaluation)
     decision = decide(fitness[parent.id], fitness[child.id], evaluation)
     packet = write_evidence_packet(registry, fitness[parent.id], fitness[child.id], gates, decision, niche=niche)

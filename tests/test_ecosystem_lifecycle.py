@@ -1,0 +1,185 @@
+"""Spawn, rollout, prune and revalidation on a pico ecosystem: real models, real events, real states.
+
+One module-scoped ecosystem (the quick demo's profile): a real spawn breeds and
+evaluates a code child that the approver shadows; a damaged copy of the parent
+plays the child that live evidence must catch. The tests run in file order and
+follow one population through its life.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import pytest
+import torch
+from rich.console import Console
+
+from breedlab.demo_setup import build_parts, load_profile, parent_and_data
+from breedlab.ecosystem.detector import SpawnRequest
+from breedlab.ecosystem.lifecycle import ChildWatch
+from breedlab.ecosystem.rollout import Rollout
+from breedlab.ecosystem.runner import Ecosystem
+from breedlab.ecosystem.spawn import reevaluate, run_spawn
+from breedlab.ecosystem.steward import Authority, close_window
+from breedlab.ecosystem.trace import Phase, build_trace, domain_pools
+from breedlab.evaluation.measure import load_candidate
+from breedlab.governance.config import load_governance
+from breedlab.home import Home
+from breedlab.lab import LabConfig
+from breedlab.modelio import save_model
+from breedlab.registry import Registry
+
+QUIET = Console(file=io.StringIO(), width=160)
+
+
+class Lab:
+    """The shared pico ecosystem and a way to replay windows of traffic through it."""
+
+    def __init__(self, home: Home):
+        torch.set_num_threads(1)
+        self.home, self.registry = home, Registry.open(home.registry_dir)
+        self.profile = load_profile("quick")
+        self.parent = parent_and_data(QUIET, home, self.registry, self.profile)
+        self.parts = build_parts(home, self.registry, self.profile, self.parent, QUIET)
+        self.governance = load_governance(home.root)
+        lab = {k: tuple(v) if isinstance(v, list) else v for k, v in self.profile.lab.items()}
+        self.lab_config = replace(LabConfig(niche="code"), **lab)
+        self.pools = domain_pools(self.registry, list(self.profile.domains), seed=0)
+        self.authority = Authority(self.governance, "approver", self._no_spawn, self._reevaluate)
+
+    def _no_spawn(self, request):
+        raise AssertionError(f"no spawn expected here, got one for {request.domain}")
+
+    def _reevaluate(self, niche, child_id):
+        return reevaluate(self.registry, self.home, child_id, self.parent.id,
+                          replace(self.lab_config, niche=niche), console=QUIET)
+
+    def replay(self, eco: Ecosystem, mix: dict[str, float], windows: int = 1, seed: int = 0) -> list[dict]:
+        trace = build_trace(self.pools, [Phase("test", windows, mix)], queries_per_window=30, seed=seed)
+        records = []
+        for index, window in enumerate(trace):
+            for query in window:
+                eco.serve(query)
+            records.append(close_window(eco, self.authority, index=index, phase="test", now=1e9 + index))
+        return records
+
+    def damaged_child(self, name: str, scale: float, domain: str) -> str:
+        """The parent's weights plus Gaussian noise, registered as a child: a model live traffic must catch."""
+        model, tokenizer = load_candidate(self.parent)
+        generator = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+        folder = save_model(model, tokenizer, self.home.cache_dir / name)
+        files = {p.name: p for p in folder.iterdir() if p.is_file()}
+        child = self.registry.register("child", name, files, operator="test-damage", recipe={"domain": domain},
+                                       parents=[self.parent.id], actor="breeder")
+        return child.id
+
+
+class _NoChild:
+    child = None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return Lab(Home.resolve(tmp_path_factory.mktemp("eco-home")))
+
+
+@pytest.fixture(scope="module")
+def spawned(lab):
+    request = SpawnRequest("code", 0.5, {"test": True})
+    return run_spawn(lab.registry, lab.home, request, lab.lab_config, lab.governance, lab.parent.id,
+                     approver="approver", console=QUIET)
+
+
+def test_a_spawn_breeds_evaluates_and_only_the_approver_shadows_the_child(lab, spawned):
+    child = spawned.child
+    assert child is not None and child.state == "shadow" and child.manifest.operator == "cmg"
+    promoted = [e for e in lab.registry.events(child.id) if e.type == "promoted"]
+    assert len(promoted) == 1 and promoted[0].actor == "approver" and promoted[0].data["evidence"]
+    assert next(e for e in lab.registry.events(child.id) if e.type == "registered").actor == "breeder"
+
+
+def test_a_canary_worse_on_live_traffic_is_rolled_back_automatically(lab):
+    bad = lab.damaged_child("code-damaged", scale=0.5, domain="code")
+    lab.registry.transition(bad, "canary", event_type="promoted", actor="approver", reason="test: canary it",
+                            data={"niche": "code"})
+    eco = Ecosystem(lab.parts)
+    eco.rollouts["code"] = Rollout(bad, "code", stage="canary")
+    lab.replay(eco, {"code": 1.0})
+    assert lab.registry.get(bad).state == "rejected" and "code" not in eco.rollouts
+    event = lab.registry.events(bad)[-1]
+    assert event.type == "rolled-back" and event.actor == "ecosystem"
+    assert "max_live_regression" in event.reason and event.data["mean_delta"] > 0.05
+
+
+def test_shadow_then_canary_then_champion_on_paired_live_evidence(lab, spawned):
+    eco = Ecosystem(lab.parts)
+    eco.rollouts["code"] = Rollout(spawned.child.id, "code")
+    for seed in range(1, 5):  # one window of shadow, then canary windows until enough canary queries
+        lab.replay(eco, {"code": 0.6, "general": 0.4}, seed=seed)
+        if "code" not in eco.rollouts:
+            break
+    child = lab.registry.get(spawned.child.id)
+    assert child.state == "champion" and eco.routes["code"] == child.id
+    stages = [e.data["to"] for e in lab.registry.events(child.id) if e.type == "promoted"]
+    assert stages == ["shadow", "canary", "champion"]
+    assert "shadow on" in lab.registry.events(child.id)[-2].reason
+    assert "code" in eco.watches  # crowned children are watched from now on
+
+
+def test_a_degraded_champion_is_flagged_re_evaluated_and_kept_when_the_suites_still_pass(lab, spawned):
+    eco = Ecosystem(lab.parts)
+    # A baseline recorded as far better than the child does now: its live quality "fell".
+    eco.watches["code"] = ChildWatch(spawned.child.id, "code", baseline_delta=-5.0)
+    lab.replay(eco, {"code": 1.0}, windows=2, seed=12)
+    types = [e.type for e in lab.registry.events(spawned.child.id)]
+    assert types[-2:] == ["flagged", "revalidated"]
+    assert lab.registry.get(spawned.child.id).state == "champion"
+    assert lab.registry.events(spawned.child.id)[-1].data["outcome"] == "promote"
+
+
+def test_a_champion_that_fails_re_evaluation_is_rolled_back_to_the_parent(lab):
+    bad = lab.damaged_child("medical-damaged", scale=0.3, domain="medical")
+    for stage in ("shadow", "champion"):
+        lab.registry.transition(bad, stage, event_type="promoted", actor="approver", reason="test: crown it",
+                                data={"niche": "medical"})
+    eco = Ecosystem(lab.parts)
+    eco.watches["medical"] = ChildWatch(bad, "medical", baseline_delta=0.0)
+    requests = []
+    lab.authority.spawn = lambda request: requests.append(request) or _NoChild()
+    try:
+        lab.replay(eco, {"medical": 1.0}, windows=2, seed=13)
+    finally:
+        lab.authority.spawn = lab._no_spawn
+    assert [r.domain for r in requests] == ["medical"]  # demand without a specialist: the detector asks again
+    events = lab.registry.events(bad)
+    assert [e.type for e in events[-2:]] == ["flagged", "rolled-back"]
+    assert lab.registry.get(bad).state == "retired" and events[-1].data["outcome"] == "reject"
+    eco.refresh_routes()
+    assert "medical" not in eco.routes  # medical traffic is the parent's again
+
+
+def test_an_idle_champion_is_pruned_and_its_niche_returns_to_the_parent(lab, spawned):
+    eco = Ecosystem(lab.parts)
+    eco.watches["code"] = ChildWatch(spawned.child.id, "code", baseline_delta=0.0)
+    records = lab.replay(eco, {"general": 1.0}, windows=2, seed=14)
+    child = lab.registry.get(spawned.child.id)
+    assert child.state == "retired" and "code" not in eco.routes
+    event = lab.registry.events(child.id)[-1]
+    assert event.type == "retired" and event.data["action"] == "prune" and event.data["shares"] == [0.0, 0.0]
+    assert all(set(r["served"]) == {"parent"} for r in records)
+
+
+def test_the_population_budget_defers_a_spawn(lab):
+    from breedlab.ecosystem.spawn import budget_problem
+
+    tight = replace(lab.governance, max_active_children=1)
+    lab.registry.transition(lab.damaged_child("legal-damaged", 0.1, domain="legal"), "shadow", event_type="promoted",
+                            actor="approver", reason="test", data={"niche": "legal"})
+    assert "budget 1" in budget_problem(lab.registry, tight, "medical")
+    result = run_spawn(lab.registry, lab.home, SpawnRequest("medical", 0.9, {}), lab.lab_config, tight,
+                       lab.parent.id, approver="approver", console=QUIET)
+    assert result.child is None and lab.registry.events(lab.parent.id)[-1].type == "spawn-deferred"
