@@ -107,7 +107,7 @@ def test_converged_compatible_specialists_merge_and_both_retire(eco):
         packet = load_packet(registry, outcome.evidence[niche])
         assert packet["decision"]["outcome"] == "promote" and packet["candidate"] == merged.id
         assert "not decide()'s" in packet["decision"]["reasons"][0] and "cost" in packet["statistics"]
-    assert current_champion(registry, "code").id == merged.id
+    assert current_champion(registry, "code").id == current_champion(registry, "medical").id == merged.id
     served = [e for e in events if e.type == "merged"]
     assert served[0].data["niches"] == ["code", "medical"] and served[0].data["replaces"]["medical"] == models["medical"]
     assert all(e.reason.strip() for e in events) and registry.get(parent).state == "champion"
@@ -194,3 +194,13 @@ def test_merge_config_reads_a_mapping_and_refuses_unknown_keys():
         MergeConfig(distill={"models": ("a", "b")})
     with pytest.raises(ValueError, match="method"):
         MergeConfig(method="slerp")
+
+
+def test_the_shipped_merge_section_loads_and_unknown_keys_are_refused(tmp_path):
+    from breedlab.ecosystem.merging import load_merge_config
+
+    assert load_merge_config() == MergeConfig()
+    bad = tmp_path / "ecosystem.yaml"
+    bad.write_text("merge:\n  method: ties\n  mehtod: linear\n")
+    with pytest.raises(ValueError, match="mehtod"):
+        load_merge_config(bad)

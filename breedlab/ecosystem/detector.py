@@ -108,10 +108,16 @@ def parent_nll_gap(model, tokenizer, *, seq_len: int = 32, max_blocks: int = 16)
 
 
 def registered_specialist(registry) -> Callable[[str], bool]:
-    """Default adequacy test: any child whose recipe domain is D in an active state."""
+    """Default adequacy test: any bred model (child, adapter, merged, ...) in an active state whose recipe
+    names D as its domain, or among its ``domains`` (a merged specialist serves several)."""
     def has_specialist(domain: str) -> bool:
-        return any(child.manifest.recipe.get("domain") == domain
-                   for state in ACTIVE_STATES for child in registry.find(kind="child", state=state))
+        for state in ACTIVE_STATES:
+            for model in registry.find(state=state):
+                recipe = model.manifest.recipe
+                if model.manifest.kind not in ("parent", "router-policy") and \
+                        (recipe.get("domain") == domain or domain in (recipe.get("domains") or ())):
+                    return True
+        return False
     return has_specialist
 
 

@@ -446,9 +446,10 @@ def _commit(run: _Run, merged: Artifact, method: str, decision: Decision, eviden
             data={"niche": run.niche[model.id], "successor": merged.id}))
     niches = list(dict.fromkeys(run.niche[m.id] for m in run.pair))
     summary = "; ".join(decision.reasons[1:-1])
-    run.events += promote(run.registry, run.governance, merged.id, "champion", niche=niches[0],
-                          approver=run.approver, reason=f"{method} merge of {' + '.join(run.domain.values())}: "
-                                                        f"{summary}")
+    for niche in niches:  # crowned in every niche it replaces a specialist in
+        run.events += promote(run.registry, run.governance, merged.id, "champion", niche=niche,
+                              approver=run.approver, reason=f"{method} merge of {' + '.join(run.domain.values())}: "
+                                                            f"{summary}")
     run.events.append(run.registry.record(
         "merged", merged.id, actor=run.approver,
         reason=f"serves {', '.join(niches)} in place of {', '.join(m.id[:12] for m in run.pair)}",
@@ -468,7 +469,8 @@ def _budget_problems(run: _Run, merged: Artifact) -> list[str]:
 
     problems = []
     if run.registry.get(merged.id).state != "candidate":
-        problems.append(f"{merged.id[:12]} is {run.registry.get(merged.id).state}, not a candidate: it was judged before")
+        state = run.registry.get(merged.id).state
+        problems.append(f"{merged.id[:12]} is {state}, not a candidate: it was judged before")
     total = active_weight_bytes(run.registry) - sum(weights(m) for m in run.pair) + weights(merged)
     if total > run.governance.max_total_weight_bytes:
         problems.append(f"active weights after the merge would total {total:,} bytes "
@@ -477,3 +479,13 @@ def _budget_problems(run: _Run, merged: Artifact) -> list[str]:
         if len(active_children(run.registry, niche)) > run.governance.max_children_per_niche:
             problems.append(f"niche {niche!r} is over its active-children budget")
     return problems
+
+
+def load_merge_config(path=None) -> MergeConfig:
+    """The ``merge`` section of ``ecosystem.yaml`` (the shipped one by default)."""
+    import yaml
+
+    from .monitor import SHIPPED
+
+    raw = yaml.safe_load(open(path or SHIPPED, encoding="utf-8").read()) or {}
+    return MergeConfig.from_mapping(raw.get("merge"))

@@ -5,7 +5,9 @@ pre-champion state may be rejected. Forward jumps are allowed (``promote
 --to champion`` from canary or shadow) because each promotion is separately
 gated by evidence (the evaluation issue); what the table forbids is going
 backwards without a named action: only a rollback may bring a retired
-champion back, and a canary may be demoted to shadow. A state is never
+champion back, and a canary may be demoted to shadow. champion -> champion
+by ``promoted`` crowns a model in one more niche (a merged specialist serves
+the niches of both models it replaced; niches are event data, not states). A state is never
 stored in a manifest: it is the result of replaying state events.
 """
 
@@ -25,7 +27,7 @@ TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
                "rejected": ("rejected",), "retired": ("retired",)},
     "canary": {"champion": ("promoted",), "shadow": ("demoted", "rolled-back"),
                "rejected": ("rejected", "rolled-back"), "retired": ("retired", "rolled-back")},
-    "champion": {"retired": ("retired", "rolled-back")},
+    "champion": {"retired": ("retired", "rolled-back"), "champion": ("promoted",)},
     "retired": {"champion": ("rolled-back",)},
     "rejected": {},
 }
