@@ -4,30 +4,17 @@
 
 1. **Converged?** The caller's centroid cosine similarity of the two domains
    (the task monitor's centroids) must be >= ``min_centroid_similarity``; then
-   cross-evaluation on the frozen suites: ``score(a on B) >= min_cross_ratio *
-   score(b on B)`` and ``score(b on A) >= min_cross_ratio * score(a on A)``
-   (score: cloze ``utility``, or ``inverse_ppl`` = 1 / domain perplexity).
+   each specialist's score on the other's frozen suite must reach ``min_cross_ratio``
+   of the other's own (``cross_evaluation``, :mod:`breedlab.ecosystem.merge_evidence`).
    No -> ``merge-skipped`` on both specialists, with the numbers.
 2. **How?** ``ops.merge`` (weight merge: ``method`` linear or TIES) when
    ``merge_problems`` finds nothing; else ``ops.merge_distill`` if
    ``allow_distill``; else ``merge-refused`` on both, naming every problem.
 3. **Does it beat keeping both?** The merged model M and both specialists are
-   measured on both domains' frozen suites (``measure_candidate``). The rule,
-   per domain D with specialist S (paired on the same cases, the evaluation
-   config's alpha, confidence, resamples and seed):
-
-   - NLL: paired bootstrap of ``NLL_M - NLL_S`` per lm case; M is **worse**
-     when the interval's low end > ``max_nll_loss`` (a loss that is real and
-     larger than the tolerance; 0 makes it "significantly worse" exactly);
-   - utility: exact sign test on the cloze cases; M is **worse** when its
-     accuracy is lower by more than ``max_utility_loss`` and p(S better) < alpha;
-   - an axis not measured on both sides counts as not shown, so the merge fails;
-
-   and M must pass every hard gate (``evaluation.gates``) on each domain and
-   cost less than the two: ``weight_bytes(M) < weight_bytes(a) + weight_bytes(b)``.
-   This is not ``decide()``'s champion-challenger rule (which wants the
-   challenger *better*): the packets say so and carry this rule's statistics.
-   Fails -> evidence packets (outcome no-op, or reject on a gate), M rejected,
+   measured on both domains' frozen suites and judged by ``merge_rule`` (the rule
+   is documented in :mod:`breedlab.ecosystem.merge_rule`): not significantly worse
+   than each specialist, every hard gate passed, cheaper than keeping both. Fails ->
+   evidence packets (outcome no-op, or reject on a gate), M rejected,
    ``merge-refused`` on both; a and b stay as they are.
 4. **Commit.** Evidence packets (outcome promote) per niche; after checking the
    approver, the packets and the post-merge budgets, both specialists are
@@ -52,8 +39,12 @@ from typing import Any
 
 from ..evaluation.decision import Decision
 from ..registry import Artifact, Event, Registry, RegistryError
+from .merge_evidence import (_cross_shortfall, _measure, _measure_merged, _prepare, _Run, _say, _write_evidence,
+                             cross_evaluation)
+from .merge_rule import NOT_COMPARED, domain_verdict, merge_rule
 
-NOT_COMPARED = "not compared"
+__all__ = ["NOT_COMPARED", "MergeConfig", "MergeOutcome", "consider_merge", "cross_evaluation", "domain_verdict",
+           "load_merge_config", "merge_rule", "niche_of"]
 
 
 @dataclass(frozen=True)
@@ -128,116 +119,6 @@ class MergeOutcome:
     statistics: dict = field(default_factory=dict)
 
 
-def cross_evaluation(own: dict[str, dict[str, Any]], domain_of: dict[str, str],
-                     config: MergeConfig) -> tuple[bool, dict]:
-    """Step 1's cross-evaluation; ``own[model][domain]`` is that model's FitnessVector on that domain."""
-    (a, b), pairs = list(domain_of), {}
-    for model, other in ((a, b), (b, a)):
-        domain = domain_of[other]
-        cross, reference = _score(own[model][domain], config), _score(own[other][domain], config)
-        ratio = cross / reference if cross is not None and reference else None
-        passed = cross is not None and reference is not None and cross >= config.min_cross_ratio * reference
-        pairs[f"{model[:12]} on {domain}"] = {"score": cross, "specialist_score": reference, "ratio": ratio,
-                                              "passed": passed}
-    converged = all(p["passed"] for p in pairs.values())
-    return converged, {"metric": config.cross_metric, "min_ratio": config.min_cross_ratio, "pairs": pairs}
-
-
-def _score(fitness, config: MergeConfig) -> float | None:
-    if config.cross_metric == "utility":
-        return fitness.utility
-    return None if not fitness.domain_ppl else 1.0 / fitness.domain_ppl
-
-
-
-
-def domain_verdict(specialist, merged, config: MergeConfig, evaluation) -> tuple[bool, str, dict]:
-    """Step 3 on one domain: (passed, reason, statistics) for the merged model against the specialist."""
-    from ..evaluation.stats import paired_bootstrap, sign_test
-
-    stats: dict[str, Any] = {"nll": None, "utility": None}
-    reasons, passed = [], True
-    if specialist.domain_case_nll and merged.domain_case_nll:
-        boot = paired_bootstrap(specialist.domain_case_nll, merged.domain_case_nll, seed=evaluation.seed,
-                                resamples=evaluation.bootstrap_resamples, confidence=evaluation.confidence)
-        worse = boot.low > config.max_nll_loss  # merged - specialist: low end above the margin
-        stats["nll"] = {"cases": len(merged.domain_case_nll), "mean_diff": boot.mean_diff, "ci_low": boot.low,
-                        "ci_high": boot.high, "worse": worse}
-        reasons.append(f"NLL merged - specialist {boot.mean_diff:+.4f} nats, {boot.confidence:.0%} CI "
-                       f"[{boot.low:+.4f}, {boot.high:+.4f}]: " + (
-                           "worse" if worse else "not worse") + f" (low end vs max_nll_loss {config.max_nll_loss})")
-        passed = passed and not worse
-    else:
-        reasons.append(f"NLL {NOT_COMPARED} (no paired lm cases): not shown to be not worse")
-        passed = False
-    if specialist.utility_cases and merged.utility_cases:
-        test = sign_test(merged.utility_cases, specialist.utility_cases)  # b = specialist: p(specialist better)
-        drop = sum(specialist.utility_cases) / len(specialist.utility_cases) - sum(merged.utility_cases) / len(
-            merged.utility_cases)
-        worse = drop > config.max_utility_loss and test.p_b_better < evaluation.alpha
-        stats["utility"] = {"cases": len(merged.utility_cases), "accuracy_drop": drop,
-                            "p_specialist_better": test.p_b_better, "worse": worse}
-        reasons.append(f"utility drop {drop:+.4f}, p(specialist better)={test.p_b_better:.4g}: " + (
-            "worse" if worse else "not worse") + f" (max_utility_loss {config.max_utility_loss}, alpha {evaluation.alpha})")
-        passed = passed and not worse
-    else:
-        reasons.append(f"utility {NOT_COMPARED} (no paired cloze cases): not shown to be not worse")
-        passed = False
-    return passed, "; ".join(reasons), stats
-
-
-def merge_rule(specialist: dict, merged: dict, gates: dict, costs: dict[str, int], config: MergeConfig,
-               evaluation) -> Decision:
-    """Step 3 of the module docstring. ``specialist``, ``merged``: domain -> FitnessVector; ``gates``: domain
-    -> the merged model's GateResults there; ``costs``: "merged", "a", "b" -> weight bytes."""
-    statistics: dict[str, Any] = {"rule": {
-        "max_nll_loss": config.max_nll_loss, "max_utility_loss": config.max_utility_loss,
-        "alpha": evaluation.alpha, "confidence": evaluation.confidence,
-        "resamples": evaluation.bootstrap_resamples, "seed": evaluation.seed}}
-    reasons = ["merge rule (breedlab.ecosystem.merging), not decide()'s champion-challenger rule: the merged "
-               "model must be not significantly worse than each domain's specialist, pass every gate, and cost "
-               "less than keeping both"]
-    failed = sorted(f"{domain}: {g.name} ({g.reason})" for domain, results in gates.items()
-                    for g in results if not g.passed)
-    reasons += [f"gate failed on {name}" for name in failed]
-    domains_ok = True
-    for domain in specialist:
-        passed, why, statistics[f"domain {domain}"] = domain_verdict(specialist[domain], merged[domain], config,
-                                                                     evaluation)
-        reasons.append(f"{domain}: {why}")
-        domains_ok = domains_ok and passed
-    cheaper = costs["merged"] < costs["a"] + costs["b"]
-    statistics["cost"] = {**costs, "cheaper": cheaper}
-    reasons.append(f"cost: merged {costs['merged']:,} weight bytes vs {costs['a'] + costs['b']:,} for both: "
-                   + ("cheaper" if cheaper else "not cheaper"))
-    outcome = "reject" if failed else ("promote" if domains_ok and cheaper else "no-op")
-    reasons.append("merge: one model replaces both" if outcome == "promote" else "no merge: keep both specialists")
-    return Decision(outcome, reasons, statistics)
-
-
-@dataclass
-class _Run:
-    """One consideration's inputs and what it has measured so far."""
-
-    registry: Registry
-    home: Any
-    config: MergeConfig
-    governance: Any
-    approver: str
-    breeder: str
-    evaluation: Any
-    console: Any
-    pair: tuple[Artifact, Artifact]
-    niche: dict[str, str]
-    domain: dict[str, str]
-    base: str | None
-    statistics: dict = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    suites: dict = field(default_factory=dict)
-    fitness: dict = field(default_factory=dict)
-    measure_options: dict = field(default_factory=dict)
-
-
 def consider_merge(registry: Registry, home, a_id: str, b_id: str, *, centroid_similarity: float,
                    config: MergeConfig, governance, approver: str, breeder: str, suites: dict | None = None,
                    console=None, evaluation=None, isolate: bool = True, latency=None) -> MergeOutcome:
@@ -247,10 +128,7 @@ def consider_merge(registry: Registry, home, a_id: str, b_id: str, *, centroid_s
     ``isolate`` and ``latency`` are run options of ``measure_candidate`` (by default each model is measured
     in its own process); ``evaluation`` defaults to the shipped evaluation config.
     """
-    from ..evaluation.gates import evaluate_gates
-
     run = _start(registry, home, a_id, b_id, config, governance, approver, breeder, evaluation, console)
-    a, b = run.pair
     run.statistics["centroid_similarity"] = centroid_similarity
     if centroid_similarity < config.min_centroid_similarity:
         return _skip(run, f"centroid similarity {centroid_similarity:.4f} < {config.min_centroid_similarity}")
@@ -258,19 +136,12 @@ def consider_merge(registry: Registry, home, a_id: str, b_id: str, *, centroid_s
     own = {m.id: {d: _measure(run, m.id, d) for d in run.suites} for m in run.pair}
     converged, run.statistics["cross_evaluation"] = cross_evaluation(own, run.domain, config)
     if not converged:
-        pairs = run.statistics["cross_evaluation"]["pairs"]
         return _skip(run, f"centroid similarity {centroid_similarity:.4f} >= {config.min_centroid_similarity} but "
-                          "cross-evaluation below the ratio: " + "; ".join(
-                              f"{k}: {p['score']} vs {p['specialist_score']} (need ratio {config.min_cross_ratio})"
-                              for k, p in pairs.items()))
+                          + _cross_shortfall(run.statistics["cross_evaluation"], config))
     merged, method, problems = _make_merged(run)
     if merged is None:
         return _refuse(run, "compatibility", problems)
-    specialist = {run.domain[m.id]: own[m.id][run.domain[m.id]] for m in run.pair}
-    merged_fit = {d: _measure(run, merged.id, d) for d in run.suites}
-    gates = {d: evaluate_gates(merged_fit[d], run.evaluation) for d in run.suites}
-    costs = {"merged": merged_fit[run.domain[a.id]].weight_bytes,
-             "a": own[a.id][run.domain[a.id]].weight_bytes, "b": own[b.id][run.domain[b.id]].weight_bytes}
+    specialist, merged_fit, gates, costs = _measure_merged(run, merged, own)
     decision = merge_rule(specialist, merged_fit, gates, costs, config, run.evaluation)
     run.statistics["decision"] = decision.statistics
     evidence = _write_evidence(run, merged, specialist, merged_fit, gates, decision)
@@ -312,54 +183,6 @@ def _start(registry, home, a_id, b_id, config, governance, approver, breeder, ev
     return run
 
 
-def _say(run: _Run, text: str) -> None:
-    if run.console is not None:
-        run.console.print(f"  [merge] {text}")
-
-
-def _prepare(run: _Run, suites: dict | None, *, isolate: bool, latency) -> None:
-    """The frozen suites per domain, the planted canary, and the base's general perplexity."""
-    from transformers import AutoTokenizer
-
-    from ..evaluation.measure import measure_candidate
-    from ..evaluation.suites import build_suite
-
-    if suites is None:
-        tokenizer = AutoTokenizer.from_pretrained(run.pair[0].path)
-        sizes = {"lm": run.config.lm_cases, "cloze": run.config.cloze_cases, "retention": run.config.retention_cases}
-        suites = {domain: {kind: build_suite(run.registry, kind, "general" if kind == "retention" else domain,
-                                             tokenizer=tokenizer, cases=cases, seed=run.config.seed,
-                                             tokens=run.config.passage_tokens).id for kind, cases in sizes.items()}
-                  for domain in run.domain.values()}
-    run.suites = {domain: dict(suites[domain]) for domain in run.domain.values()}
-    run.measure_options = {"isolate": isolate, "latency": latency, "canary": _planted_canary(run.registry)}
-    retention = next(iter(run.suites.values())).get("retention")
-    if run.base is not None and retention:
-        parent = measure_candidate(run.registry, run.base, {"retention": retention}, **run.measure_options)
-        run.measure_options["parent_general_ppl"] = parent.general_ppl
-
-
-def _planted_canary(registry: Registry) -> dict[str, str] | None:
-    """The privacy canary planted in the training splits (their recipes name it), as the lab measures it."""
-    for data in registry.find(kind="dataset"):
-        canary = data.manifest.recipe.get("canary") if data.manifest.name.endswith("/train") else None
-        if canary and canary.get("secret"):
-            return {"prefix": canary["prefix"], "secret": canary["secret"]}
-    return None
-
-
-def _measure(run: _Run, model_id: str, domain: str):
-    """The model's FitnessVector on the domain's suites, measured once per consideration."""
-    from ..evaluation.measure import measure_candidate
-
-    if (model_id, domain) not in run.fitness:
-        _say(run, f"measuring {model_id[:12]} on {domain}")
-        fitness = measure_candidate(run.registry, model_id, run.suites[domain], **run.measure_options)
-        fitness.operator = run.registry.get(model_id).manifest.operator
-        run.fitness[(model_id, domain)] = fitness
-    return run.fitness[(model_id, domain)]
-
-
 def _make_merged(run: _Run) -> tuple[Artifact | None, str | None, list[str]]:
     """Step 2: (merged model, method, []) or (None, None, every problem)."""
     from ..cmg.recipe import RunOptions
@@ -387,20 +210,6 @@ def _make_merged(run: _Run) -> tuple[Artifact | None, str | None, list[str]]:
     if outcome.child is None:
         return None, None, [*problems, f"distillation interrupted at step {outcome.result.steps_done}; run again"]
     return outcome.child, "distill", []
-
-
-def _write_evidence(run: _Run, merged: Artifact, specialist: dict, merged_fit: dict, gates: dict,
-                    decision: Decision) -> dict[str, str]:
-    """One evidence packet per niche: the merged model against that niche's specialist, the merge decision."""
-    from ..evaluation.packets import write_evidence_packet
-
-    packets = {}
-    for model in run.pair:
-        domain, niche = run.domain[model.id], run.niche[model.id]
-        packet = write_evidence_packet(run.registry, specialist[domain], merged_fit[domain], gates[domain],
-                                       decision, niche=niche, parents=[merged.id, *(m.id for m in run.pair)])
-        packets[niche] = packet.id
-    return packets
 
 
 def _skip(run: _Run, reason: str) -> MergeOutcome:
