@@ -130,6 +130,10 @@ def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Ar
     centroids = DomainCentroids.from_datasets(registry, list(profile.domains), embedder,
                                               docs_per_domain=monitor_config.docs_per_domain,
                                               threshold=monitor_config.known_threshold)
+    held_out = labelled_snippets(registry, profile.domains, "validation", seed=profile.seed, limit=100)
+    thresholds = centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()},
+                                     monitor_config.known_quantile)
+    console.print("monitor thresholds: " + ", ".join(f"{d} {t:.3f}" for d, t in thresholds.items()))
     monitor = TaskMonitor(home.logs_dir / f"demo-{profile.name}-queries.sqlite", embedder, centroids=centroids,
                           config=monitor_config, gap_fn=parent_nll_gap(model, tokenizer))
     specialist = registered_specialist(registry)

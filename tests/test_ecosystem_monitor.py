@@ -132,3 +132,25 @@ def test_schema_is_pinned(tmp_path, embedder, centroids):
          " tokens INTEGER NOT NULL )"),
         "CREATE INDEX queries_by_domain ON queries (domain)",
     ]
+
+
+def test_calibrated_thresholds_recognise_most_held_out_queries_of_each_domain():
+    import numpy as np
+
+    from breedlab.ecosystem.monitor import DomainCentroids
+
+    rng = np.random.default_rng(0)
+    axes = np.eye(8, dtype=np.float32)[:2]  # two domains along two axes
+
+    def queries(axis, spread, n=200):  # unit vectors scattered around ``axis``
+        v = axis + spread * rng.standard_normal((n, 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    narrow, diverse = queries(axes[0], 0.2), queries(axes[1], 1.0)
+    centroids = DomainCentroids(["narrow", "diverse"], axes.copy(), threshold=0.5)
+    assert sum(d == "diverse" for d in centroids.assign(diverse)) < 100  # one global threshold drops most
+    thresholds = centroids.calibrate({"narrow": narrow, "diverse": diverse}, quantile=0.1)
+    assert thresholds["diverse"] < thresholds["narrow"]
+    fresh = queries(axes[1], 1.0)
+    assert sum(d == "diverse" for d in centroids.assign(fresh)) > 140  # ~90% minus argmax errors
+    assert centroids.assign(-axes[:1]) == [None]  # far from everything: still unknown

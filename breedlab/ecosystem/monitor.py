@@ -62,7 +62,9 @@ STOPWORDS = frozenset(["the", "and", "for", "with", "that", "this", "from", "was
 @dataclass(frozen=True)
 class MonitorConfig:
     known_threshold: float = 0.5
-    """Cosine similarity to a known centroid below which a query is unknown."""
+    """Cosine similarity to a known centroid below which a query is unknown (domains not calibrated)."""
+    known_quantile: float = 0.1
+    """Calibration: a known domain's threshold is this quantile of its held-out queries' similarity."""
     docs_per_domain: int = 64
     """Training documents embedded (first 512 chars each) per known-domain centroid."""
     cluster_threshold: float = 0.6
@@ -123,13 +125,32 @@ class DomainCentroids:
             rows.append(embedder.embed(texts).mean(axis=0))
         return cls(list(domains), _normalise(np.stack(rows)), threshold)
 
+    per_domain: dict[str, float] = field(default_factory=dict)
+    """Calibrated thresholds by domain (``calibrate``); a domain without one uses ``threshold``."""
+
     def assign(self, vectors: np.ndarray) -> list[str | None]:
-        """Nearest domain per row of ``vectors`` (N, 384), or None below the threshold."""
+        """Nearest domain per row of ``vectors`` (N, 384), or None below that domain's threshold."""
         if not self.names or len(vectors) == 0:
             return [None] * len(vectors)
         sims = vectors @ self.matrix.T  # (N, K) cosine, rows are unit vectors
         best = sims.argmax(axis=1)
-        return [self.names[k] if sims[i, k] >= self.threshold else None for i, k in enumerate(best)]
+        return [self.names[k] if sims[i, k] >= self.per_domain.get(self.names[k], self.threshold) else None
+                for i, k in enumerate(best)]
+
+    def calibrate(self, validation: dict[str, np.ndarray], quantile: float) -> dict[str, float]:
+        """Per-domain thresholds: the ``quantile`` of held-out queries' similarity to their own centroid.
+
+        Real query-sized text sits far from a corpus centroid (cosine 0.1-0.4 for
+        MiniLM on 1-4 sentences), and a diverse domain (general prose) sits further
+        than a narrow one, so one global threshold either drops most real queries as
+        unknown or admits everything. With ``quantile`` q, about (1 - q) of a known
+        domain's own held-out queries are recognised as it; what falls below every
+        domain's threshold is unknown and feeds candidate discovery.
+        """
+        for name, vectors in validation.items():
+            own = vectors @ self.matrix[self.names.index(name)]
+            self.per_domain[name] = float(np.quantile(own, quantile))
+        return dict(self.per_domain)
 
     def add(self, name: str, centroid: np.ndarray) -> None:
         """Adopt a candidate domain so later queries are assigned to it."""
