@@ -153,4 +153,5 @@ def test_calibrated_thresholds_recognise_most_held_out_queries_of_each_domain():
     assert thresholds["diverse"] < thresholds["narrow"]
     fresh = queries(axes[1], 1.0)
     assert sum(d == "diverse" for d in centroids.assign(fresh)) > 140  # ~90% minus argmax errors
-    assert centroids.assign(-axes[:1]) == [None]  # far from everything: still unknown
+    away = -(axes[0] + axes[1]) / np.sqrt(2)
+    assert centroids.assign(away[None, :]) == [None]  # opposite both domains: still unknown
