@@ -57,7 +57,7 @@ def data():
 def fitted(embedder, data):
     """Every policy, fitted on train and calibrated on validation (+ general as OOD)."""
     policies = {}
-    for name in ("centroid", "knn", "keyword", "random"):
+    for name in ("centroid", "knn", "keyword", "linear", "random"):
         policy = fit(name, data["train"], embedder=embedder, seed=0)
         calibrate(policy, data["validation"], out_of_domain=data["ood_validation"])
         policies[name] = policy
@@ -85,7 +85,7 @@ def test_in_domain_queries_reach_their_specialist(fitted, data):
 def test_routing_accuracy_is_measured_and_random_is_worse(fitted, data, embedder):
     reports = {n: evaluate_policy(p, data["test"], embedder=embedder, out_of_domain=data["ood_test"],
                                   timing_queries=5) for n, p in fitted.items()}
-    for name in ("centroid", "knn", "keyword"):
+    for name in ("centroid", "knn", "keyword", "linear"):
         assert reports[name].accuracy >= 0.95, (name, reports[name].accuracy)
         assert reports[name].accuracy > reports["random"].accuracy
     report = reports["centroid"]
@@ -104,7 +104,7 @@ def test_domain_without_an_active_specialist_routes_to_the_parent(fitted, data):
     assert sum(r.domain == "code" for r in routes) >= 0.9 * len(routes)
 
 
-@pytest.mark.parametrize("name", ["centroid", "knn", "keyword", "random"])
+@pytest.mark.parametrize("name", ["centroid", "knn", "keyword", "linear", "random"])
 def test_policy_round_trips_through_the_registry(tmp_path, fitted, data, embedder, name):
     registry = Registry.open(tmp_path / "registry")
     policy = fitted[name]
@@ -131,7 +131,7 @@ def test_unknown_and_duplicate_policy_names_are_refused(data):
         class Again(Policy):
             def scores(self, texts):
                 return np.zeros((len(texts), len(self.domains)))
-    assert set(POLICIES) >= {"centroid", "knn", "keyword", "random"}
+    assert set(POLICIES) >= {"centroid", "knn", "keyword", "linear", "random"}
 
 
 def test_keywords_are_distinctive_and_deterministic(data):

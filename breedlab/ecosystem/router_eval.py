@@ -1,5 +1,13 @@
 """Evaluate a router policy like any other candidate: accuracy on held-out labelled
-queries and what routing costs per query (measured wall time of embed + score)."""
+queries and what routing costs per query (measured wall time of featurise/embed + score).
+
+Two accuracies, because the threshold trades one against the parent share:
+``accuracy`` is the policy's argmax domain against the truth over ALL in-domain
+queries (the issue's "routing accuracy": does the router know the domain?), and
+``served_accuracy`` counts a query as right only when it is confident AND its argmax
+is the true domain, i.e. it would reach the true specialist; a query kept on the
+parent counts as not routed (served_accuracy = accuracy_confident * (1 - parent_share)).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ class RoutingReport:
     accuracy: float  # argmax domain == true domain, over all in-domain queries
     accuracy_confident: float | None  # the same over queries above the threshold (None: none were)
     parent_share: float  # share of in-domain queries sent to the parent (below threshold)
+    served_accuracy: float  # confident AND right, over all in-domain queries (parent = not routed)
     ood_parent_share: float | None  # share of out-of-domain queries kept on the parent
     per_domain: dict[str, float]  # true domain -> accuracy
     confusion: list[list[int]]  # [true][predicted], columns in ``domains`` order
@@ -59,7 +68,8 @@ def evaluate_policy(policy: Policy, labelled_heldout: dict[str, list[str]], *, e
     return RoutingReport(
         policy=policy.name, accuracy=float(correct.mean()),
         accuracy_confident=float(correct[confident].mean()) if confident.any() else None,
-        parent_share=float(1.0 - confident.mean()), ood_parent_share=ood_parent,
+        parent_share=float(1.0 - confident.mean()), served_accuracy=float((correct & confident).mean()),
+        ood_parent_share=ood_parent,
         per_domain=per_domain, confusion=confusion.tolist(), domains=list(policy.domains),
         overhead_ms_p50=float(np.percentile(latencies, 50)), overhead_ms_p95=float(np.percentile(latencies, 95)),
         cost_per_query_ms=float(np.mean(latencies)), threshold=policy.threshold, queries=len(texts),

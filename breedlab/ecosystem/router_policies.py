@@ -5,7 +5,9 @@ Follows RouteLLM's ``routers/routers.py``: every policy implements only
 the argmax and falls back to the PARENT (the no-op route) when the confidence
 (the best score) is below the calibrated threshold, or when the best domain has
 no active specialist. Scores are on an absolute scale (cosine similarity, hit
-share), not softmaxed, so that out-of-domain text gets a low confidence.
+share), not softmaxed, so that out-of-domain text gets a low confidence; the one
+exception, ``linear`` (router_linear.py), scores softmax probabilities and relies on
+the calibrated threshold's out-of-domain quantile to keep general text on the parent.
 """
 
 from __future__ import annotations
@@ -224,3 +226,8 @@ def distinctive_terms(labelled: dict[str, list[str]], top: int) -> dict[str, lis
 def _contrast(own: float, other: float, eps: float) -> float:
     """Frequent in this domain (own) and rarer in every other (other): a tf-idf-like score."""
     return own * math.log((own + eps) / (other + eps))
+
+
+# Policies in their own modules register themselves on import; imported last because
+# they subclass Policy from this module (the name table must see them wherever it is used).
+from . import router_linear  # noqa: E402,F401
