@@ -80,11 +80,12 @@ def parent_and_data(console: Console, home: Home, registry: Registry, profile: D
     return crown_parent(registry, pico.parent)
 
 
-def labelled_snippets(registry: Registry, domains, split: str, *, seed: int, limit: int = 200) -> dict:
+def labelled_snippets(registry: Registry, domains, split: str, *, seed: int, limit: int = 200,
+                      max_docs: int = 400) -> dict:
     """Query-sized snippets per domain from ``<domain>/<split>`` (train to fit, validation to calibrate)."""
     from .ecosystem.trace import domain_pools
 
-    pools = domain_pools(registry, list(domains), seed=seed, split=split)
+    pools = domain_pools(registry, list(domains), seed=seed, split=split, max_docs=max_docs)
     return {d: texts[:limit] for d, texts in pools.items()}
 
 
@@ -93,7 +94,9 @@ def fit_router(registry: Registry, profile: DemoProfile, embedder):
     from .ecosystem.router import calibrate, fit, register_policy
 
     policy_name = _default_policy()
-    train = labelled_snippets(registry, profile.niches, "train", seed=profile.seed)
+    # Many training snippets: the default (linear) policy needs thousands, and fits them in seconds.
+    train = labelled_snippets(registry, profile.niches, "train", seed=profile.seed, limit=3000,
+                              max_docs=3000)
     validation = labelled_snippets(registry, profile.niches, "validation", seed=profile.seed)
     ood = labelled_snippets(registry, profile.parent_domains, "validation", seed=profile.seed)
     policy = fit(policy_name, train, embedder=embedder, seed=profile.seed)
