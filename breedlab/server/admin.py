@@ -1,46 +1,55 @@
 """Admin endpoints under /admin/: promote, rollback, retire, trigger breeding.
 
 Each call needs ``Authorization: Bearer <token>`` naming a role from the
-home's token file (see ``tokens``). Promote, rollback and retire need the
+home's token file (``tokens``). Promote, rollback and retire need the
 approver role and go through ``governance.promotion`` unchanged, so the
-evidence rule and the breeder != approver rule apply exactly as on the
-CLI; the token's identity is the actor of every event. The token itself is
-never written anywhere: not in events, logs or error messages.
+evidence rule and the breeder != approver rule apply exactly as on the CLI;
+the token's identity is the actor of every event. Breeding may be triggered
+by the breeder or an approver (``admin_breed`` says what each may do).
+
+Status codes: 401 no or unknown token, 403 wrong role, 404 unknown model,
+409 governance refused (authority, budget, transition, busy), 422 malformed
+body or no passing evidence. The token itself is never written anywhere:
+not in events, logs, responses or error messages (only its identity is).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..governance.promotion import AuthorityError, BudgetError, EvidenceError, promote, rollback
+from ..governance.niche import active_children
+from ..governance.promotion import EvidenceError, check_approver, promote, rollback
 from ..registry import RegistryError
 from ..registry.errors import NotFoundError
 from .tokens import TokenBook, TokenEntry, read_book
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
+ARTIFACT_REF = r"^[0-9a-f]{6,64}$"
+NICHE = r"^[a-z][a-z0-9_-]{0,63}$"  # the evidence packets' niche rule
+
 
 def load_tokens(home: Path) -> TokenBook:
-    """The token book of a breedlab home (empty when no token was ever made)."""
+    """The token book of a breedlab home (empty until a token is made; re-read when the file changes)."""
     return read_book(Path(home))
 
 
-def _state(request: Request):
+def server_state(request: Request):
     return request.app.state.breedlab
 
 
 def bearer_identity(request: Request) -> TokenEntry:
     """The token entry presented in the Authorization header; 401 when absent or unknown."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    entry = _state(request).tokens.lookup(token.strip())
+        raise HTTPException(401, "a bearer token is required (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    entry = server_state(request).tokens.lookup(token.strip())
     if entry is None:
-        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, "the bearer token is not known to this server", headers={"WWW-Authenticate": "Bearer"})
     return entry
 
 
@@ -50,50 +59,128 @@ def approver(entry: TokenEntry = Depends(bearer_identity)) -> TokenEntry:
     return entry
 
 
-class PromoteBody(BaseModel):
-    candidate: str = Field(min_length=4, max_length=64, description="artifact id or unique prefix")
+def breeder_or_approver(entry: TokenEntry = Depends(bearer_identity)) -> TokenEntry:
+    if entry.role not in ("breeder", "approver"):
+        raise HTTPException(403, f"{entry.identity!r} holds the {entry.role} role; breeding needs breeder or approver")
+    return entry
+
+
+def inference_key(request: Request) -> TokenEntry | None:
+    """Dependency for /v1/*: when the config requires inference keys, an inference or approver token."""
+    if not server_state(request).config.require_inference_key:
+        return None
+    entry = bearer_identity(request)
+    if entry.role not in ("inference", "approver"):
+        raise HTTPException(403, f"{entry.identity!r} holds the {entry.role} role; inference needs an inference key")
+    return entry
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+class PromoteBody(_Body):
+    candidate: str = Field(pattern=ARTIFACT_REF, description="artifact id or a unique prefix (6+ hex)")
     to: str = Field(pattern="^(shadow|canary|champion)$")
-    niche: str = Field(min_length=1, max_length=64)
+    niche: str = Field(pattern=NICHE)
     reason: str = Field(min_length=1, max_length=500)
 
 
-class RollbackBody(BaseModel):
-    niche: str = Field(min_length=1, max_length=64)
+class RollbackBody(_Body):
+    niche: str = Field(pattern=NICHE)
     reason: str = Field(min_length=1, max_length=500)
+
+
+class RetireBody(_Body):
+    model: str = Field(pattern=ARTIFACT_REF, description="artifact id or a unique prefix (6+ hex)")
+    niche: str = Field(pattern=NICHE)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BreedBody(_Body):
+    domain: str = Field(pattern=NICHE)
+
+
+class AdminResult(BaseModel):
+    actor: str
+    events: list[dict]
 
 
 def _refusal(error: RegistryError) -> HTTPException:
-    """Governance refusals are the caller's problem, never a 500: 404 unknown, 422 evidence, 409 the rest."""
+    """Governance refusals are the caller's to fix, never a 500: 404 unknown, 422 no evidence, 409 the rest."""
     if isinstance(error, NotFoundError):
         return HTTPException(404, str(error))
     if isinstance(error, EvidenceError):
         return HTTPException(422, str(error))
-    if isinstance(error, (AuthorityError, BudgetError)):
-        return HTTPException(409, str(error))
-    return HTTPException(409, str(error))
+    return HTTPException(409, str(error))  # AuthorityError, BudgetError, TransitionError, ...
 
 
-def _events(events) -> list[dict]:
-    return [{"seq": e.seq, "type": e.type, "artifact": e.artifact, "actor": e.actor, "to": e.data.get("to")}
-            for e in events]
+def _result(request: Request, who: TokenEntry, events) -> AdminResult:
+    server_state(request).refresh_routes()  # the router must serve the new champion from the next request
+    return AdminResult(actor=who.identity, events=[
+        {"seq": e.seq, "type": e.type, "artifact": e.artifact, "actor": e.actor, "from": e.data.get("from"),
+         "to": e.data.get("to"), "niche": e.data.get("niche")} for e in events])
 
 
-@router.post("/promote")
-def admin_promote(body: PromoteBody, request: Request, who: TokenEntry = Depends(approver)) -> dict:
-    state = _state(request)
+# The handlers are ``async def`` with no await inside on purpose: they run one at a time on the event
+# loop, so two admin calls can never interleave governance's check-then-transition (a budget check
+# passing twice). Each takes milliseconds (a log read and one append).
+
+@router.post("/promote", response_model=AdminResult)
+async def admin_promote(body: PromoteBody, request: Request, who: TokenEntry = Depends(approver)) -> AdminResult:
+    """Move a candidate to shadow, canary or champion of a niche (evidence and authority checked)."""
+    state = server_state(request)
     try:
         events = promote(state.registry, state.governance, body.candidate, body.to, niche=body.niche,
                          approver=who.identity, reason=body.reason)
     except RegistryError as error:
         raise _refusal(error) from None
-    return {"actor": who.identity, "events": _events(events)}
+    return _result(request, who, events)
 
 
-@router.post("/rollback")
-def admin_rollback(body: RollbackBody, request: Request, who: TokenEntry = Depends(approver)) -> dict:
-    state = _state(request)
+@router.post("/rollback", response_model=AdminResult)
+async def admin_rollback(body: RollbackBody, request: Request, who: TokenEntry = Depends(approver)) -> AdminResult:
+    """Retire the niche's champion and restore the previous one (or the parent)."""
+    state = server_state(request)
     try:
         events = rollback(state.registry, state.governance, body.niche, approver=who.identity, reason=body.reason)
     except RegistryError as error:
         raise _refusal(error) from None
-    return {"actor": who.identity, "events": _events(events)}
+    return _result(request, who, events)
+
+
+@router.post("/retire", response_model=AdminResult)
+async def admin_retire(body: RetireBody, request: Request, who: TokenEntry = Depends(approver)) -> AdminResult:
+    """Retire an active child of a niche (shadow, canary or champion); the parent is never retired."""
+    state = server_state(request)
+    try:
+        check_approver(state.governance, who.identity)
+        model = state.registry.get(body.model)
+        if model.id not in {a.id for a in active_children(state.registry, body.niche)}:
+            raise RegistryError(f"{model.id[:12]} ({model.state}) is not an active child of niche {body.niche!r}")
+        event = state.registry.transition(model.id, "retired", event_type="retired", actor=who.identity,
+                                          reason=body.reason, data={"niche": body.niche, "action": "retire"})
+    except RegistryError as error:
+        raise _refusal(error) from None
+    return _result(request, who, [event])
+
+
+@router.post("/breed", status_code=202)
+async def admin_breed(body: BreedBody, request: Request, tasks: BackgroundTasks,
+                      who: TokenEntry = Depends(breeder_or_approver)) -> dict:
+    """Start breeding for a domain in the background; events on the parent say how it went."""
+    from .admin_breed import BreedingBusy, breeding_lab_config, domain_problem, ecosystem_parent, run_breeding, take_lock
+
+    state = server_state(request)
+    problem = domain_problem(state.registry, body.domain)
+    if problem:
+        raise HTTPException(422, problem)
+    lab_config, parent_id = breeding_lab_config(state.home.root), ecosystem_parent(state.registry)
+    try:
+        fd = take_lock(state.home.root)
+    except BreedingBusy as error:
+        raise HTTPException(409, str(error)) from None
+    tasks.add_task(run_breeding, fd, state.registry, state.home, state.governance, lab_config,
+                   parent_id, body.domain, identity=who.identity, role=who.role)
+    return {"actor": who.identity, "role": who.role, "domain": body.domain, "status": "started",
+            "watch": "events breeding-triggered, then breeding-finished or breeding-failed, on the parent"}

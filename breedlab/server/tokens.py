@@ -67,11 +67,30 @@ def check_role(config: GovernanceConfig, identity: str, role: str) -> None:
         raise TokenError(f"{identity!r} is the breeding identity; give it the breeder role only")
 
 
-@dataclass(frozen=True)
 class TokenBook:
-    """The token file's entries, looked up by presented token."""
+    """The token file of one home, looked up by presented token.
 
-    entries: tuple[TokenEntry, ...] = ()
+    The file is re-read when its size or mtime changes, so a token made with
+    ``breedlab serve token create`` works on a running server without a
+    restart, and a line deleted from the file stops working just as soon.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._entries: tuple[TokenEntry, ...] = ()
+
+    @property
+    def entries(self) -> tuple[TokenEntry, ...]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return ()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            # Assign both together: a concurrent reader sees the old pair or the new one.
+            self._entries, self._stamp = _parse(self.path), stamp
+        return self._entries
 
     def lookup(self, token: str) -> TokenEntry | None:
         """The entry whose hash matches ``token`` (constant-time compare), or None."""
@@ -91,10 +110,13 @@ def token_path(home: Path) -> Path:
 
 
 def read_book(home: Path) -> TokenBook:
-    """The home's token file, or an empty book when none exists yet."""
-    path = token_path(home)
-    if not path.is_file():
-        return TokenBook()
+    """The home's token book (empty until a token is made); a malformed file raises TokenError now."""
+    book = TokenBook(token_path(home))
+    book.entries  # noqa: B018 - parse once so a broken file fails at startup, not on the first admin call
+    return book
+
+
+def _parse(path: Path) -> tuple[TokenEntry, ...]:
     try:
         raw = json.loads(path.read_text())
         entries = tuple(TokenEntry(**item) for item in raw["tokens"])
@@ -103,7 +125,7 @@ def read_book(home: Path) -> TokenBook:
     for entry in entries:
         if entry.role not in ROLES or len(entry.sha256) != 64:
             raise TokenError(f"{path}: bad entry for {entry.identity!r}")
-    return TokenBook(entries)
+    return entries
 
 
 def create_token(home: Path, config: GovernanceConfig, identity: str, role: str,
@@ -116,7 +138,7 @@ def create_token(home: Path, config: GovernanceConfig, identity: str, role: str,
     path = token_path(home)
     # Two `token create` runs at once must not drop each other's entry.
     with exclusive_lock(path.with_name(TOKEN_FILE + ".lock")):
-        book = read_book(home)
-        body = {"version": 1, "tokens": [asdict(e) for e in (*book.entries, entry)]}
+        existing = _parse(path) if path.is_file() else ()
+        body = {"version": 1, "tokens": [asdict(e) for e in (*existing, entry)]}
         atomic_write_bytes(path, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
     return token

@@ -1,0 +1,134 @@
+"""Breeding triggered over HTTP: ``POST /admin/breed`` runs the lab in a background task.
+
+The lab always breeds as the breeding identity of governance.yaml (it records
+that identity as every candidate's creator). What happens after the lab
+depends on who asked:
+
+* a **breeder** token: breeding only. The release packet names the useful
+  specialist and its evidence; an approver shadows it with ``/admin/promote``.
+  The breeding side never moves its own work (seed 000: separate authority).
+* an **approver** token: ``ecosystem.spawn.run_spawn`` end to end, so the
+  approver who asked is the actor of the shadow promotion, exactly as the
+  living ecosystem's spawn does.
+
+One breeding at a time per home: a non-blocking ``flock`` on
+``<home>/breeding.lock`` (released by the kernel if the server dies, so a
+crash never leaves the endpoint stuck). Each run is bracketed by events on the
+parent (``breeding-triggered``, then ``breeding-finished`` or
+``breeding-failed``) naming the acting identity.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+LOCK_FILE = "breeding.lock"
+
+
+class BreedingBusy(RuntimeError):
+    """Another breeding run holds this home's lock."""
+
+
+def take_lock(home_root: Path) -> int:
+    """An fd holding the home's breeding lock; BreedingBusy when another run has it."""
+    fd = os.open(Path(home_root) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BreedingBusy("a breeding run is already in progress in this home; wait for breeding-finished") from None
+    return fd
+
+
+def breeding_lab_config(home_root: Path):
+    """The lab settings a spawn in this home uses.
+
+    A home left by ``breedlab demo`` (it has ``timeline.json``) breeds with its
+    profile's ``lab`` overrides, exactly as the demo's own spawns did (a pico
+    parent needs the pico recipes); any other home gets ``LabConfig``'s defaults.
+    The niche is filled in per request.
+    """
+    import json
+
+    from ..demo_setup import load_profile, overridden
+    from ..lab import LabConfig
+
+    base = LabConfig(niche="unset")
+    timeline = Path(home_root) / "timeline.json"
+    if not timeline.is_file():
+        return base
+    profile = load_profile(json.loads(timeline.read_text())["profile"])
+    return overridden(base, {k: tuple(v) if isinstance(v, list) else v for k, v in profile.lab.items()})
+
+
+def ecosystem_parent(registry) -> str:
+    """The frozen parent every spawn breeds from: the newest registered parent."""
+    parents = registry.find(kind="parent")
+    if not parents:
+        raise LookupError("no parent is registered in this home")
+    return parents[0].id
+
+
+def domain_problem(registry, domain: str) -> str | None:
+    """Why ``domain`` cannot be bred for (None when its train and held-out test corpora exist)."""
+    from ..evaluation.suites import RETENTION_DOMAIN
+
+    if domain == RETENTION_DOMAIN:
+        return f"{domain!r} is the retention domain the parent keeps; no child is bred for it"
+    missing = [s for s in ("train", "test") if not registry.find(kind="dataset", name=f"{domain}/{s}")]
+    return f"no {'/'.join(missing)} corpus for {domain!r} is registered" if missing else None
+
+
+def run_breeding(fd: int, registry, home, governance, lab_config, parent_id: str, domain: str, *,
+                 identity: str, role: str) -> None:
+    """The background task: breed for ``domain``, record how it ended, release the lock."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log = home.logs_dir / f"breed-{domain}-{stamp}.log"
+    registry.record("breeding-triggered", parent_id, actor=identity, reason=f"{role} asked to breed for {domain}",
+                    data={"domain": domain, "role": role, "log": str(log)})
+    try:
+        with open(log, "w", encoding="utf-8") as stream:
+            console = Console(file=stream, width=160, force_terminal=False)
+            outcome = _breed(registry, home, governance, replace(lab_config, niche=domain), parent_id,
+                             identity=identity, role=role, console=console)
+        registry.record("breeding-finished", parent_id, actor=identity, reason=outcome["reason"],
+                        data={"domain": domain, **{k: v for k, v in outcome.items() if k != "reason"}})
+    except Exception as error:  # the lab can fail in many ways; the log must say so, the server must not die
+        registry.record("breeding-failed", parent_id, actor=identity,
+                        reason=f"{type(error).__name__}: {str(error)[:300]}", data={"domain": domain, "log": str(log)})
+    finally:
+        os.close(fd)  # closing the fd releases the flock
+
+
+def _breed(registry, home, governance, lab_config, parent_id: str, *, identity: str, role: str,
+           console: Console) -> dict:
+    from types import SimpleNamespace
+
+    from ..ecosystem.spawn import budget_problem, run_spawn
+    from ..lab import run_lab
+
+    domain = lab_config.niche
+    if role == "approver":
+        request = SimpleNamespace(domain=domain, sigma=None)  # asked by a person, not fired by the detector
+        result = run_spawn(registry, home, request, lab_config, governance, parent_id, approver=identity,
+                           console=console)
+        return {"reason": result.reason, "child": result.child.id if result.child else None,
+                "release": result.release.id if result.release else None}
+    # Breeder: the same steps as run_spawn up to its approver step, which is not the breeder's to take.
+    problem = budget_problem(registry, governance, domain)
+    if problem:
+        return {"reason": f"deferred: {problem}", "child": None, "release": None}
+    result = run_lab(registry, home, lab_config, console)
+    useful = result.selection.useful_specialist
+    if not useful:
+        return {"reason": "no candidate earned promotion: " + "; ".join(result.selection.reasons),
+                "child": None, "release": result.release.id}
+    return {"reason": f"bred {useful[:12]} with evidence {result.evidence[useful][:12]}; an approver may shadow "
+                      f"it (POST /admin/promote to=shadow niche={domain})",
+            "child": useful, "release": result.release.id, "evidence": result.evidence[useful]}
