@@ -1,40 +1,36 @@
-"""The dashboard: ``/`` renders the ecosystem's state as one self-contained page.
+"""The dashboard: ``/`` is the live ecosystem page, ``/dashboard/state.json`` what it refreshes from.
 
-The page is built server-side from the same JSON that ``/dashboard/state.json``
-serves, so it reads without JavaScript; inline JS polls that endpoint and
-re-renders (no CDN: the server runs offline).
+Both are built per request from the registry and the app's routing history
+(``dashboard_data.snapshot``), so the page is right from its first byte and
+reads without JavaScript; its inline script polls the JSON (which carries the
+same rendered sections) every few seconds. No CDN: the server runs offline.
 """
 
 from __future__ import annotations
 
-from html import escape
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from ..registry.manifest import MODEL_KINDS
+from .dashboard_data import snapshot
+from .dashboard_page import render_page, render_sections
 
 router = APIRouter(tags=["dashboard"])
+POLL_MS = 3000
 
 
-def models_snapshot(registry) -> list[dict]:
-    """Every model with its state and lineage, oldest first."""
-    models = []
-    for kind in MODEL_KINDS:
-        for artifact in registry.find(kind=kind):
-            models.append({"id": artifact.id, "kind": kind, "name": artifact.manifest.name,
-                           "state": artifact.state, "parents": list(artifact.manifest.parents)})
-    return models
+def _snapshot(request: Request) -> dict:
+    state = request.app.state.breedlab
+    return snapshot(state.registry, state.routing_history())
 
 
 @router.get("/dashboard/state.json")
 def dashboard_state(request: Request) -> dict:
-    return {"models": models_snapshot(request.app.state.breedlab.registry)}
+    """The snapshot (models, fitness, routing per minute, recent events) plus its rendered sections."""
+    snap = _snapshot(request)
+    return {**snap, "html": render_sections(snap)}
 
 
-@router.get("/", response_class=HTMLResponse)
-def dashboard_page(request: Request) -> str:
-    rows = "".join(f"<tr><td>{escape(m['id'][:12])}</td><td>{escape(m['kind'])}</td><td>{escape(m['state'] or '')}"
-                   f"</td></tr>" for m in models_snapshot(request.app.state.breedlab.registry))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>breedlab</title></head><body>"
-            f"<h1>breedlab</h1><table><tr><th>model</th><th>kind</th><th>state</th></tr>{rows}</table></body></html>")
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def dashboard_page(request: Request) -> HTMLResponse:
+    """The live dashboard page (self-contained: inline CSS, SVG and script)."""
+    return HTMLResponse(render_page(_snapshot(request), POLL_MS), headers={"Cache-Control": "no-store"})

@@ -1,0 +1,84 @@
+"""What the dashboard shows, as plain JSON: models with state and fitness, routing history, recent events.
+
+Read fresh from the registry on every call (the event log is the single
+source of truth; a promotion by the CLI shows up as soon as one by the
+admin API). Fitness comes from the newest evidence packet about each model;
+the parent's from the champion side of the packets that measured against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from ..evaluation.packets import PacketError, load_packet
+from ..governance.niche import ACTIVE_STATES, GOVERNANCE_EVENTS
+from ..registry import Registry
+from ..registry.manifest import MODEL_KINDS
+
+RECENT_EVENTS = 25
+FITNESS_KEYS = ("utility", "domain_ppl", "general_regression", "latency_token_ms_p50", "weight_bytes",
+                "flops_per_token")
+
+
+def snapshot(registry: Registry, routing: list[dict]) -> dict:
+    """The dashboard's whole state; ``version`` changes exactly when anything shown changes."""
+    events = registry.events()
+    fitness = evidence_fitness(registry)
+    models = [_model(a, fitness.get(a.id), _niches(events, a.id)) for a in registry.find()
+              if a.manifest.kind in MODEL_KINDS]
+    models.sort(key=lambda m: (m["kind"] != "parent", m["name"]))
+    parent = next((m for m in models if m["kind"] == "parent"), None)
+    recent = [_event(e) for e in events[-RECENT_EVENTS:]][::-1]
+    body = {"parent": parent, "models": [m for m in models if m is not parent], "routing": routing,
+            "events": recent, "event_count": len(events)}
+    version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {**body, "version": version, "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def evidence_fitness(registry: Registry) -> dict[str, dict]:
+    """Model id -> fitness of its newest evidence packet (a candidate's own row, else a champion's)."""
+    found: dict[str, dict] = {}
+    for packet in registry.find(kind="packet"):  # newest first: the first packet seen for a model wins
+        if packet.manifest.recipe.get("packet") != "evidence":
+            continue
+        try:
+            body = load_packet(registry, packet.id)
+        except PacketError:
+            continue  # a malformed packet is no evidence; `breedlab registry verify` reports it
+        failed = [g["name"] for g in body["gates"] if not g.get("passed")]
+        candidate = {**_measured(body["fitness"]["candidate"]), "niche": body["niche"], "packet": packet.id,
+                     "gates": "pass" if not failed else "FAIL " + ",".join(failed),
+                     "decision": body["decision"]["outcome"]}
+        found.setdefault(body["candidate"], candidate)
+        reference = {**_measured(body["fitness"]["champion"]), "niche": body["niche"], "packet": packet.id,
+                     "gates": "", "decision": "reference"}
+        found.setdefault(body["champion"], reference)
+    return found
+
+
+def _measured(vector: dict) -> dict:
+    return {k: vector.get(k) for k in FITNESS_KEYS}
+
+
+def _niches(events, artifact_id: str) -> list[str]:
+    """Niches whose governance events name this model, in the order it entered them."""
+    niches = [e.data["niche"] for e in events if e.artifact == artifact_id and e.type in GOVERNANCE_EVENTS
+              and isinstance(e.data.get("niche"), str)]
+    return list(dict.fromkeys(niches))
+
+
+def _model(artifact, fitness: dict | None, niches: list[str]) -> dict:
+    manifest = artifact.manifest
+    return {"id": artifact.id, "name": manifest.name, "kind": manifest.kind, "operator": manifest.operator,
+            "domain": manifest.recipe.get("domain"), "ratio": manifest.recipe.get("ratio"),
+            "state": artifact.state or "", "parents": list(manifest.parents), "niches": niches,
+            "active": artifact.state in ACTIVE_STATES, "fitness": fitness}
+
+
+def _event(event) -> dict:
+    to = event.data.get("to")
+    return {"seq": event.seq, "ts": event.ts, "type": event.type, "artifact": event.artifact,
+            "actor": event.actor, "reason": event.reason, "to": to if isinstance(to, str) else None,
+            "niche": event.data.get("niche") if isinstance(event.data.get("niche"), str) else None}
