@@ -73,6 +73,7 @@ def client(world):
     app.include_router(admin.router)
     app.state.breedlab = SimpleNamespace(registry=registry, home=home, governance=load_governance(home.root),
                                          tokens=admin.load_tokens(home.root), refresh_routes=lambda: None,
+                                         parent_id=registry.find(kind="parent")[0].id,
                                          config=SimpleNamespace(require_inference_key=False))
     with TestClient(app) as http:
         yield http

@@ -67,7 +67,8 @@ def breeder_or_approver(entry: TokenEntry = Depends(bearer_identity)) -> TokenEn
 
 def inference_key(request: Request) -> TokenEntry | None:
     """Dependency for /v1/*: when the config requires inference keys, an inference or approver token."""
-    if not server_state(request).config.require_inference_key:
+    # ServerConfig.require_inference_key (default False: inference keys are optional, issue 6 item 5).
+    if not getattr(server_state(request).config, "require_inference_key", False):
         return None
     entry = bearer_identity(request)
     if entry.role not in ("inference", "approver"):
@@ -169,18 +170,18 @@ async def admin_retire(body: RetireBody, request: Request, who: TokenEntry = Dep
 async def admin_breed(body: BreedBody, request: Request, tasks: BackgroundTasks,
                       who: TokenEntry = Depends(breeder_or_approver)) -> dict:
     """Start breeding for a domain in the background; events on the parent say how it went."""
-    from .admin_breed import BreedingBusy, breeding_lab_config, domain_problem, ecosystem_parent, run_breeding, take_lock
+    from .admin_breed import BreedingBusy, breeding_lab_config, domain_problem, run_breeding, take_lock
 
     state = server_state(request)
     problem = domain_problem(state.registry, body.domain)
     if problem:
         raise HTTPException(422, problem)
-    lab_config, parent_id = breeding_lab_config(state.home.root), ecosystem_parent(state.registry)
+    lab_config = breeding_lab_config(state.home.root)
     try:
         fd = take_lock(state.home.root)
     except BreedingBusy as error:
         raise HTTPException(409, str(error)) from None
     tasks.add_task(run_breeding, fd, state.registry, state.home, state.governance, lab_config,
-                   parent_id, body.domain, identity=who.identity, role=who.role)
+                   state.parent_id, body.domain, identity=who.identity, role=who.role)
     return {"actor": who.identity, "role": who.role, "domain": body.domain, "status": "started",
             "watch": "events breeding-triggered, then breeding-finished or breeding-failed, on the parent"}

@@ -67,14 +67,6 @@ def breeding_lab_config(home_root: Path):
     return overridden(base, {k: tuple(v) if isinstance(v, list) else v for k, v in profile.lab.items()})
 
 
-def ecosystem_parent(registry) -> str:
-    """The frozen parent every spawn breeds from: the newest registered parent."""
-    parents = registry.find(kind="parent")
-    if not parents:
-        raise LookupError("no parent is registered in this home")
-    return parents[0].id
-
-
 def domain_problem(registry, domain: str) -> str | None:
     """Why ``domain`` cannot be bred for (None when its train and held-out test corpora exist)."""
     from ..evaluation.suites import RETENTION_DOMAIN

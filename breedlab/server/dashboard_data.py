@@ -31,10 +31,29 @@ def snapshot(registry: Registry, routing: list[dict]) -> dict:
     models.sort(key=lambda m: (m["kind"] != "parent", m["name"]))
     parent = next((m for m in models if m["kind"] == "parent"), None)
     recent = [_event(e) for e in events[-RECENT_EVENTS:]][::-1]
+    routing = [{"minute": m["minute"], "served": _by_id(m["served"], models)} for m in routing]
     body = {"parent": parent, "models": [m for m in models if m is not parent], "routing": routing,
             "events": recent, "event_count": len(events)}
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {**body, "version": version, "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _by_id(served: dict[str, int], models: list[dict]) -> dict[str, int]:
+    """Routing counts keyed by artifact id.
+
+    The server counts by public name (``catalogue.name_of``: the artifact name,
+    ``name@id12`` when two share it, or ``id12`` for a model no longer served);
+    ids keep colours and names stable when a model is renamed or leaves the catalogue.
+    """
+    out: dict[str, int] = {}
+    for key, count in served.items():
+        name, _, prefix = key.partition("@")
+        matches = [m["id"] for m in models if m["id"] == key or (prefix and m["id"].startswith(prefix))]
+        matches = matches or [m["id"] for m in models if m["name"] == name] or \
+            [m["id"] for m in models if len(key) >= 6 and m["id"].startswith(key)]
+        resolved = matches[0] if len(matches) == 1 else key  # ambiguous or unknown: shown as counted
+        out[resolved] = out.get(resolved, 0) + count
+    return out
 
 
 def evidence_fitness(registry: Registry) -> dict[str, dict]:

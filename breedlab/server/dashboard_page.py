@@ -110,7 +110,8 @@ def _routing(snap: dict, names: dict, colors: dict) -> str:
     # The report's charts take windows; here a window is one UTC minute that saw traffic.
     windows = [{"index": m["minute"][11:16], "phase": m["minute"][:10] + " UTC", "served": m["served"]}
                for m in minutes]
-    keys = list(dict.fromkeys(k for m in minutes for k in sorted(m["served"], key=lambda k: k != "parent")))
+    parent_id = snap["parent"]["id"] if snap["parent"] else "parent"
+    keys = list(dict.fromkeys(k for m in minutes for k in sorted(m["served"], key=lambda k: k != parent_id)))
     series = [(k, _name(k, names), colors.get(k, "#475569")) for k in keys]
     plot = Plot(1180, 300)
     marks = _marks(snap["events"], {w["index"] for w in windows}, names)
@@ -124,7 +125,7 @@ def _routing(snap: dict, names: dict, colors: dict) -> str:
 
 
 def _name(key: str, names: dict) -> str:
-    return "parent" if key == "parent" else names.get(key, key if len(key) < 40 else short_id(key))
+    return names.get(key, key if len(key) < 40 else short_id(key))
 
 
 def _marks(events: list[dict], minutes: set[str], names: dict) -> dict[str, list[tuple[str, str]]]:

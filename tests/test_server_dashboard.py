@@ -1,0 +1,91 @@
+"""The live dashboard on the quick demo's ecosystem: rendered in headless Chromium, self-contained, refreshing.
+
+The screenshot is saved by the test (and copied to $BREEDLAB_TEST_ARTIFACTS
+when set) so a person can see what the DOM assertions checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from breedlab.governance.niche import current_champion
+from breedlab.registry import Registry
+from breedlab.server import dashboard
+
+import browser
+from browser import dump_dom, png_is_blank, png_size, screenshot
+from server_fixture import quick_home, serve_app
+
+ARTIFACTS_ENV = "BREEDLAB_TEST_ARTIFACTS"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(base URL, registry, routing history list the app reports) of a server on a quick-demo copy."""
+    home = quick_home(tmp_path_factory)
+    registry = Registry.open(home.registry_dir)
+    parent, medical = registry.find(kind="parent")[0], current_champion(registry, "medical")
+    history = [{"minute": "2026-11-22T20:40Z", "served": {parent.manifest.name: 6, medical.manifest.name: 4}},
+               {"minute": "2026-11-22T20:41Z", "served": {parent.manifest.name: 3, medical.manifest.name: 7}}]
+    app = FastAPI()
+    app.include_router(dashboard.router)
+    app.state.breedlab = SimpleNamespace(registry=registry, routing_history=lambda: list(history))
+    with serve_app(app) as base_url:
+        yield base_url, registry, history
+
+
+def test_the_dashboard_shows_the_quick_demo_lineage_in_chromium(served, tmp_path):
+    base_url, registry, _ = served
+    png = screenshot(base_url + "/", tmp_path / "dashboard.png", width=1280, height=1800)
+    artifacts = os.environ.get(ARTIFACTS_ENV)
+    if artifacts:
+        os.makedirs(artifacts, exist_ok=True)
+        shutil.copy(png, os.path.join(artifacts, "server-dashboard.png"))
+    assert png_size(png) == (1280, 1800) and not png_is_blank(png)
+    dom = dump_dom(base_url + "/")
+    lineage = dom[dom.index('<svg xmlns="http://www.w3.org/2000/svg" class="lineage"'):]
+    lineage = lineage[:lineage.index("</svg>")]
+    parent = registry.find(kind="parent")[0]
+    children = registry.find(kind="child")
+    assert len(children) >= 2
+    for model in [parent, *children]:
+        assert model.id[:12] in lineage and model.manifest.name in lineage, model.manifest.name
+        assert f'data-id="{model.id}" data-state="{"parent" if model is parent else model.state}"' in lineage
+    assert lineage.count('class="edge"') == len(children)  # one edge from the parent to each child
+
+
+def test_the_page_is_self_contained_and_reads_without_javascript(served):
+    base_url, registry, _ = served
+    html = httpx.get(base_url + "/").text
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)  # nothing fetched
+    assert not re.search(r"url\((?!#)|@import", html)  # url(#arrow) is an in-page SVG marker
+    without_script = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
+    for child in registry.find(kind="child"):
+        assert f'<tr data-id="{child.id}">' in without_script  # the state and fitness row, server-rendered
+    assert 'aria-label="routing share per minute"' in without_script
+    assert "champion" in without_script and "pass" in without_script
+
+
+def test_the_json_follows_the_registry_and_the_page_polls_it(served):
+    base_url, registry, history = served
+    first = httpx.get(base_url + "/dashboard/state.json").json()
+    assert set(first["html"]) == {"lineage", "routing", "models", "events"}
+    medical = current_champion(registry, "medical")
+    assert first["routing"][-1]["served"][medical.id] == 7  # counted by name, reported by id
+    assert next(m for m in first["models"] if m["id"] == medical.id)["fitness"]["gates"] == "pass"
+    history.append({"minute": "2026-11-22T20:42Z", "served": {"pico-parent": 1}})
+    registry.transition(medical.id, "retired", event_type="retired", actor="approver", reason="dashboard test",
+                        data={"niche": "medical"})
+    second = httpx.get(base_url + "/dashboard/state.json").json()
+    assert second["version"] != first["version"] and second["events"][0]["reason"] == "dashboard test"
+    assert 'data-state="retired"' in second["html"]["lineage"].split(f'data-id="{medical.id}"')[1][:40]
+    # Chromium with virtual time: the page's timer fires, fetches the JSON and marks itself live.
+    done = browser._run(["--virtual-time-budget=8000", "--dump-dom", base_url + "/"], browser.TIMEOUT_S)
+    assert 'data-live="ok"' in done.stdout and "live \u00b7 " in done.stdout
