@@ -1,0 +1,305 @@
+"""Serving load benchmark (issue 6): requests/s and latency, parent-routed vs child-routed, and a soak.
+
+Starts ``create_app(home)`` in a child process on a free loopback port (the
+load generator runs in this process, so client and server do not share a
+GIL), picks prompts that ``auto`` really routes to the parent and to a
+champion child (each candidate prompt is sent once and kept only if the
+response's ``breedlab.artifact_id`` is the intended model), then for 1, 4 and
+16 concurrent clients measures requests/s and p50/p95 latency, bounded by a
+request count and a time limit per cell. ``--soak-seconds`` adds a constant
+mixed load reporting errors and the server's RSS over time (flat: the last
+minute's mean RSS within ``FLAT_PCT`` of the first minute's). Loopback only.
+Writes docs/results/serve_load.md + .json.
+
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/serve_load.py \\
+        --home ~/.cache/breedlab/demo/quick/latest [--requests 48] [--soak-seconds 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+LEVELS = (1, 4, 16)
+FLAT_PCT = 5.0
+PROMPT_CHARS = 240
+CANDIDATE_PROMPTS = 40
+
+
+def serve(home: str, port: int) -> None:
+    """The child process: one app on 127.0.0.1:port until SIGINT (uvicorn drains on it)."""
+    import uvicorn
+
+    from breedlab.server.app import create_app
+
+    uvicorn.run(create_app(home), host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_server(home: Path, timeout_s: float = 240.0) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(home), "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} during startup")
+        try:
+            if httpx.get(base + "/v1/models", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError(f"the server did not answer within {timeout_s:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # graceful: in-flight requests drain
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# ----- prompts that really route where the row says ------------------------------------------------
+
+def targets(home: Path) -> dict:
+    """{"parent": (id, texts), "child": (id, texts)}: the parent with general text, a champion child with its domain's."""
+    from breedlab.data.read import iter_documents
+    from breedlab.registry import Registry
+
+    registry = Registry.open(home / "registry")
+    parent = registry.find(kind="parent")[0]
+    child = next(c for c in registry.find(state="champion") if c.manifest.kind != "parent")
+
+    def texts(domain: str) -> list[str]:
+        dataset = registry.find(kind="dataset", name=f"{domain}/test")[0]
+        docs = (d["text"][:PROMPT_CHARS] for d in iter_documents(dataset.path))
+        return [t for _, t in zip(range(CANDIDATE_PROMPTS), docs)]
+
+    return {"parent": (parent.id, texts("general")), "child": (child.id, texts(child.manifest.recipe["domain"]))}
+
+
+def routed_prompts(base: str, wanted: tuple[str, list[str]]) -> list[str]:
+    """The candidate prompts that ``auto`` sends to the wanted model (one probe request each)."""
+    model_id, texts = wanted
+    kept = []
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for text in texts:
+            reply = client.post("/v1/completions", json={"model": "auto", "prompt": text, "max_tokens": 1})
+            if reply.status_code == 200 and reply.json()["breedlab"]["artifact_id"] == model_id:
+                kept.append(text)
+    return kept
+
+
+# ----- load ---------------------------------------------------------------------------------------
+
+async def run_load(base: str, prompts: list[tuple[str, str]], clients: int, *, requests: int | None,
+                   seconds: float, max_tokens: int, on_sample=None) -> dict:
+    """``clients`` workers send completions until ``requests`` are done or ``seconds`` pass.
+
+    ``prompts`` are (intended artifact id, text) pairs used round robin; a reply
+    served by another model counts as misrouted, any non-200 or transport failure as an error.
+    """
+    stats = {"ok": 0, "errors": {}, "misrouted": 0, "latency_ms": [], "tokens": 0}
+    issued, started = 0, time.perf_counter()
+    deadline = started + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal issued
+        while time.perf_counter() < deadline and (requests is None or issued < requests):
+            model_id, text = prompts[issued % len(prompts)]
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                reply = await client.post("/v1/completions",
+                                          json={"model": "auto", "prompt": text, "max_tokens": max_tokens})
+            except httpx.HTTPError as error:
+                key = type(error).__name__
+                stats["errors"][key] = stats["errors"].get(key, 0) + 1
+                continue
+            if reply.status_code != 200:
+                stats["errors"][str(reply.status_code)] = stats["errors"].get(str(reply.status_code), 0) + 1
+                continue
+            stats["latency_ms"].append((time.perf_counter() - t0) * 1000)
+            body = reply.json()
+            stats["ok"] += 1
+            stats["tokens"] += body["usage"]["completion_tokens"]
+            stats["misrouted"] += body["breedlab"]["artifact_id"] != model_id
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        tasks = [asyncio.create_task(worker(client)) for _ in range(clients)]
+        if on_sample is not None:
+            tasks.append(asyncio.create_task(on_sample(stats, deadline)))
+        await asyncio.gather(*tasks)
+    return summarise(stats, time.perf_counter() - started, clients)
+
+
+def summarise(stats: dict, wall_s: float, clients: int) -> dict:
+    lat = sorted(stats["latency_ms"])
+
+    def pct(q: float) -> float | None:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
+
+    return {"clients": clients, "ok": stats["ok"], "errors": stats["errors"], "misrouted": stats["misrouted"],
+            "wall_s": round(wall_s, 2), "rps": stats["ok"] / wall_s if wall_s else 0.0,
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "tokens_per_s": stats["tokens"] / wall_s if wall_s else 0.0}
+
+
+async def soak(base: str, pid: int, prompts: list[tuple[str, str]], *, seconds: float, clients: int,
+               sample_s: float, max_tokens: int) -> dict:
+    """Constant mixed load for ``seconds``; the server's RSS, requests and errors sampled every ``sample_s``."""
+    samples: list[dict] = []
+    started = time.perf_counter()
+
+    async def sampler(stats: dict, deadline: float) -> None:
+        while True:
+            samples.append({"t_s": round(time.perf_counter() - started, 1), "rss_mib": round(rss_mib(pid), 1),
+                            "ok": stats["ok"], "errors": sum(stats["errors"].values())})
+            if time.perf_counter() >= deadline:
+                return
+            await asyncio.sleep(min(sample_s, max(0.0, deadline - time.perf_counter())))
+
+    result = await run_load(base, prompts, clients, requests=None, seconds=seconds, max_tokens=max_tokens,
+                            on_sample=sampler)
+    first = [s["rss_mib"] for s in samples if s["t_s"] <= 60]
+    last = [s["rss_mib"] for s in samples if s["t_s"] >= samples[-1]["t_s"] - 60]
+    first_mean, last_mean = sum(first) / len(first), sum(last) / len(last)
+    drift = 100 * (last_mean - first_mean) / first_mean
+    return {**result, "seconds": seconds, "rss_first_minute_mib": round(first_mean, 1),
+            "rss_last_minute_mib": round(last_mean, 1), "rss_drift_pct": round(drift, 2),
+            "flat": abs(drift) <= FLAT_PCT, "samples": samples}
+
+
+# ----- report -------------------------------------------------------------------------------------
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def load_table(rows: list[dict]) -> list[str]:
+    """Markdown: one line per client count, parent-routed and child-routed side by side."""
+    lines = ["| clients | parent req/s | parent p50 ms | parent p95 ms | child req/s | child p50 ms | child p95 ms "
+             "| errors (parent/child) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for clients in sorted({r["clients"] for r in rows}):
+        p, c = (next(r for r in rows if r["clients"] == clients and r["route"] == k) for k in ("parent", "child"))
+        lines.append(f"| {clients} | {p['rps']:.2f} | {_ms(p['p50_ms'])} | {_ms(p['p95_ms'])} | {c['rps']:.2f} "
+                     f"| {_ms(c['p50_ms'])} | {_ms(c['p95_ms'])} | {sum(p['errors'].values())}/"
+                     f"{sum(c['errors'].values())} |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    out = ["# Serving load (issue 6)", "", f"- ecosystem: `{result['home']}`", f"- command: `{result['command']}`",
+           f"- machine: {result['machine']}", f"- when (UTC): {result['created_utc']}",
+           f"- server: `create_app(home)` in its own process on loopback, shipped server config "
+           f"(max_concurrency {result['server']['max_concurrency']}, queue_limit {result['server']['queue_limit']}); "
+           f"completions of {result['max_tokens']} tokens, greedy, model `auto`",
+           f"- routed prompts: {result['prompts']['parent']} to the parent (general text), "
+           f"{result['prompts']['child']} to {result['child_name']} (its domain's held-out text); "
+           f"misrouted replies during the load: {sum(r['misrouted'] for r in result['load'])}",
+           f"- each cell: at most {result['requests']} requests or {result['cell_seconds']:.0f} s", "",
+           *load_table(result["load"]), ""]
+    soak = result.get("soak")
+    if soak:
+        out += ["## Soak", "", f"- {soak['seconds']:.0f} s at {soak['clients']} clients (parent and child prompts "
+                f"alternating): {soak['ok']} requests, errors {soak['errors'] or 0}, {soak['rps']:.2f} req/s, "
+                f"p50 {_ms(soak['p50_ms'])} ms, p95 {_ms(soak['p95_ms'])} ms",
+                f"- server RSS: first minute {soak['rss_first_minute_mib']} MiB, last minute "
+                f"{soak['rss_last_minute_mib']} MiB ({soak['rss_drift_pct']:+.2f}%): "
+                f"{'flat' if soak['flat'] else 'NOT flat'} (threshold {FLAT_PCT}%)", "",
+                "| t (s) | RSS MiB | requests ok | errors |", "|---:|---:|---:|---:|",
+                *(f"| {s['t_s']:.0f} | {s['rss_mib']} | {s['ok']} | {s['errors']} |" for s in soak["samples"][::6])]
+    return "\n".join(out) + "\n"
+
+
+def measure(args, base: str, pid: int, home: Path) -> dict:
+    from breedlab.registry import Registry
+
+    wanted = targets(home)
+    prompts = {route: routed_prompts(base, wanted[route]) for route in ("parent", "child")}
+    for route, kept in prompts.items():
+        if not kept:
+            raise RuntimeError(f"no candidate prompt was routed to the {route}; the benchmark needs both routes")
+    pairs = {route: [(wanted[route][0], text) for text in kept] for route, kept in prompts.items()}
+    rows = []
+    for clients in args.levels:
+        for route in ("parent", "child"):
+            row = asyncio.run(run_load(base, pairs[route], clients, requests=args.requests,
+                                       seconds=args.cell_seconds, max_tokens=args.max_tokens))
+            rows.append({"route": route, **row})
+            print(f"{route:6s} x{clients:<2d} {row['rps']:6.2f} req/s  p50 {_ms(row['p50_ms'])} ms  "
+                  f"p95 {_ms(row['p95_ms'])} ms  errors {row['errors'] or 0}", flush=True)
+    child_name = Registry.open(home / "registry").get(wanted["child"][0]).manifest.name
+    result = {"load": rows, "prompts": {k: len(v) for k, v in prompts.items()}, "child_name": child_name}
+    if args.soak_seconds:
+        mixed = [p for pair in zip(pairs["parent"], pairs["child"]) for p in pair]
+        result["soak"] = asyncio.run(soak(base, pid, mixed, seconds=args.soak_seconds, clients=args.soak_clients,
+                                          sample_s=args.sample_seconds, max_tokens=args.max_tokens))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, help="a breedlab home with an ecosystem (e.g. <home>/demo/quick/latest)")
+    parser.add_argument("--requests", type=int, default=48, help="requests per cell at most")
+    parser.add_argument("--cell-seconds", type=float, default=60.0, help="seconds per cell at most")
+    parser.add_argument("--levels", type=int, nargs="+", default=list(LEVELS), help="concurrent clients")
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--soak-seconds", type=float, default=0.0, help="0: no soak")
+    parser.add_argument("--soak-clients", type=int, default=4)
+    parser.add_argument("--sample-seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "serve_load", help="writes OUT.md and OUT.json")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: run the server child on this home
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve, args.port)
+    if args.home is None:
+        parser.error("--home is required")
+    from breedlab.evaluation.packets import describe_machine
+    from breedlab.server.config import load_server_config
+
+    home = args.home.expanduser().resolve()
+    proc, base = start_server(home)
+    try:
+        result = measure(args, base, proc.pid, home)
+    finally:
+        stop_server(proc)
+    config = load_server_config()
+    result.update({"home": str(home), "machine": describe_machine(), "max_tokens": args.max_tokens,
+                   "requests": args.requests, "cell_seconds": args.cell_seconds,
+                   "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "command": "benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+                   "server": {"max_concurrency": config.max_concurrency, "queue_limit": config.queue_limit}})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    print("\n".join(load_table(result["load"])))
+    print(f"wrote {args.out.with_suffix('.md')} and .json")
+
+
+if __name__ == "__main__":
+    main()
