@@ -267,6 +267,31 @@ def demo(home: HomeOption = None,
     run_demo(console, Home.resolve(home), profile_name="quick" if quick else "full")
 
 
+@app.command()
+def serve(home: HomeOption = None,
+          host: Annotated[Optional[str], typer.Option(help="interface [default: server.host, 127.0.0.1]")] = None,
+          port: Annotated[Optional[int], typer.Option(help="port [default: server.port]")] = None) -> None:
+    """Serve the ecosystem over an OpenAI-compatible API (model "auto" routes every request).
+
+    Settings: the server section of configs/ecosystem.yaml. A demo run folder is itself a home:
+    breedlab serve --home ~/.cache/breedlab/demo/quick/latest
+    """
+    from dataclasses import replace
+
+    import uvicorn
+
+    from .server.app import create_app
+    from .server.config import load_server_config
+
+    config = load_server_config()
+    config = replace(config, host=host or config.host, port=port or config.port)
+    resolved = Home.resolve(home)
+    console.print(f"breedlab serving {resolved.root}\n  OpenAI base URL: [bold]http://{config.host}:{config.port}/v1[/]"
+                  f"\n  dashboard: http://{config.host}:{config.port}/   metrics: http://{config.host}:{config.port}/metrics")
+    # uvicorn's access log prints the request line and status only, never headers (no Authorization).
+    uvicorn.run(create_app(resolved, config), host=config.host, port=config.port, log_level="info",
+                timeout_graceful_shutdown=int(config.drain_timeout_s))
+
 def main() -> None:
     from .registry import RegistryError
 

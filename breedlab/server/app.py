@@ -1,0 +1,82 @@
+"""The app factory: ``create_app(home, config)`` builds one server; nothing lives at module level.
+
+The lifespan loads the ``ServerState`` (registry, parent, router policy,
+monitor: seconds of blocking work, done in a worker thread) into
+``app.state.breedlab``, and on shutdown drains: new requests get 503 while
+in-flight ones get ``drain_timeout_s`` to finish; then background scoring
+stops and the monitor's queue is written out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..home import Home
+from . import admin, dashboard, openai_api
+from .config import ServerConfig, load_server_config
+from .errors import install_handlers
+from .gate import RequestGate
+from .limiter import Limiter
+from .state import ServerState
+
+log = logging.getLogger("breedlab.server")
+
+
+def create_app(home: Home | Path | str, config: ServerConfig | None = None) -> FastAPI:
+    """A FastAPI app serving ``home``'s ecosystem with ``config`` (default: the shipped server section)."""
+    home = home if isinstance(home, Home) else Home.resolve(home)
+    config = config or load_server_config()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = await anyio.to_thread.run_sync(ServerState.load, home, config)
+        state.tokens = admin.load_tokens(home.root)
+        state.limiter = Limiter(config.max_concurrency, config.queue_limit, state.metrics)
+        app.state.breedlab = state
+        log.info("serving %s: parent %s, router %s", home.root, state.parent_id[:12], (state.policy_id or "-")[:12])
+        try:
+            yield
+        finally:
+            await drain(state, config.drain_timeout_s)
+            await anyio.to_thread.run_sync(state.close)
+
+    app = FastAPI(title="breedlab", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible serving of a breedlab ecosystem: `auto` routes every request.")
+    install_handlers(app)
+    app.add_middleware(RequestGate)
+    app.include_router(openai_api.router)
+    app.include_router(metrics_router())
+    app.include_router(admin.router)
+    app.include_router(dashboard.router)
+    return app
+
+
+async def drain(state: ServerState, timeout_s: float) -> None:
+    """Refuse new requests and wait (at most ``timeout_s``) for in-flight ones to finish."""
+    state.draining = True
+    deadline = time.monotonic() + timeout_s
+    while state.inflight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if state.inflight:
+        log.warning("drain timed out with %d requests in flight", state.inflight)
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter(tags=["metrics"])
+
+    @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    def metrics(request: Request) -> Response:
+        """Prometheus text format: requests, latency, tokens, routing decisions, canary state."""
+        return Response(generate_latest(request.app.state.breedlab.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

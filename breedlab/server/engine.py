@@ -1,0 +1,102 @@
+"""Loaded models for the server: load once (every file re-hashed), fall back to the parent if a child will not load.
+
+``load_candidate`` re-hashes each file against its manifest, so a corrupted or
+tampered child fails to load here instead of serving garbage. Such a child is
+remembered as broken (no re-hash on every request), its traffic is served by
+the parent, and one ``serve-fallback`` event per child records why. The
+parent has no fallback: if it does not load, the server does not start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from ..evaluation.measure import load_candidate
+from ..registry import Registry
+
+log = logging.getLogger("breedlab.server")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to generate; ``fallback`` says why it is the parent when another was asked for."""
+
+    id: str
+    model: object
+    tokenizer: object
+    context: int
+    """Positions the model can attend over (prompt + answer)."""
+    fallback: str | None = None
+
+
+class ModelHost:
+    """Models by artifact id, loaded lazily and thread-safely."""
+
+    def __init__(self, registry: Registry, parent_id: str, *, actor: str, on_fallback=None):
+        self.registry, self.parent_id, self.actor = registry, parent_id, actor
+        self.on_fallback = on_fallback
+        """Called with (child id, reason) after a fallback is recorded (metrics)."""
+        self._models: dict[str, Loaded] = {}
+        self._broken: dict[str, str] = {}  # child id -> why it would not load
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> Loaded:
+        """The model, or the parent (with ``fallback`` set) when a child fails to load."""
+        loaded = self._models.get(model_id)
+        if loaded is not None:
+            return loaded
+        if model_id in self._broken:
+            return self._parent_instead(model_id, self._broken[model_id])
+        with self._lock:  # one load per model even when requests race for it
+            if model_id in self._models:
+                return self._models[model_id]
+            try:
+                self._models[model_id] = self._load(model_id)
+            except Exception as error:  # any load failure of a child: hash mismatch, missing file, bad config
+                if model_id == self.parent_id:
+                    raise
+                self._broken[model_id] = f"{type(error).__name__}: {error}"
+                self._record_fallback(model_id, self._broken[model_id])
+                return self._parent_instead(model_id, self._broken[model_id])
+            return self._models[model_id]
+
+    def loaded_ids(self) -> list[str]:
+        return list(self._models)
+
+    def release(self, model_id: str) -> None:
+        """Drop a model that no longer serves (rolled back, retired); a later request reloads it."""
+        if model_id != self.parent_id:
+            self._models.pop(model_id, None)
+            self._broken.pop(model_id, None)
+
+    def _load(self, model_id: str) -> Loaded:
+        model, tokenizer = load_candidate(self.registry.get(model_id))
+        model.eval()
+        return Loaded(model_id, model, tokenizer, context_limit(model, tokenizer))
+
+    def _parent_instead(self, model_id: str, reason: str) -> Loaded:
+        parent = self.get(self.parent_id)
+        return Loaded(parent.id, parent.model, parent.tokenizer, parent.context,
+                      fallback=f"{model_id[:12]} failed to load ({reason}); the parent served instead")
+
+    def _record_fallback(self, model_id: str, reason: str) -> None:
+        log.warning("child %s failed to load, falling back to the parent: %s", model_id[:12], reason)
+        try:
+            self.registry.record("serve-fallback", model_id, actor=self.actor,
+                                 reason=f"failed to load ({reason}); its traffic falls back to the parent",
+                                 data={"parent": self.parent_id, "error": reason})
+        except Exception as error:  # the warning event is best effort; serving the parent is not
+            log.error("could not record serve-fallback for %s: %s", model_id[:12], error)
+        if self.on_fallback is not None:
+            self.on_fallback(model_id, reason)
+
+
+def context_limit(model, tokenizer) -> int:
+    """The model's position limit; the tokenizer's ``model_max_length`` when smaller and set."""
+    positions = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    declared = getattr(tokenizer, "model_max_length", None)
+    if isinstance(declared, int) and 0 < declared < positions:
+        return declared
+    return positions

@@ -1,0 +1,166 @@
+"""The OpenAI-compatible endpoints: /v1/models, /v1/completions, /v1/chat/completions.
+
+Handlers are thin: parse (schemas), ``dispatch.prepare`` in a worker thread
+(routing, loading and tokenising are blocking), take a generation slot,
+generate in a worker thread, shape the answer (``shapes``). Streaming answers
+are Server-Sent Events, ``data: {chunk}\\n\\n`` ending with ``data: [DONE]``;
+the slot is held until the stream ends however it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from .dispatch import Prepared, finish, prepare
+from .errors import ApiError, error_body
+from .limiter import QueueFull, Slot, SlotTimeout
+from .prompts import chat_renderer, text_renderer
+from .routing import ModelNotFound
+from .schemas import MAX_STOPS, ChatCompletion, ChatRequest, Completion, CompletionRequest, ModelCard, ModelList
+from .shapes import ChatShape, TextShape
+
+log = logging.getLogger("breedlab.server")
+router = APIRouter(prefix="/v1", tags=["openai"])
+ERRORS = {code: {"description": text} for code, text in (
+    (400, "bad input (OpenAI error shape)"), (404, "unknown or unservable model"), (413, "body too large"),
+    (429, "queue full"), (503, "draining or no slot in time"))}
+
+
+def _state(request: Request):
+    return request.app.state.breedlab
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request) -> dict:
+    state = _state(request)
+    await anyio.to_thread.run_sync(state.refresh_if_changed)
+    return {"object": "list", "data": state.catalogue.listing()}
+
+
+@router.get("/models/{model:path}", response_model=ModelCard, responses={404: ERRORS[404]})
+async def retrieve_model(model: str, request: Request) -> dict:
+    state = _state(request)
+    await anyio.to_thread.run_sync(state.refresh_if_changed)
+    try:
+        artifact = state.catalogue.find(model)
+    except ModelNotFound as error:
+        raise ApiError(404, str(error), param="model", code=error.code) from None
+    name = state.catalogue.name_of(artifact.id)
+    return next(entry for entry in state.catalogue.listing() if entry["id"] == name)
+
+
+@router.post("/completions", response_model=Completion, responses=ERRORS)
+async def completions(body: CompletionRequest, request: Request):
+    if isinstance(body.prompt, list) and len(body.prompt) != 1:
+        raise ApiError(400, "exactly one prompt per request is supported (got a list of "
+                            f"{len(body.prompt)})", param="prompt", code="unsupported_batch")
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    prepared = await _prepare(request, body, "completions", text_renderer(prompt), prompt)
+    return await _respond(request, prepared, TextShape(prepared), body)
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, responses=ERRORS)
+async def chat_completions(body: ChatRequest, request: Request):
+    if body.max_tokens is not None and body.max_completion_tokens is not None \
+            and body.max_tokens != body.max_completion_tokens:
+        raise ApiError(400, "max_tokens and max_completion_tokens disagree; give one", param="max_tokens",
+                       code="invalid_value")
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    route_text = users[-1] if users else "\n".join(m["content"] for m in messages)
+    body.max_tokens = body.max_tokens or body.max_completion_tokens
+    prepared = await _prepare(request, body, "chat.completions", chat_renderer(messages), route_text)
+    return await _respond(request, prepared, ChatShape(prepared), body)
+
+
+async def _prepare(request: Request, body, endpoint: str, render, route_text: str) -> Prepared:
+    stops = body.stops()
+    if len(stops) > MAX_STOPS:
+        raise ApiError(400, f"at most {MAX_STOPS} stop strings", param="stop", code="invalid_value")
+    return await anyio.to_thread.run_sync(lambda: prepare(
+        _state(request), model=body.model, render=render, route_text=route_text, endpoint=endpoint,
+        max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stops))
+
+
+async def _slot(state) -> Slot:
+    try:
+        return await state.limiter.acquire(state.config.request_timeout_s)
+    except QueueFull as error:
+        state.metrics.refused.labels("queue_full").inc()
+        raise ApiError(429, str(error), code="queue_full", headers={"retry-after": "1"}) from None
+    except SlotTimeout as error:
+        state.metrics.refused.labels("slot_timeout").inc()
+        raise ApiError(503, str(error), code="slot_timeout", headers={"retry-after": "5"}) from None
+
+
+async def _respond(request: Request, prepared: Prepared, shape, body):
+    state = _state(request)
+    slot = await _slot(state)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _events(state, prepared, shape, include_usage)
+        return SlotStreamingResponse(slot, _in_threads(events), media_type="text/event-stream",
+                                     headers={**prepared.headers(), "cache-control": "no-cache"})
+    generation = prepared.generation()
+    try:
+        await anyio.to_thread.run_sync(generation.run)
+    finally:
+        slot.release()
+    return JSONResponse(shape.body(generation), headers=prepared.headers(),
+                        background=BackgroundTask(finish, state, prepared, generation))
+
+
+def _events(state, prepared: Prepared, shape, include_usage: bool) -> Iterator[str]:
+    """The SSE stream (runs in worker threads); telemetry and the shadow job once it ends."""
+    generation = prepared.generation()
+    completed = False
+    try:
+        yield from (_sse(chunk) for chunk in shape.opening())
+        for piece in generation.deltas():
+            yield _sse(shape.chunk(piece))
+        yield _sse(shape.chunk("", generation.finish_reason))
+        if include_usage:
+            yield _sse(shape.usage_chunk(generation))
+        yield "data: [DONE]\n\n"
+        completed = True
+    except Exception:  # headers are sent: say so in the stream instead of cutting it silently
+        log.exception("generation failed mid-stream")
+        yield _sse(error_body(500, "generation failed; the answer is incomplete", code="internal_error"))
+    finally:
+        finish(state, prepared, generation, completed=completed)
+
+
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def _in_threads(iterator: Iterator[str]):
+    """Each step of a blocking iterator in a worker thread; the iterator is closed however the stream ends."""
+    done = object()
+    try:
+        while (item := await anyio.to_thread.run_sync(next, iterator, done)) is not done:
+            yield item
+    finally:
+        with anyio.CancelScope(shield=True):  # a client that left must still release what it held
+            await anyio.to_thread.run_sync(iterator.close)
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A streaming response that releases its generation slot when it ends, even if it never started."""
+
+    def __init__(self, slot: Slot, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()

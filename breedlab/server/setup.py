@@ -1,0 +1,148 @@
+"""Finding what the server runs with in a home: its parent, its router policy, its task monitor.
+
+The router policy is the newest registered ``router-policy`` artifact (or the
+one ``ServerConfig.router_policy`` names). Only a registry with none gets one
+fitted here, by the demo's own ``fit_router`` over the registered domains
+(the parent's domains, from the shipped full demo profile, are its
+out-of-domain set), and registered, so the next start loads it. The monitor
+is configured as the demo configures it (``demo_setup.build_parts``): centroids
+of the policy's domains, thresholds calibrated on their validation snippets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from ..registry import Artifact, Registry, RegistryError
+from ..registry.canonical import sha256_json
+from .config import ServerConfig
+
+log = logging.getLogger("breedlab.server")
+MONITOR_FILE = "serve-queries.sqlite"
+
+
+def choose_parent(registry: Registry) -> Artifact:
+    """The champion parent, else the newest parent."""
+    parents = registry.find(kind="parent", state="champion") or registry.find(kind="parent")
+    if not parents:
+        raise RegistryError("no parent registered in this home; import one (breedlab parent import) or run "
+                            "breedlab demo --quick and serve its run folder")
+    return parents[0]
+
+
+def load_router_policy(registry: Registry, config: ServerConfig):
+    """(policy, its artifact), or (None, None) when there is none and no datasets to fit one."""
+    from ..ecosystem.router import load_policy
+
+    artifact = _policy_artifact(registry, config.router_policy)
+    if artifact is None:
+        return _fit_policy(registry, config.fit_policy)
+    return load_policy(artifact, embedder=_embedder_for(artifact)), artifact
+
+
+def _policy_artifact(registry: Registry, choice: str) -> Artifact | None:
+    policies = [a for a in registry.find(kind="router-policy") if a.state not in ("retired", "rejected")]
+    if choice == "newest":
+        return policies[0] if policies else None
+    named = [a for a in policies if a.manifest.name == choice or a.id.startswith(choice.lower())]
+    if not named:
+        raise RegistryError(f"no router-policy artifact matches {choice!r} (server.router_policy)")
+    return named[0]
+
+
+def _embedder_for(artifact: Artifact):
+    from ..ecosystem.router_policies import policy_class
+
+    if not policy_class(artifact.manifest.recipe["policy"]).uses_embeddings:
+        return None
+    from ..ecosystem.embed import shared_embedder
+
+    return shared_embedder()
+
+
+def _fit_policy(registry: Registry, policy_name: str):
+    """Fit, calibrate and register ``policy_name`` the way ``demo_setup.fit_router`` does."""
+    from ..demo_setup import labelled_snippets, load_profile
+    from ..ecosystem.embed import shared_embedder
+    from ..ecosystem.router import calibrate, fit, register_policy
+
+    domains = _domains_with(registry, ("train", "validation"))
+    parent_domains = [d for d in load_profile("full").parent_domains if d in domains]
+    niches = [d for d in domains if d not in parent_domains]
+    if not niches:
+        log.warning("no router policy and no niche datasets: the parent serves every request")
+        return None, None
+    embedder = shared_embedder()
+    policy = fit(policy_name, labelled_snippets(registry, niches, "train", seed=0, limit=3000, max_docs=3000),
+                 embedder=embedder, seed=0)
+    ood = labelled_snippets(registry, parent_domains, "validation", seed=0)
+    calibrate(policy, labelled_snippets(registry, niches, "validation", seed=0),
+              out_of_domain=[t for texts in ood.values() for t in texts])
+    data = [registry.find(kind="dataset", name=f"{d}/{s}")[0].id for d in domains for s in ("train", "validation")]
+    artifact = register_policy(registry, policy, name=f"router/{policy_name}", data_ids=data,
+                               recipe={"niches": niches, "out_of_domain": parent_domains, "fitted_by": "serve"})
+    log.warning("no router policy was registered: fitted %s %s", policy_name, artifact.id[:12])
+    return policy, artifact
+
+
+def _domains_with(registry: Registry, splits: tuple[str, ...]) -> list[str]:
+    names = {a.manifest.name for a in registry.find(kind="dataset")}
+    domains = {n.split("/")[0] for n in names if "/" in n}
+    return sorted(d for d in domains if all(f"{d}/{s}" in names for s in splits))
+
+
+def open_monitor(home, registry: Registry, policy_artifact: Artifact | None, parent, config: ServerConfig):
+    """The server's task monitor (its own SQLite file under the home's logs)."""
+    from ..ecosystem.detector import parent_nll_gap
+    from ..ecosystem.embed import shared_embedder
+    from ..ecosystem.monitor import MonitorConfig, TaskMonitor, load_section
+
+    embedder = shared_embedder()
+    monitor_config = load_section(MonitorConfig, "monitor")
+    recipe = policy_artifact.manifest.recipe if policy_artifact else {}
+    trained = _domains_with(registry, ("train",))
+    wanted = list(recipe.get("niches", [])) + list(recipe.get("out_of_domain", []))
+    domains = [d for d in (wanted or trained) if d in trained]
+    centroids = calibrated_centroids(home, registry, domains, embedder, monitor_config) if domains else None
+    return TaskMonitor(home.logs_dir / MONITOR_FILE, embedder, store_text=config.store_query_text,
+                       centroids=centroids, config=monitor_config,
+                       gap_fn=parent_nll_gap(parent.model, parent.tokenizer))
+
+
+def calibrated_centroids(home, registry: Registry, domains: list[str], embedder, monitor_config):
+    """Domain centroids with calibrated thresholds, as the demo builds them; cached in the home's cache.
+
+    Embedding the centroid documents and the calibration snippets takes seconds to tens
+    of seconds on CPU, on every start; the result depends only on the datasets, the
+    embedder and the monitor settings, which name the cache file.
+    """
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from ..demo_setup import labelled_snippets
+    from ..ecosystem.monitor import DomainCentroids
+
+    datasets = {d: [a.id for split in ("train", "validation")
+                    for a in registry.find(kind="dataset", name=f"{d}/{split}")[:1]] for d in domains}
+    key = sha256_json({"datasets": datasets, "embedder": embedder.name, "docs": monitor_config.docs_per_domain,
+                       "quantile": monitor_config.known_quantile, "threshold": monitor_config.known_threshold})
+    path = home.cache_dir / "serve" / f"centroids-{key[:16]}.safetensors"
+    if path.is_file():
+        with safe_open(str(path), framework="numpy") as stored:
+            meta = json.loads(stored.metadata()["centroids"])
+            return DomainCentroids(meta["names"], stored.get_tensor("matrix"), meta["threshold"], meta["per_domain"])
+    centroids = DomainCentroids.from_datasets(registry, domains, embedder,
+                                              docs_per_domain=monitor_config.docs_per_domain,
+                                              threshold=monitor_config.known_threshold)
+    calibrated = [d for d in domains if len(datasets[d]) == 2]
+    held_out = labelled_snippets(registry, calibrated, "validation", seed=0, limit=100)
+    centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()}, monitor_config.known_quantile)
+    meta = {"names": centroids.names, "threshold": centroids.threshold, "per_domain": centroids.per_domain}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"matrix": np.ascontiguousarray(centroids.matrix)}, str(tmp), metadata={"centroids": json.dumps(meta)})
+    os.replace(tmp, path)  # atomic: a concurrent start reads the whole file or computes its own
+    return centroids

@@ -1,0 +1,146 @@
+"""Everything one server app instance serves with (``app.state.breedlab``), loaded in its lifespan.
+
+Nothing here is module-level: two apps in one process (tests do this) share
+no model, metric or queue. The registry stays the single source of truth for
+who serves what: ``refresh_routes`` re-reads it, and every request checks the
+event log's head first, so a promotion made by the CLI, by the admin
+endpoints or by the server's own canary gate is served from the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from ..governance.config import GovernanceConfig, load_governance
+from ..governance.niche import all_active_children, current_champion
+from ..home import Home
+from ..registry import Artifact, Registry
+from .config import ServerConfig
+from .engine import ModelHost
+from .limiter import Limiter
+from .live_rollout import LiveRollouts
+from .routing import Catalogue, Decision, decide_auto
+from .setup import choose_parent, load_router_policy, open_monitor
+from .telemetry import Metrics, MonitorLog, RoutingHistory
+
+log = logging.getLogger("breedlab.server")
+
+
+@dataclass
+class ServerState:
+    """One app's serving state. Attributes other modules read (admin, dashboard, tests):
+
+    ``home``, ``config``; ``registry`` (the home's registry); ``governance`` (GovernanceConfig of the
+    home); ``tokens`` (admin.load_tokens(home.root), set by the app); ``parent_id``; ``policy`` and
+    ``policy_id`` (the router policy routing ``auto``, None when no policy could be had);
+    ``routes`` (niche -> champion child id); ``catalogue`` (served models by public name);
+    ``host`` (loaded models, parent fallback); ``rollouts`` (shadow/canary children and their live
+    scores); ``monitor`` (the task monitor, written on its own thread); ``metrics`` (Prometheus,
+    ``metrics.registry`` is this app's CollectorRegistry); ``history`` (routing decisions per
+    minute); ``limiter`` (generation slots; made on the event loop); ``draining`` and ``inflight``
+    (shutdown). Methods: ``routing_history()``, ``refresh_routes()``, ``decide(model, text)``.
+    """
+
+    home: Home
+    config: ServerConfig
+    registry: Registry
+    governance: GovernanceConfig
+    parent_id: str
+    policy: object | None
+    policy_id: str | None
+    metrics: Metrics
+    host: ModelHost
+    monitor: MonitorLog
+    rollouts: LiveRollouts
+    history: RoutingHistory
+    tokens: object = None
+    routes: dict[str, str] = field(default_factory=dict)
+    catalogue: Catalogue | None = None
+    limiter: Limiter | None = None
+    draining: bool = False
+    inflight: int = 0
+    _seen_seq: int = -1
+    _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, home: Home, config: ServerConfig) -> ServerState:
+        """Open the registry, load the parent and the router policy, open the monitor (seconds: blocking)."""
+        registry = Registry.open(home.registry_dir)
+        parent = choose_parent(registry)
+        metrics = Metrics()
+        host = ModelHost(registry, parent.id, actor=config.lifecycle.actor,
+                         on_fallback=lambda child, _: metrics.fallbacks.labels(child[:12]).inc())
+        loaded = host.get(parent.id)  # the parent must load: there is no fallback for the fallback
+        policy, policy_artifact = load_router_policy(registry, config)
+        monitor = MonitorLog(lambda: open_monitor(home, registry, policy_artifact, loaded, config))
+        state = cls(home=home, config=config, registry=registry, governance=load_governance(home.root),
+                    parent_id=parent.id, policy=policy, policy_id=policy_artifact.id if policy_artifact else None,
+                    metrics=metrics, host=host, monitor=monitor, rollouts=None,
+                    history=RoutingHistory(config.history_minutes))
+        state.rollouts = LiveRollouts(registry, config, metrics, host, on_rollback=state._rolled_back)
+        state.refresh_routes()
+        monitor.wait_ready()
+        return state
+
+    # ----- what the admin and dashboard modules call -------------------------------------
+
+    def routing_history(self) -> list[dict]:
+        """Served-model counts per UTC minute, oldest first: ``[{"minute", "served": {name: n}}]``."""
+        return self.history.snapshot()
+
+    def refresh_routes(self) -> None:
+        """Re-read champions, shadow/canary children and the served catalogue from the registry."""
+        with self._refresh_lock:
+            seq = self._head()
+            niches = list(self.policy.domains) if self.policy is not None else []
+            routes = {}
+            for niche in niches:
+                champion = current_champion(self.registry, niche)
+                if champion is not None:
+                    routes[niche] = champion.id
+            children = all_active_children(self.registry)
+            self.catalogue = Catalogue.build(self.registry, self.registry.get(self.parent_id), children)
+            self.routes = routes
+            self.rollouts.sync(niches)
+            for model_id in self.host.loaded_ids():
+                if model_id not in {a.id for a in self.catalogue.models.values()}:
+                    self.host.release(model_id)  # retired or rejected: free its memory
+            self._seen_seq = seq
+
+    def refresh_if_changed(self) -> None:
+        """Refresh when the event log moved since the last refresh (cheap: reads the log's tail)."""
+        if self._head() != self._seen_seq:
+            self.refresh_routes()
+
+    # ----- serving ----------------------------------------------------------------------
+
+    def decide(self, requested: str, text: str) -> Decision:
+        """The routing decision for one request (ModelNotFound for a name that is not served)."""
+        self.refresh_if_changed()
+        if requested != "auto":
+            artifact = self.catalogue.find(requested)
+            return Decision(requested, artifact.id, "explicit", None,
+                            f"requested by name: {self.catalogue.name_of(artifact.id)}")
+        if self.policy is None:
+            return Decision("auto", self.parent_id, "parent", None,
+                            "no router policy: the parent serves everything (no-op route)")
+        return decide_auto(self.policy, text, self.routes, self.rollouts.stages(), self.config.rollout,
+                           self.parent_id)
+
+    def served_artifact(self, artifact_id: str) -> Artifact:
+        return self.registry.get(artifact_id)
+
+    def close(self) -> None:
+        """Stop background work: shadow jobs waiting are dropped, the monitor's queue is written out."""
+        self.rollouts.close()
+        self.monitor.close()
+
+    def _rolled_back(self, child_id: str) -> None:
+        self.refresh_routes()
+        self.host.release(child_id)
+
+    def _head(self) -> int:
+        last = self.registry.log.last()
+        return last.seq if last else 0
