@@ -58,6 +58,8 @@ class ServerConfig:
     """Minutes of routing decisions kept for the dashboard."""
     store_query_text: bool = True
     """Whether the task monitor keeps query text (False: only its sha256 and embedding)."""
+    require_inference_key: bool = False
+    """Whether /v1/* needs a bearer token with the inference (or approver) role (``admin.inference_key``)."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     """The ``rollout:`` section: canary share, live-regression gate, seed."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)

@@ -14,10 +14,11 @@ import logging
 from collections.abc import Iterator
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from . import admin
 from .dispatch import Prepared, finish, prepare
 from .errors import ApiError, error_body
 from .limiter import QueueFull, Slot, SlotTimeout
@@ -27,7 +28,8 @@ from .schemas import MAX_STOPS, ChatCompletion, ChatRequest, Completion, Complet
 from .shapes import ChatShape, TextShape
 
 log = logging.getLogger("breedlab.server")
-router = APIRouter(prefix="/v1", tags=["openai"])
+# Inference keys are optional (issue 6): admin.inference_key checks one only when the config asks for it.
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(admin.inference_key)])
 ERRORS = {code: {"description": text} for code, text in (
     (400, "bad input (OpenAI error shape)"), (404, "unknown or unservable model"), (413, "body too large"),
     (429, "queue full"), (503, "draining or no slot in time"))}
