@@ -60,6 +60,9 @@ async def retrieve_model(model: str, request: Request) -> dict:
 
 @router.post("/completions", response_model=Completion, responses=ERRORS)
 async def completions(body: CompletionRequest, request: Request):
+    if isinstance(body.prompt, list) and not all(isinstance(p, str) for p in body.prompt):
+        raise ApiError(400, "token-id prompts are not supported; send the prompt as text", param="prompt",
+                       code="unsupported_prompt")
     if isinstance(body.prompt, list) and len(body.prompt) != 1:
         raise ApiError(400, "exactly one prompt per request is supported (got a list of "
                             f"{len(body.prompt)})", param="prompt", code="unsupported_batch")

@@ -44,7 +44,8 @@ class StreamOptions(BaseModel):
 
 
 class CompletionRequest(Request):
-    prompt: str | list[str] = Field(description="one prompt (a list must hold exactly one string)")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="one text prompt (a list must hold exactly one string; token ids are refused)")
     echo: Literal[False] = Field(False, description="not supported")
     logprobs: int | None = Field(None, ge=0, le=0, description="not supported")
 
