@@ -201,8 +201,8 @@ def _ms(value: float | None) -> str:
 
 def load_table(rows: list[dict]) -> list[str]:
     """Markdown: one line per client count, parent-routed and child-routed side by side."""
-    lines = ["| clients | parent req/s | parent p50 ms | parent p95 ms | child req/s | child p50 ms | child p95 ms "
-             "| errors (parent/child) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| clients | parent req/s | parent p50 ms | parent p95 ms | child req/s | child p50 ms | child p95 ms "
+             "| errors (parent/child) |"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for clients in sorted({r["clients"] for r in rows}):
         p, c = (next(r for r in rows if r["clients"] == clients and r["route"] == k) for k in ("parent", "child"))
         lines.append(f"| {clients} | {p['rps']:.2f} | {_ms(p['p50_ms'])} | {_ms(p['p95_ms'])} | {c['rps']:.2f} "
@@ -214,22 +214,22 @@ def load_table(rows: list[dict]) -> list[str]:
 def markdown(result: dict) -> str:
     out = ["# Serving load (issue 6)", "", f"- ecosystem: `{result['home']}`", f"- command: `{result['command']}`",
            f"- machine: {result['machine']}", f"- when (UTC): {result['created_utc']}",
-           f"- server: `create_app(home)` in its own process on loopback, shipped server config "
+           (f"- server: `create_app(home)` in its own process on loopback, shipped server config "
            f"(max_concurrency {result['server']['max_concurrency']}, queue_limit {result['server']['queue_limit']}); "
-           f"completions of {result['max_tokens']} tokens, greedy, model `auto`",
-           f"- routed prompts: {result['prompts']['parent']} to the parent (general text), "
+           f"completions of {result['max_tokens']} tokens, greedy, model `auto`"),
+           (f"- routed prompts: {result['prompts']['parent']} to the parent (general text), "
            f"{result['prompts']['child']} to {result['child_name']} (its domain's held-out text); "
-           f"misrouted replies during the load: {sum(r['misrouted'] for r in result['load'])}",
+           f"misrouted replies during the load: {sum(r['misrouted'] for r in result['load'])}"),
            f"- each cell: at most {result['requests']} requests or {result['cell_seconds']:.0f} s", "",
            *load_table(result["load"]), ""]
     soak = result.get("soak")
     if soak:
-        out += ["## Soak", "", f"- {soak['seconds']:.0f} s at {soak['clients']} clients (parent and child prompts "
+        out += ["## Soak", "", (f"- {soak['seconds']:.0f} s at {soak['clients']} clients (parent and child prompts "
                 f"alternating): {soak['ok']} requests, errors {soak['errors'] or 0}, {soak['rps']:.2f} req/s, "
-                f"p50 {_ms(soak['p50_ms'])} ms, p95 {_ms(soak['p95_ms'])} ms",
-                f"- server RSS: first minute {soak['rss_first_minute_mib']} MiB, last minute "
+                f"p50 {_ms(soak['p50_ms'])} ms, p95 {_ms(soak['p95_ms'])} ms"),
+                (f"- server RSS: first minute {soak['rss_first_minute_mib']} MiB, last minute "
                 f"{soak['rss_last_minute_mib']} MiB ({soak['rss_drift_pct']:+.2f}%): "
-                f"{'flat' if soak['flat'] else 'NOT flat'} (threshold {FLAT_PCT}%)", "",
+                f"{'flat' if soak['flat'] else 'NOT flat'} (threshold {FLAT_PCT}%)"), "",
                 "| t (s) | RSS MiB | requests ok | errors |", "|---:|---:|---:|---:|",
                 *(f"| {s['t_s']:.0f} | {s['rss_mib']} | {s['ok']} | {s['errors']} |" for s in soak["samples"][::6])]
     return "\n".join(out) + "\n"
@@ -283,12 +283,12 @@ def main() -> None:
     from breedlab.server.config import load_server_config
 
     home = args.home.expanduser().resolve()
+    config = load_server_config()  # read before the run: nothing after the measurements may fail
     proc, base = start_server(home)
     try:
         result = measure(args, base, proc.pid, home)
     finally:
         stop_server(proc)
-    config = load_server_config()
     result.update({"home": str(home), "machine": describe_machine(), "max_tokens": args.max_tokens,
                    "requests": args.requests, "cell_seconds": args.cell_seconds,
                    "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

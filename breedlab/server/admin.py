@@ -16,6 +16,7 @@ not in events, logs, responses or error messages (only its identity is).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +25,7 @@ from ..governance.niche import active_children
 from ..governance.promotion import EvidenceError, check_approver, promote, rollback
 from ..registry import RegistryError
 from ..registry.errors import NotFoundError
-from .tokens import TokenBook, TokenEntry, read_book
+from .tokens import TokenBook, TokenEntry, TokenError, read_book
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -47,19 +48,22 @@ def bearer_identity(request: Request) -> TokenEntry:
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "a bearer token is required (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
-    entry = server_state(request).tokens.lookup(token.strip())
+    try:
+        entry = server_state(request).tokens.lookup(token.strip())
+    except TokenError as error:  # someone broke the file by hand: refuse everyone, loudly, not with a 500
+        raise HTTPException(503, f"{error}; no bearer token is accepted until it is fixed") from None
     if entry is None:
         raise HTTPException(401, "the bearer token is not known to this server", headers={"WWW-Authenticate": "Bearer"})
     return entry
 
 
-def approver(entry: TokenEntry = Depends(bearer_identity)) -> TokenEntry:
+def approver(entry: Annotated[TokenEntry, Depends(bearer_identity)]) -> TokenEntry:
     if entry.role != "approver":
         raise HTTPException(403, f"{entry.identity!r} holds the {entry.role} role; this needs an approver")
     return entry
 
 
-def breeder_or_approver(entry: TokenEntry = Depends(bearer_identity)) -> TokenEntry:
+def breeder_or_approver(entry: Annotated[TokenEntry, Depends(bearer_identity)]) -> TokenEntry:
     if entry.role not in ("breeder", "approver"):
         raise HTTPException(403, f"{entry.identity!r} holds the {entry.role} role; breeding needs breeder or approver")
     return entry
@@ -67,13 +71,15 @@ def breeder_or_approver(entry: TokenEntry = Depends(bearer_identity)) -> TokenEn
 
 def inference_key(request: Request) -> TokenEntry | None:
     """Dependency for /v1/*: when the config requires inference keys, an inference or approver token."""
-    # ServerConfig.require_inference_key (default False: inference keys are optional, issue 6 item 5).
-    if not getattr(server_state(request).config, "require_inference_key", False):
+    if not server_state(request).config.require_inference_key:  # optional by default (issue 6 item 5)
         return None
     entry = bearer_identity(request)
     if entry.role not in ("inference", "approver"):
         raise HTTPException(403, f"{entry.identity!r} holds the {entry.role} role; inference needs an inference key")
     return entry
+
+
+Approver = Annotated[TokenEntry, Depends(approver)]
 
 
 class _Body(BaseModel):
@@ -128,7 +134,7 @@ def _result(request: Request, who: TokenEntry, events) -> AdminResult:
 # passing twice). Each takes milliseconds (a log read and one append).
 
 @router.post("/promote", response_model=AdminResult)
-async def admin_promote(body: PromoteBody, request: Request, who: TokenEntry = Depends(approver)) -> AdminResult:
+async def admin_promote(body: PromoteBody, request: Request, who: Approver) -> AdminResult:
     """Move a candidate to shadow, canary or champion of a niche (evidence and authority checked)."""
     state = server_state(request)
     try:
@@ -140,7 +146,7 @@ async def admin_promote(body: PromoteBody, request: Request, who: TokenEntry = D
 
 
 @router.post("/rollback", response_model=AdminResult)
-async def admin_rollback(body: RollbackBody, request: Request, who: TokenEntry = Depends(approver)) -> AdminResult:
+async def admin_rollback(body: RollbackBody, request: Request, who: Approver) -> AdminResult:
     """Retire the niche's champion and restore the previous one (or the parent)."""
     state = server_state(request)
     try:
@@ -151,7 +157,7 @@ async def admin_rollback(body: RollbackBody, request: Request, who: TokenEntry =
 
 
 @router.post("/retire", response_model=AdminResult)
-async def admin_retire(body: RetireBody, request: Request, who: TokenEntry = Depends(approver)) -> AdminResult:
+async def admin_retire(body: RetireBody, request: Request, who: Approver) -> AdminResult:
     """Retire an active child of a niche (shadow, canary or champion); the parent is never retired."""
     state = server_state(request)
     try:
@@ -168,9 +174,15 @@ async def admin_retire(body: RetireBody, request: Request, who: TokenEntry = Dep
 
 @router.post("/breed", status_code=202)
 async def admin_breed(body: BreedBody, request: Request, tasks: BackgroundTasks,
-                      who: TokenEntry = Depends(breeder_or_approver)) -> dict:
+                      who: Annotated[TokenEntry, Depends(breeder_or_approver)]) -> dict:
     """Start breeding for a domain in the background; events on the parent say how it went."""
-    from .admin_breed import BreedingBusy, breeding_lab_config, domain_problem, run_breeding, take_lock
+    from .admin_breed import (
+        BreedingBusy,
+        breeding_lab_config,
+        domain_problem,
+        run_breeding,
+        take_lock,
+    )
 
     state = server_state(request)
     problem = domain_problem(state.registry, body.domain)

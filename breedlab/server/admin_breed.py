@@ -91,7 +91,7 @@ def run_breeding(fd: int, registry, home, governance, lab_config, parent_id: str
                              identity=identity, role=role, console=console)
         registry.record("breeding-finished", parent_id, actor=identity, reason=outcome["reason"],
                         data={"domain": domain, **{k: v for k, v in outcome.items() if k != "reason"}})
-    except Exception as error:  # the lab can fail in many ways; the log must say so, the server must not die
+    except Exception as error:  # noqa: BLE001 - the lab can fail in many ways; the log must say so, the server must not die
         registry.record("breeding-failed", parent_id, actor=identity,
                         reason=f"{type(error).__name__}: {str(error)[:300]}", data={"domain": domain, "log": str(log)})
     finally:

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from ..ecosystem.report_lineage import lineage_svg
 from ..ecosystem.report_style import (
-    CSS, MARKER_EVENTS, MODEL_PALETTE, PARENT_SERIES, STATE_COLORS, esc, event_color, num, short_id, si,
+    CSS,
+    MARKER_EVENTS,
+    MODEL_PALETTE,
+    PARENT_SERIES,
+    STATE_COLORS,
+    esc,
+    event_color,
+    num,
+    short_id,
+    si,
     state_color,
 )
 from ..ecosystem.report_svg import Plot, event_markers, stacked_share
@@ -155,10 +164,10 @@ def _model_row(m: dict, colors: dict) -> str:
     gates = f.get("gates") or ""
     gate_class = "fail" if gates.startswith("FAIL") else "pass" if gates == "pass" else ""
     ratio = "" if m["ratio"] is None else f' \u00b7 p={m["ratio"]:g}'
-    cells = [f'<td class="model"><i class="sw" style="background:{colors.get(m["id"], "#475569")}"></i>'
-             f'<b>{esc(m["name"])}</b><br><code>{esc(short_id(m["id"]))}</code></td>',
-             f'<td>{esc(m["operator"] or m["kind"])}<br><span class="muted">{esc(m["domain"] or "all domains")}'
-             f"{ratio}</span></td>",
+    cells = [(f'<td class="model"><i class="sw" style="background:{colors.get(m["id"], "#475569")}"></i>'
+             f'<b>{esc(m["name"])}</b><br><code>{esc(short_id(m["id"]))}</code></td>'),
+             (f'<td>{esc(m["operator"] or m["kind"])}<br><span class="muted">{esc(m["domain"] or "all domains")}'
+             f"{ratio}</span></td>"),
              f'<td><span class="badge" style="background:{state_color(state)}">{esc(state)}</span></td>',
              f'<td>{esc(", ".join(m["niches"]) or DASH)}</td>',
              *(f'<td class="n">{num(f.get(k))}</td>' for k in ("utility", "domain_ppl", "general_regression",

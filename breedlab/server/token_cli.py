@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the server's admin and inference endpoints.")
 
 HomeOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--home", envvar="BREEDLAB_HOME", help="breedlab home folder [default: ~/.cache/breedlab]"),
 ]
 

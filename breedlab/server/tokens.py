@@ -21,7 +21,7 @@ import hmac
 import json
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..governance.config import GovernanceConfig
@@ -133,7 +133,7 @@ def create_token(home: Path, config: GovernanceConfig, identity: str, role: str,
     """Make a token for ``identity`` in ``role``, store its hash, and return it (shown once)."""
     check_role(config, identity, role)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    created = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     entry = TokenEntry(sha256=hash_token(token), identity=identity, role=role, created=created)
     path = token_path(home)
     # Two `token create` runs at once must not drop each other's entry.
