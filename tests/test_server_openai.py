@@ -86,6 +86,10 @@ def test_greedy_is_deterministic_and_a_seed_makes_sampling_reproducible(client, 
     sampled = [client.completions.create(model="parent", prompt=prompt, max_tokens=12, temperature=1.0,
                                          top_p=0.9, seed=s).choices[0].text for s in (7, 7, 8)]
     assert greedy[0] == greedy[1] and sampled[0] == sampled[1]
+    unseeded = client.completions.create(model="parent", prompt=prompt, max_tokens=12, temperature=1.0)
+    seed = unseeded.model_extra["breedlab"]["seed"]  # a fresh seed, reported so the answer can be reproduced
+    again = client.completions.create(model="parent", prompt=prompt, max_tokens=12, temperature=1.0, seed=seed)
+    assert again.choices[0].text == unseeded.choices[0].text
 
 
 def test_streamed_completion_matches_the_plain_one(client, texts):

@@ -9,6 +9,7 @@ routing history, the task monitor, and the background shadow/canary job.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, replace
 
@@ -45,7 +46,8 @@ class Prepared:
         return {"served_by": self.served_name, "artifact_id": self.loaded.id, "requested": d.requested,
                 "route": d.route, "confidence": None if d.confidence is None else round(d.confidence, 4),
                 "reason": d.reason if not self.loaded.fallback else f"{d.reason}; {self.loaded.fallback}",
-                "canary": d.canary and not self.loaded.fallback, "fallback": self.loaded.fallback}
+                "canary": d.canary and not self.loaded.fallback, "fallback": self.loaded.fallback,
+                "seed": self.sampling.seed}
 
     def headers(self) -> dict[str, str]:
         headers = {"x-breedlab-model": self.served_name, "x-breedlab-artifact": self.loaded.id,
@@ -75,24 +77,30 @@ def prepare(state, *, model: str, render, route_text: str, endpoint: str, max_to
         ids = [loaded.tokenizer.bos_token_id]  # an empty prompt continues from the start of a text
     if not ids:
         raise ApiError(400, "the prompt is empty", param="prompt", code="empty_prompt")
-    limit = state.config.max_new_tokens_limit
-    if max_tokens is not None and max_tokens > limit:
-        raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit of {limit}", param="max_tokens",
-                       code="max_tokens_too_large")
-    room = loaded.context - len(ids)
-    if room < 1:
-        raise ApiError(400, f"the prompt has {len(ids)} tokens; this model's context is {loaded.context}: "
-                            "shorten the prompt", param="prompt", code="context_length_exceeded")
-    wanted = max_tokens or min(state.config.default_max_tokens, room)
-    if wanted > room:
-        raise ApiError(400, f"this model's context is {loaded.context} tokens; the prompt has {len(ids)}, so at most "
-                            f"{room} more fit, not {wanted}: lower max_tokens", param="max_tokens",
-                       code="context_length_exceeded")
+    wanted = answer_budget(state.config, loaded, len(ids), max_tokens)
     sampling = Sampling(max_new_tokens=wanted, temperature=temperature, top_p=top_p,
-                        seed=seed if seed is not None else 0, stop=stop,
+                        seed=seed if seed is not None else secrets.randbits(63), stop=stop,
                         deadline=time.monotonic() + state.config.request_timeout_s)
     return Prepared(decision, loaded, state.catalogue.name_of(loaded.id), endpoint, prompt, tuple(ids), route_text,
                     sampling, started)
+
+
+def answer_budget(config, loaded: Loaded, prompt_tokens: int, max_tokens: int | None) -> int:
+    """Tokens the answer may have: ``max_tokens`` if it fits, else a 400 saying what does fit."""
+    limit = config.max_new_tokens_limit
+    if max_tokens is not None and max_tokens > limit:
+        raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit of {limit}", param="max_tokens",
+                       code="max_tokens_too_large")
+    room = loaded.context - prompt_tokens
+    if room < 1:
+        raise ApiError(400, f"the prompt has {prompt_tokens} tokens; this model's context is {loaded.context}: "
+                            "shorten the prompt", param="prompt", code="context_length_exceeded")
+    wanted = max_tokens or min(config.default_max_tokens, room)
+    if wanted > room:
+        raise ApiError(400, f"this model's context is {loaded.context} tokens; the prompt has {prompt_tokens}, so "
+                            f"at most {room} more fit, not {wanted}: lower max_tokens", param="max_tokens",
+                       code="context_length_exceeded")
+    return wanted
 
 
 def finish(state, prepared: Prepared, generation: Generation, *, completed: bool = True) -> None:

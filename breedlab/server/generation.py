@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 REPLACEMENT = "\ufffd"
+MIN_TEMPERATURE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,15 @@ def _token_ids(model, prompt_ids: list[int], sampling: Sampling) -> Iterator[int
 
 
 def pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:
-    """Greedy at temperature 0; else nucleus sampling (Holtzman et al. 2020) at ``temperature``."""
-    if sampling.temperature <= 0.0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)  # (V,)
+    """Greedy at temperature ~0; else nucleus sampling (Holtzman et al. 2020) at ``temperature``.
+
+    Below MIN_TEMPERATURE the distribution is the argmax to machine precision, and dividing by a
+    tiny temperature overflows to inf (NaN probabilities): such requests are greedy. Scaling runs
+    in float64 for the same reason. Non-finite logits (a broken model) also fall back to greedy.
+    """
+    if sampling.temperature < MIN_TEMPERATURE or not bool(torch.isfinite(logits).all()):
+        return int(torch.argmax(torch.nan_to_num(logits, nan=-torch.inf)))
+    probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)  # (V,)
     if sampling.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         # keep the smallest prefix whose mass reaches top_p (the first token always stays)

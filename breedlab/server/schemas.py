@@ -27,7 +27,8 @@ class Request(BaseModel):
     n: int = Field(1, ge=1, le=1, description="only 1 is supported")
     stream: bool = False
     stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOPS} stop strings")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="sampling seed (default: a fresh one, "
+                                                                      "reported in breedlab.seed)")
     user: str | None = Field(None, max_length=256)
     logprobs: Literal[False] | None = Field(None, description="not supported")
     stream_options: StreamOptions | None = None
@@ -86,6 +87,8 @@ class Served(BaseModel):
     reason: str
     canary: bool = False
     fallback: str | None = None
+    seed: int
+    """The sampling seed used (the request's, or a fresh one): send it back to reproduce a sampled answer."""
 
 
 class Usage(BaseModel):

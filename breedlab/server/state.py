@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..governance.config import GovernanceConfig, load_governance
 from ..governance.niche import all_active_children, current_champion
 from ..home import Home
-from ..registry import Artifact, Registry
+from ..registry import Registry
 from .config import ServerConfig
 from .engine import ModelHost
 from .limiter import Limiter
@@ -128,9 +128,6 @@ class ServerState:
                             "no router policy: the parent serves everything (no-op route)")
         return decide_auto(self.policy, text, self.routes, self.rollouts.stages(), self.config.rollout,
                            self.parent_id)
-
-    def served_artifact(self, artifact_id: str) -> Artifact:
-        return self.registry.get(artifact_id)
 
     def close(self) -> None:
         """Stop background work: shadow jobs waiting are dropped, the monitor's queue is written out."""
