@@ -12,11 +12,16 @@ import json
 import logging
 import os
 import stat
+import time
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Annotated
 
+import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from server_fixture import quick_home, running_server
 from typer.testing import CliRunner
 
 from breedlab.evaluation.decision import Decision
@@ -29,9 +34,13 @@ from breedlab.registry import Registry
 from breedlab.server import admin
 from breedlab.server.admin_breed import take_lock
 from breedlab.server.token_cli import token_app
-from breedlab.server.tokens import TOKEN_FILE, TokenError, create_token, hash_token
-
-from server_fixture import quick_home
+from breedlab.server.tokens import (
+    TOKEN_FILE,
+    TokenEntry,
+    TokenError,
+    create_token,
+    hash_token,
+)
 
 ENDPOINTS = {"/admin/promote": {"candidate": "abcdef", "to": "shadow", "niche": "code", "reason": "r"},
              "/admin/rollback": {"niche": "medical", "reason": "r"},
@@ -66,16 +75,11 @@ def _bred_candidate(registry: Registry, tmp) -> str:
     return child.id
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def client(world):
-    home, registry, _, _ = world
-    app = FastAPI()
-    app.include_router(admin.router)
-    app.state.breedlab = SimpleNamespace(registry=registry, home=home, governance=load_governance(home.root),
-                                         tokens=admin.load_tokens(home.root), refresh_routes=lambda: None,
-                                         parent_id=registry.find(kind="parent")[0].id,
-                                         config=SimpleNamespace(require_inference_key=False))
-    with TestClient(app) as http:
+    """An httpx client on the real app (``create_app``) served by uvicorn on loopback."""
+    home, _, _, _ = world
+    with running_server(home) as base_url, httpx.Client(base_url=base_url, timeout=120) as http:
         yield http
 
 
@@ -123,7 +127,7 @@ def test_the_cli_prints_the_token_once_and_lists_only_hashes(world, tmp_path):
 
 @pytest.mark.parametrize("path", sorted(ENDPOINTS))
 def test_no_token_or_an_unknown_one_is_401(client, path):
-    for headers in ({}, {"Authorization": "Basic YWRtaW46YWRtaW4="}, {"Authorization": "Bearer "},
+    for headers in ({}, {"Authorization": "Basic YWRtaW46YWRtaW4="}, {"Authorization": "Bearer"},
                     bearer("bl_not-a-token")):
         response = client.post(path, json=ENDPOINTS[path], headers=headers)
         assert response.status_code == 401, (headers, response.text)
@@ -222,10 +226,11 @@ def test_the_breeder_breeds_but_never_promotes_and_one_run_at_a_time(client, wor
         assert busy.status_code == 409 and "already in progress" in busy.json()["detail"]
     finally:
         os.close(held)
-    # The test client returns once the background task is done, so the lab has run by the next line.
     started = client.post("/admin/breed", json={"domain": "code"}, headers=bearer(tokens["breeder"]))
     assert started.status_code == 202 and started.json()["actor"] == "breeder"
-    bracket = [e for e in registry.events() if e.type.startswith("breeding-")]
+    again = client.post("/admin/breed", json={"domain": "code"}, headers=bearer(tokens["breeder"]))
+    assert again.status_code == 409  # the first run holds the lock until its lab is done
+    bracket = _wait_for_breeding(registry)
     assert [(e.type, e.actor) for e in bracket] == [("breeding-triggered", "breeder"), ("breeding-finished", "breeder")]
     child = bracket[-1].data["child"]
     assert child, bracket[-1].reason
@@ -234,8 +239,36 @@ def test_the_breeder_breeds_but_never_promotes_and_one_run_at_a_time(client, wor
     assert "/admin/promote" in bracket[-1].reason
 
 
+def _wait_for_breeding(registry, timeout_s: float = 600.0) -> list:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        bracket = [e for e in registry.events() if e.type.startswith("breeding-")]
+        if bracket and bracket[-1].type != "breeding-triggered":
+            return bracket
+        time.sleep(0.5)
+    raise TimeoutError("breeding did not finish")
+
+
+def test_inference_keys_when_required(world):
+    """``admin.inference_key`` (the /v1 dependency): optional by default, inference or approver role when required."""
+    home, _, tokens, _ = world
+    app = FastAPI()
+
+    @app.get("/v1/ping")
+    def ping(who: Annotated[TokenEntry | None, Depends(admin.inference_key)]) -> dict:
+        return {"identity": who.identity if who else None}
+
+    for required in (False, True):
+        app.state.breedlab = SimpleNamespace(tokens=admin.load_tokens(home.root),
+                                             config=SimpleNamespace(require_inference_key=required))
+        with TestClient(app) as http:
+            codes = [http.get("/v1/ping", headers=h).status_code
+                     for h in ({}, bearer(tokens["inference"]), bearer(tokens["approver"]), bearer(tokens["breeder"]))]
+        assert codes == ([200, 200, 200, 200] if not required else [401, 200, 200, 403])
+
+
 def test_a_token_is_never_written_to_events_logs_or_responses(client, world, caplog, capfd):
-    home, _, tokens, candidate = world
+    home, _, tokens, _ = world
     caplog.set_level(logging.DEBUG)
     seen = []
     for token in tokens.values():
@@ -245,7 +278,7 @@ def test_a_token_is_never_written_to_events_logs_or_responses(client, world, cap
     out, err = capfd.readouterr()
     texts = [*seen, caplog.text, out, err]
     for root, _, files in os.walk(home.root):
-        texts.extend(open(os.path.join(root, f), "rb").read().decode("latin-1") for f in files
-                     if not os.path.islink(os.path.join(root, f)))
+        paths = [Path(root, f) for f in files if not Path(root, f).is_symlink()]
+        texts.extend(p.read_bytes().decode("latin-1") for p in paths)
     for token in tokens.values():
         assert not any(token in text for text in texts)

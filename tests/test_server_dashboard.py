@@ -9,40 +9,37 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from types import SimpleNamespace
-
-import httpx
-import pytest
-from fastapi import FastAPI
-
-from breedlab.governance.niche import current_champion
-from breedlab.registry import Registry
-from breedlab.server import dashboard
 
 import browser
+import httpx
+import pytest
 from browser import dump_dom, png_is_blank, png_size, screenshot
-from server_fixture import quick_home, serve_app
+from server_fixture import quick_home, running_server
+
+from breedlab.data.read import iter_documents
+from breedlab.governance.niche import current_champion
+from breedlab.registry import Registry
 
 ARTIFACTS_ENV = "BREEDLAB_TEST_ARTIFACTS"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(base URL, registry, routing history list the app reports) of a server on a quick-demo copy."""
+    """(base URL, registry) of the real app on a quick-demo copy, after real routed traffic."""
     home = quick_home(tmp_path_factory)
     registry = Registry.open(home.registry_dir)
-    parent, medical = registry.find(kind="parent")[0], current_champion(registry, "medical")
-    history = [{"minute": "2026-11-22T20:40Z", "served": {parent.manifest.name: 6, medical.manifest.name: 4}},
-               {"minute": "2026-11-22T20:41Z", "served": {parent.manifest.name: 3, medical.manifest.name: 7}}]
-    app = FastAPI()
-    app.include_router(dashboard.router)
-    app.state.breedlab = SimpleNamespace(registry=registry, routing_history=lambda: list(history))
-    with serve_app(app) as base_url:
-        yield base_url, registry, history
+    with running_server(home) as base_url:
+        for domain in ("general", "medical"):
+            dataset = registry.find(kind="dataset", name=f"{domain}/test")[0]
+            for _, doc in zip(range(6), iter_documents(dataset.path)):
+                reply = httpx.post(base_url + "/v1/completions", timeout=120,
+                                   json={"model": "auto", "prompt": doc["text"][:200], "max_tokens": 4})
+                assert reply.status_code == 200, reply.text
+        yield base_url, registry
 
 
 def test_the_dashboard_shows_the_quick_demo_lineage_in_chromium(served, tmp_path):
-    base_url, registry, _ = served
+    base_url, registry = served
     png = screenshot(base_url + "/", tmp_path / "dashboard.png", width=1280, height=1800)
     artifacts = os.environ.get(ARTIFACTS_ENV)
     if artifacts:
@@ -62,11 +59,11 @@ def test_the_dashboard_shows_the_quick_demo_lineage_in_chromium(served, tmp_path
 
 
 def test_the_page_is_self_contained_and_reads_without_javascript(served):
-    base_url, registry, _ = served
+    base_url, registry = served
     html = httpx.get(base_url + "/").text
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)  # nothing fetched
     assert not re.search(r"url\((?!#)|@import", html)  # url(#arrow) is an in-page SVG marker
-    without_script = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
+    without_script = re.sub(r"<script>.*?</script>", "", html, flags=re.DOTALL)
     for child in registry.find(kind="child"):
         assert f'<tr data-id="{child.id}">' in without_script  # the state and fitness row, server-rendered
     assert 'aria-label="routing share per minute"' in without_script
@@ -74,13 +71,14 @@ def test_the_page_is_self_contained_and_reads_without_javascript(served):
 
 
 def test_the_json_follows_the_registry_and_the_page_polls_it(served):
-    base_url, registry, history = served
+    base_url, registry = served
     first = httpx.get(base_url + "/dashboard/state.json").json()
     assert set(first["html"]) == {"lineage", "routing", "models", "events"}
-    medical = current_champion(registry, "medical")
-    assert first["routing"][-1]["served"][medical.id] == 7  # counted by name, reported by id
+    medical, parent = current_champion(registry, "medical"), registry.find(kind="parent")[0]
+    served = [(k, n) for m in first["routing"] for k, n in m["served"].items()]
+    assert sum(n for _, n in served) == 12  # the fixture's 12 requests
+    assert {k for k, _ in served} <= {parent.id, medical.id}  # counted by public name, reported by id
     assert next(m for m in first["models"] if m["id"] == medical.id)["fitness"]["gates"] == "pass"
-    history.append({"minute": "2026-11-22T20:42Z", "served": {"pico-parent": 1}})
     registry.transition(medical.id, "retired", event_type="retired", actor="approver", reason="dashboard test",
                         data={"niche": "medical"})
     second = httpx.get(base_url + "/dashboard/state.json").json()
