@@ -130,7 +130,8 @@ def _routing(snap: dict, names: dict, colors: dict) -> str:
     whole = sum(totals.values()) or 1
     shares = " \u00b7 ".join(f"{esc(_name(k, names))} {totals[k] / whole:.0%}" for k in keys)
     return (chart + _legend([(name, color) for _, name, color in series])
-            + f'<p class="lead">{whole:g} requests over the {len(windows)} minutes shown: {shares}.</p>')
+            + f'<p class="lead">{whole:g} requests over the {len(windows)} minute{"s" if len(windows) != 1 else ""} '
+              f"shown: {shares}.</p>")
 
 
 def _name(key: str, names: dict) -> str:
