@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from .home import Home
+from .server.token_cli import token_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,6 +27,7 @@ registry_app = typer.Typer(no_args_is_help=True, help="Query and check the artif
 app.add_typer(parent_app, name="parent")
 app.add_typer(data_app, name="data")
 app.add_typer(registry_app, name="registry")
+app.add_typer(token_app, name="token")
 
 # Piped output (logs, CI) gets room for the wide tables instead of rich's 80-column default.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -291,6 +293,7 @@ def serve(home: HomeOption = None,
     # uvicorn's access log prints the request line and status only, never headers (no Authorization).
     uvicorn.run(create_app(resolved, config), host=config.host, port=config.port, log_level="info",
                 timeout_graceful_shutdown=int(config.drain_timeout_s))
+
 
 def main() -> None:
     from .registry import RegistryError

@@ -60,6 +60,8 @@ class ServerConfig:
     """Whether the task monitor keeps query text (False: only its sha256 and embedding)."""
     require_inference_key: bool = False
     """Whether /v1/* needs a bearer token with the inference (or approver) role (``admin.inference_key``)."""
+    detector_window_queries: int = 50
+    """Logged requests per task-monitor window; each closed window is scored by the detector (0: off)."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     """The ``rollout:`` section: canary share, live-regression gate, seed."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)

@@ -114,6 +114,8 @@ def finish(state, prepared: Prepared, generation: Generation, *, completed: bool
     latency_ms = (time.perf_counter() - prepared.started) * 1e3
     state.monitor.log(prepared.route_text, model=prepared.loaded.id, latency_ms=latency_ms,
                       tokens=prompt_tokens + generation.completion_tokens)
+    if state.detector is not None:
+        state.detector.logged()  # live traffic drives the detector
     job = _job(state, prepared, generation.text) if completed and state.config.shadow else None
     if job is not None:
         state.rollouts.submit(job)

@@ -22,6 +22,7 @@ from .engine import ModelHost
 from .limiter import Limiter
 from .live_rollout import LiveRollouts
 from .routing import Catalogue, Decision, decide_auto
+from .live_detector import LiveDetector
 from .setup import choose_parent, load_router_policy, open_monitor
 from .telemetry import Metrics, MonitorLog, RoutingHistory
 
@@ -56,6 +57,8 @@ class ServerState:
     rollouts: LiveRollouts
     history: RoutingHistory
     tokens: object = None
+    detector: object = None
+    """``live_detector.LiveDetector``: closes monitor windows as traffic comes in and runs the detector."""
     routes: dict[str, str] = field(default_factory=dict)
     catalogue: Catalogue | None = None
     limiter: Limiter | None = None
@@ -80,6 +83,9 @@ class ServerState:
                     metrics=metrics, host=host, monitor=monitor, rollouts=None,
                     history=RoutingHistory(config.history_minutes))
         state.rollouts = LiveRollouts(registry, config, metrics, host, on_rollback=state._rolled_back)
+        out_of_domain = policy_artifact.manifest.recipe.get("out_of_domain", []) if policy_artifact else []
+        state.detector = LiveDetector(monitor, home, loaded, window_queries=config.detector_window_queries,
+                                      parent_domains=list(out_of_domain))
         state.refresh_routes()
         monitor.wait_ready()
         return state
