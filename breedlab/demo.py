@@ -88,7 +88,7 @@ def _write_outputs(run_home, registry, profile, parent, parent_flops, windows, e
     from .ecosystem.report import write_report
     from .evaluation.packets import describe_machine
 
-    ratio = float(profile.lab.get("ratio", 0.3))
+    ratio = _serving_ratio(registry, windows, profile)
     models = model_rows(registry, parent.id, fitness)
     timeline = {
         "title": f"breedlab ecosystem demo ({profile.name})", "profile": profile.name, "created_utc": utc_now(),
@@ -96,7 +96,8 @@ def _write_outputs(run_home, registry, profile, parent, parent_flops, windows, e
         "parent": {"id": parent.id, "name": parent.manifest.name,
                    "flops_per_token": parent_flops, "weight_bytes": _weights(parent)},
         "domains": list(profile.domains), "windows": windows, "events": events, "models": models,
-        "compute": compute_panel(windows, profile.phases[-1]["name"], ratio, _child_flops_ratio(models, parent)),
+        "compute": compute_panel(windows, profile.phases[-1]["name"], ratio,
+                                 _child_flops_ratio(models, parent, windows)),
         "tau_spawn": None, "seconds": round(time.perf_counter() - started, 1),
     }
     timeline["tau_spawn"] = float({**_shipped_detector(), **profile.detector}["tau_spawn"])
@@ -110,12 +111,29 @@ def _weights(artifact: Artifact) -> int:
     return weight_bytes(artifact.manifest)
 
 
-def _child_flops_ratio(models: list[dict], parent: Artifact) -> float | None:
-    parent_row = next((m for m in models if m["id"] == parent.id), None)
-    children = [m for m in models if m["kind"] == "child" and m["fitness"] and m["fitness"]["flops_per_token"]]
-    if not parent_row or not parent_row["fitness"] or not children:
+def _serving_ratio(registry: Registry, windows: list[dict], profile) -> float:
+    """p of the children that served the final phase, weighted by queries served: a CMG child's recipe
+    ratio, 1.0 for a model the size of the parent (an adapter fine-tune). Table 3 is read at this p."""
+    served: dict[str, int] = {}
+    for window in (w for w in windows if w["phase"] == profile.phases[-1]["name"]):
+        for model, count in window["served"].items():
+            if model != "parent":
+                served[model] = served.get(model, 0) + count
+    if not served:
+        return float(profile.lab.get("ratio", 0.3))
+    ratios = {m: float(registry.get(m).manifest.recipe.get("ratio") or 1.0) for m in served}
+    return sum(ratios[m] * n for m, n in served.items()) / sum(served.values())
+
+
+def _child_flops_ratio(models: list[dict], parent: Artifact, windows: list[dict]) -> float | None:
+    """FLOPs per token of the children that served the final phase, relative to the parent's."""
+    final = windows[-1]["phase"] if windows else None
+    serving = {m for w in windows if w["phase"] == final for m in w["served"] if m != "parent"}
+    flops = {m["id"]: (m["fitness"] or {}).get("flops_per_token") for m in models}
+    children = [flops[m] for m in serving if flops.get(m)]
+    if not flops.get(parent.id) or not children:
         return None
-    return children[0]["fitness"]["flops_per_token"] / parent_row["fitness"]["flops_per_token"]
+    return sum(children) / len(children) / flops[parent.id]
 
 
 def _shipped_detector() -> dict:

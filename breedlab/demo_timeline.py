@@ -83,10 +83,13 @@ def compute_panel(windows: list[dict], final_phase: str, ratio: float, child_flo
     ms_served = sum(w["latency_ms"]["served"] for w in final)
     ms_parent = sum(w["latency_ms"]["parent_only"] for w in final)
     table, cell = paper_table3(coverage, ratio)
+    if ratio > 0.45:  # Table 3's columns are p = 0.05-0.30: a nearest cell would mislead
+        table, cell = None, f"p = {ratio:.2f} is outside Table 3 (p 0.05-0.30)"
     notes = [f"measured over the final phase ({final_phase}): {queries} queries, {on_children} served by children",
              "served = the routed model's forward pass over each query; parent-only = the parent's forward pass "
              "over the same query, measured in the same run",
-             f"p (recipe ratio) = {ratio}; measured child/parent FLOPs per token = "
+             f"p of the serving children (recipe ratio; 1.0 = parent-sized) = {ratio:.2f}; "
+             "measured child/parent FLOPs per token = "
              + ("n/a" if child_flops_ratio is None else f"{child_flops_ratio:.3f}"),
              "shadow and revalidation passes are evidence, counted apart (flops.shadow), not in served"]
     return {"coverage": coverage, "ratio": ratio, "saving_flops": parent_only / served if served else 1.0,
