@@ -16,6 +16,7 @@ serving (``flops.shadow``): they are the price of the evidence.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -77,13 +78,16 @@ class Ecosystem:
 
     def serve(self, query: Query, *, measure_baseline: bool = True) -> Served:
         route = self.parts.policy.route([query.text], self.routes)[0]
-        rollout = self.rollouts.get(route.domain) if route.confidence >= self.parts.policy.threshold else None
+        # A niche's traffic is what the router confidently assigns to it; the rest is the parent's.
+        niche = route.domain if route.confidence >= self.parts.policy.threshold else None
+        rollout = self.rollouts.get(niche) if niche else None
         target = route.target
         if rollout is not None and rollout.stage == "canary" and takes_canary(query.text, self.parts.rollout):
             target = rollout.child
         served = self.pool.run(target or self.parts.parent_id, query.text)
         baseline = self.pool.run(self.parts.parent_id, query.text) if target and measure_baseline else None
-        self._shadow_work(route.domain, target, served, baseline, query.text)
+        if niche is not None:
+            self._shadow_work(niche, target, served, baseline, query.text)
         self._count(query, target, served, baseline)
         self.parts.monitor.log(query.text, model=target or self.parts.parent_id, latency_ms=served.latency_ms,
                                tokens=served.tokens)
@@ -124,6 +128,4 @@ class Ecosystem:
 
 def _sampled(text: str, share: float) -> bool:
     """A deterministic ``share`` of texts (by hash), so reruns sample the same queries."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(b"revalidate:" + text.encode()).digest()[:8], "big") / 2**64 < share
