@@ -126,3 +126,11 @@ def test_the_same_inputs_in_a_fresh_registry_give_the_same_artifact(labs, runs, 
     first, twin = runs(name)
     assert labs[0][2].parent.id == labs[1][2].parent.id
     assert first.id == twin.id
+
+
+
+@pytest.mark.parametrize("name", operator_names())
+def test_the_breeding_identity_registers_the_output(labs, runs, name):
+    """Authority rests on it: governance refuses an approver who registered (bred) the candidate."""
+    (_, registry, _), artifact = labs[0], runs(name)[0]
+    assert next(e for e in registry.events(artifact.id) if e.type == "registered").actor == OPTIONS.actor

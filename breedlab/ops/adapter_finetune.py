@@ -150,7 +150,7 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
 
     inputs = {"teachers": [t.id for t in teachers], "key": key}
     artifact = _register(registry, home, model, tokenizer, result, parent_art, recipe,
-                         data_ids=[d.id for d in data] + inputs["teachers"], inputs=inputs)
+                         data_ids=[d.id for d in data] + inputs["teachers"], inputs=inputs, actor=options.actor)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return BreedOutcome(artifact, result, checkpoint_dir)
 
@@ -172,14 +172,15 @@ def _exact_copy(parent, parent_digest: str):
 
 
 def _register(registry: Registry, home: Home, model, tokenizer, result: TrainResult, parent_art: Artifact,
-              recipe: AdapterFinetuneRecipe, *, data_ids: list[str], inputs: dict[str, Any]) -> Artifact:
+              recipe: AdapterFinetuneRecipe, *, data_ids: list[str], inputs: dict[str, Any],
+              actor: str) -> Artifact:
     metrics = adapter_metrics(model, result)  # before writing: merging consumes the adapters
     with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
         files = write_adapter(Path(scratch), model, tokenizer, result, parent_art)
         return registry.register(
             "adapter", adapter_name(recipe), files, operator=OPERATOR,
             recipe=adapter_recipe(recipe, parent_art, inputs), parents=[parent_art.id],
-            data=data_ids, metrics=metrics, move=True,
+            data=data_ids, metrics=metrics, actor=actor, move=True,
         )
 
 

@@ -274,7 +274,7 @@ def quantize(registry: Registry, home: Home, source_id: str, recipe: QuantizeRec
         if weights_digest(model) != digest:  # quantizing only reads the source
             raise RegistryError("the source's weights changed while quantizing; nothing was registered")
         artifact = registry.register("quantized", name, files, operator=OPERATOR, recipe=full_recipe,
-                                     parents=[source.id], metrics=metrics, move=True)
+                                     parents=[source.id], metrics=metrics, actor=options.actor, move=True)
     return QuantizeOutcome(artifact)
 
 
