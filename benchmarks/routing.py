@@ -28,10 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from breedlab.data.read import iter_texts
-from breedlab.ecosystem.embed import shared_embedder
+from breedlab.ecosystem.embed import MemoEmbedder, shared_embedder
 from breedlab.ecosystem.router import calibrate, fit
 from breedlab.ecosystem.router_policies import policy_class
 from breedlab.ecosystem.router_eval import evaluate_policy
@@ -83,20 +81,6 @@ def load_data(registry: Registry, args) -> tuple[dict, list[str]]:
             data[split][domain], data_id = split_snippets(registry, domain, split, docs, limit, args.seed)
             ids.append(data_id)
     return data, ids
-
-
-class MemoEmbedder:
-    """The embedder, memoised per text, for fitting and calibrating only: centroid and
-    knn embed the same training snippets. Never used for evaluation, whose timings
-    must include the embedding of each query."""
-
-    def __init__(self, inner):
-        self.inner, self.name, self.cache = inner, inner.name, {}
-
-    def embed(self, texts):
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        self.cache.update(zip(missing, self.inner.embed(missing)))
-        return np.stack([self.cache[t] for t in texts]) if texts else self.inner.embed([])
 
 
 def run(args) -> dict:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from breedlab.ecosystem.embed import shared_embedder
+from breedlab.ecosystem.embed import MemoEmbedder, shared_embedder
 from breedlab.ecosystem.router import (
     UNREACHABLE,
     calibrate,
@@ -26,19 +26,6 @@ SPECIALISTS = {"code": "child-code", "medical": "child-medical"}
 
 def split(seed: int, count: int) -> dict[str, list[str]]:
     return {d: synthetic_documents(d, count, seed) for d in ("code", "medical")}
-
-
-class MemoEmbedder:
-    """The real embedder, memoised per text: the tests embed the same queries many times
-    and the machine has 2 cores (the timing numbers then measure scoring only)."""
-
-    def __init__(self, inner):
-        self.inner, self.name, self.cache = inner, inner.name, {}
-
-    def embed(self, texts):
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        self.cache.update(zip(missing, self.inner.embed(missing)))
-        return np.stack([self.cache[t] for t in texts]) if texts else self.inner.embed([])
 
 
 @pytest.fixture(scope="module")

@@ -52,3 +52,17 @@ class Embedder:
 def shared_embedder() -> Embedder:
     """The process's one embedder (loading it costs seconds)."""
     return Embedder()
+
+
+class MemoEmbedder:
+    """An embedder memoised per text, for work that embeds the same texts again (fitting
+    several policies on one training set, tests). Never for timing a router: its overhead
+    must include embedding each query."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.cache = inner, inner.name, {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        self.cache.update(zip(missing, self.inner.embed(missing)))
+        return np.stack([self.cache[t] for t in texts]) if texts else self.inner.embed([])
