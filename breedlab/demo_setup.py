@@ -36,6 +36,13 @@ class DemoProfile:
     lifecycle: dict = field(default_factory=dict)
     max_query_tokens: int = 64
 
+    def lab_config(self, niche: str):
+        """The ``LabConfig`` each spawn of this profile runs (YAML lists become the config's tuples)."""
+        from .lab import LabConfig
+
+        fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in self.lab.items()}
+        return overridden(LabConfig(niche=niche), fields_)
+
     @property
     def niches(self) -> list[str]:
         """Domains a child may be bred for: the traffic domains the parent is not for."""

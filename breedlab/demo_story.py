@@ -24,12 +24,10 @@ STYLE = {"spawn-requested": "bold yellow", "promoted": "bold green", "retired": 
 
 class Story:
     def __init__(self, console: Console, home, registry: Registry, profile, parts):
-        from .lab import LabConfig
-
         self.console, self.home, self.registry, self.profile = console, home, registry, profile
         self.eco = Ecosystem(parts)
         self.governance = load_governance(home.root)
-        self.lab_config = replace(LabConfig(niche=profile.niches[0]), **_lab_fields(profile.lab))
+        self.lab_config = profile.lab_config(profile.niches[0])
         self.windows: list[dict] = []
         self.events: list[dict] = []
         self.fitness: dict = {}
@@ -95,8 +93,3 @@ class Story:
 
 def _num(value, fmt: str = ".2f") -> str:
     return "n/a" if value is None else format(value, fmt)
-
-
-def _lab_fields(lab: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in lab.items()}
-

@@ -26,7 +26,6 @@ from breedlab.ecosystem.trace import Phase, build_trace, domain_pools
 from breedlab.evaluation.measure import load_candidate
 from breedlab.governance.config import load_governance
 from breedlab.home import Home
-from breedlab.lab import LabConfig
 from breedlab.modelio import save_model
 from breedlab.registry import Registry
 
@@ -43,8 +42,7 @@ class Lab:
         self.parent = parent_and_data(QUIET, home, self.registry, self.profile)
         self.parts = build_parts(home, self.registry, self.profile, self.parent, QUIET)
         self.governance = load_governance(home.root)
-        lab = {k: tuple(v) if isinstance(v, list) else v for k, v in self.profile.lab.items()}
-        self.lab_config = replace(LabConfig(niche="code"), **lab)
+        self.lab_config = self.profile.lab_config("code")
         self.pools = domain_pools(self.registry, list(self.profile.domains), seed=0)
         self.authority = Authority(self.governance, "approver", self._no_spawn, self._reevaluate)
 

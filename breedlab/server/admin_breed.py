@@ -56,15 +56,13 @@ def breeding_lab_config(home_root: Path):
     """
     import json
 
-    from ..demo_setup import load_profile, overridden
+    from ..demo_setup import load_profile
     from ..lab import LabConfig
 
-    base = LabConfig(niche="unset")
     timeline = Path(home_root) / "timeline.json"
     if not timeline.is_file():
-        return base
-    profile = load_profile(json.loads(timeline.read_text())["profile"])
-    return overridden(base, {k: tuple(v) if isinstance(v, list) else v for k, v in profile.lab.items()})
+        return LabConfig(niche="unset")
+    return load_profile(json.loads(timeline.read_text())["profile"]).lab_config("unset")
 
 
 def domain_problem(registry, domain: str) -> str | None:
