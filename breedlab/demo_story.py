@@ -62,8 +62,7 @@ class Story:
 
         now = (index + 1) * self.profile.window_seconds
         record = close_window(self.eco, self.authority, index=index, phase=phase, now=now)
-        events = story_events(self.registry, self._log_start, index)
-        self._log_start = len(self.registry.log.read()[0])
+        events, self._log_start = story_events(self.registry, self._log_start, index)
         self.windows.append(record)
         self.events.extend(events)
         self._print(record, events)

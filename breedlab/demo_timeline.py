@@ -18,8 +18,9 @@ STORY_EVENTS = ("spawn-requested", "spawn-deferred", "spawn-no-op", "promoted", 
                 "rolled-back", "flagged", "revalidated", "merge-refused", "merge-skipped")
 
 
-def story_events(registry: Registry, start: int, window: int) -> list[dict]:
-    """Events appended since position ``start`` of the log, as timeline rows of ``window``."""
+def story_events(registry: Registry, start: int, window: int) -> tuple[list[dict], int]:
+    """Events appended since position ``start`` of the log, as timeline rows of ``window``, and the
+    log's length now (the next window's ``start``): the log is read once per window."""
     events, _ = registry.log.read()
     rows = []
     for event in events[start:]:
@@ -27,7 +28,7 @@ def story_events(registry: Registry, start: int, window: int) -> list[dict]:
         if event.type in STORY_EVENTS or is_model:
             rows.append({"window": window, "ts": event.ts, "type": event.type, "artifact": event.artifact,
                          "actor": event.actor, "reason": event.reason, "data": _small(event.data)})
-    return rows
+    return rows, len(events)
 
 
 def _small(data: dict) -> dict:
