@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..governance.niche import active_children
@@ -173,27 +174,21 @@ async def admin_retire(body: RetireBody, request: Request, who: Approver) -> Adm
 
 
 @router.post("/breed", status_code=202)
-async def admin_breed(body: BreedBody, request: Request, tasks: BackgroundTasks,
+async def admin_breed(body: BreedBody, request: Request,
                       who: Annotated[TokenEntry, Depends(breeder_or_approver)]) -> dict:
-    """Start breeding for a domain in the background; events on the parent say how it went."""
-    from .admin_breed import (
-        BreedingBusy,
-        breeding_lab_config,
-        domain_problem,
-        run_breeding,
-        take_lock,
-    )
+    """Start breeding for a domain in a worker process; events on the parent say how it went."""
+    from .admin_breed import BreedingBusy, domain_problem
 
     state = server_state(request)
     problem = domain_problem(state.registry, body.domain)
     if problem:
         raise HTTPException(422, problem)
-    lab_config = breeding_lab_config(state.home.root)
     try:
-        fd = take_lock(state.home.root)
+        run = await anyio.to_thread.run_sync(
+            lambda: state.breeding.start(body.domain, identity=who.identity, role=who.role))
     except BreedingBusy as error:
         raise HTTPException(409, str(error)) from None
-    tasks.add_task(run_breeding, fd, state.registry, state.home, state.governance, lab_config,
-                   state.parent_id, body.domain, identity=who.identity, role=who.role)
     return {"actor": who.identity, "role": who.role, "domain": body.domain, "status": "started",
-            "watch": "events breeding-triggered, then breeding-finished or breeding-failed, on the parent"}
+            "log": str(run.log),
+            "watch": "events breeding-triggered, then breeding-finished, breeding-failed or breeding-interrupted, "
+                     "on the parent"}

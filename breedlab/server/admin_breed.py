@@ -1,4 +1,8 @@
-"""Breeding triggered over HTTP: ``POST /admin/breed`` runs the lab in a background task.
+"""Breeding triggered over HTTP: what ``POST /admin/breed`` may breed, and the breeding itself.
+
+``breeding.BreedingRuns`` runs ``breed`` in a worker process
+(``python -m breedlab.server.breed_worker``); this module holds what both sides
+share: the home's breeding lock, the lab settings, the domain check.
 
 The lab always breeds as the breeding identity of governance.yaml (it records
 that identity as every candidate's creator). What happens after the lab
@@ -13,17 +17,13 @@ depends on who asked:
 
 One breeding at a time per home: a non-blocking ``flock`` on
 ``<home>/breeding.lock`` (released by the kernel if the server dies, so a
-crash never leaves the endpoint stuck). Each run is bracketed by events on the
-parent (``breeding-triggered``, then ``breeding-finished`` or
-``breeding-failed``) naming the acting identity.
+crash never leaves the endpoint stuck).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -75,29 +75,9 @@ def domain_problem(registry, domain: str) -> str | None:
     return f"no {'/'.join(missing)} corpus for {domain!r} is registered" if missing else None
 
 
-def run_breeding(fd: int, registry, home, governance, lab_config, parent_id: str, domain: str, *,
-                 identity: str, role: str) -> None:
-    """The background task: breed for ``domain``, record how it ended, release the lock."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    log = home.logs_dir / f"breed-{domain}-{stamp}.log"
-    registry.record("breeding-triggered", parent_id, actor=identity, reason=f"{role} asked to breed for {domain}",
-                    data={"domain": domain, "role": role, "log": str(log)})
-    try:
-        with open(log, "w", encoding="utf-8") as stream:
-            console = Console(file=stream, width=160, force_terminal=False)
-            outcome = _breed(registry, home, governance, replace(lab_config, niche=domain), parent_id,
-                             identity=identity, role=role, console=console)
-        registry.record("breeding-finished", parent_id, actor=identity, reason=outcome["reason"],
-                        data={"domain": domain, **{k: v for k, v in outcome.items() if k != "reason"}})
-    except Exception as error:  # noqa: BLE001 - the lab can fail in many ways; the log must say so, the server must not die
-        registry.record("breeding-failed", parent_id, actor=identity,
-                        reason=f"{type(error).__name__}: {str(error)[:300]}", data={"domain": domain, "log": str(log)})
-    finally:
-        os.close(fd)  # closing the fd releases the flock
-
-
-def _breed(registry, home, governance, lab_config, parent_id: str, *, identity: str, role: str,
-           console: Console) -> dict:
+def breed(registry, home, governance, lab_config, parent_id: str, *, identity: str, role: str,
+          console: Console) -> dict:
+    """Breed for ``lab_config.niche`` as ``role`` may (runs in the worker process); the outcome for the end event."""
     from types import SimpleNamespace
 
     from ..ecosystem.spawn import budget_problem, run_spawn

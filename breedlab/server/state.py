@@ -17,6 +17,7 @@ from ..governance.config import GovernanceConfig, load_governance
 from ..governance.niche import all_active_children, current_champion
 from ..home import Home
 from ..registry import Registry
+from .breeding import BreedingRuns
 from .config import ServerConfig
 from .engine import ModelHost
 from .limiter import Limiter
@@ -59,6 +60,8 @@ class ServerState:
     tokens: object = None
     detector: object = None
     """``live_detector.LiveDetector``: closes monitor windows as traffic comes in and runs the detector."""
+    breeding: BreedingRuns | None = None
+    """Breeding runs started by ``/admin/breed`` (one worker process at a time)."""
     routes: dict[str, str] = field(default_factory=dict)
     catalogue: Catalogue | None = None
     limiter: Limiter | None = None
@@ -86,6 +89,8 @@ class ServerState:
         out_of_domain = policy_artifact.manifest.recipe.get("out_of_domain", []) if policy_artifact else []
         state.detector = LiveDetector(monitor, home, loaded, window_queries=config.detector_window_queries,
                                       parent_domains=list(out_of_domain))
+        state.breeding = BreedingRuns(registry, home, parent.id, server_actor=config.lifecycle.actor)
+        state.breeding.reconcile()
         state.refresh_routes()
         monitor.wait_ready()
         return state
@@ -136,7 +141,9 @@ class ServerState:
                            self.parent_id)
 
     def close(self) -> None:
-        """Stop background work: shadow jobs waiting are dropped, the monitor's queue is written out."""
+        """Stop background work: a breeding worker is stopped (it resumes on the next trigger), shadow
+        jobs waiting are dropped, the monitor's queue is written out."""
+        self.breeding.close()
         self.rollouts.close()
         self.monitor.close()
 
