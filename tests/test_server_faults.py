@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -158,6 +159,33 @@ def test_a_burst_past_the_queue_gets_429_and_the_rest_are_served(broken):
     assert statuses.count(200) >= 2 and statuses.count(429) >= 1 and set(statuses) <= {200, 429}
     assert all(e["code"] == "queue_full" and e["type"] == "rate_limit_error" and retry for e, retry in errors)
     assert 'breedlab_refused_total{reason="queue_full"}' in client.get("/metrics").text
+
+
+def test_a_client_that_leaves_stops_its_generation(broken):
+    """Plain and streamed: the answer is abandoned, counted, and no further token is generated."""
+    client, state, _ = broken
+    body = {"model": "parent", "prompt": "Once upon a time", "max_tokens": 480}
+    sample = state.metrics.registry.get_sample_value
+    tokens_before = _completion_tokens(state)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{client.base_url}/v1/completions", json=body, timeout=0.15)
+    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as stream:
+        assert next(stream.iter_lines()).startswith("data: ")  # the first event, then hang up
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (sample("breedlab_client_disconnects_total", {"kind": "plain"})
+                                               and sample("breedlab_client_disconnects_total", {"kind": "stream"})):
+        time.sleep(0.05)
+    assert sample("breedlab_client_disconnects_total", {"kind": "plain"}) == 1
+    assert sample("breedlab_client_disconnects_total", {"kind": "stream"}) == 1
+    assert _completion_tokens(state) - tokens_before < 2 * body["max_tokens"]  # both stopped early
+    assert sample("breedlab_requests_total", {"model": "pico-parent", "endpoint": "/v1/completions",
+                                              "status": "499"}) == 1
+    assert client.post("/v1/completions", json={**body, "max_tokens": 1}).status_code == 200  # the slot is free
+
+
+def _completion_tokens(state) -> float:
+    return sum(s.value for metric in state.metrics.tokens.collect() for s in metric.samples
+               if s.name == "breedlab_tokens_total" and s.labels["kind"] == "completion")
 
 
 def test_while_draining_new_requests_get_503(broken):

@@ -13,6 +13,7 @@ half-sent before it is recognised.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,13 +50,15 @@ class Generation:
     text: str = ""
     completion_tokens: int = 0
     finish_reason: str = "length"
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set from another thread (the client left): no further token is generated."""
     _ids: list[int] = field(default_factory=list)
 
     def deltas(self) -> Iterator[str]:
         """The answer's text in pieces, as soon as each is safe to send."""
         sent = 0
         hold = max((len(s) for s in self.sampling.stop), default=1) - 1
-        for token in _token_ids(self.model, self.prompt_ids, self.sampling):
+        for token in _token_ids(self.model, self.prompt_ids, self.sampling, self.cancel):
             if token in self.eos_ids:
                 self.finish_reason = "stop"
                 break
@@ -89,13 +92,13 @@ def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
 
 
 @torch.no_grad()
-def _token_ids(model, prompt_ids: list[int], sampling: Sampling) -> Iterator[int]:
-    """Next-token ids, one forward pass each over the new token with the KV cache."""
+def _token_ids(model, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> Iterator[int]:
+    """Next-token ids, one forward pass each over the new token with the KV cache, until cancelled."""
     generator = torch.Generator().manual_seed(sampling.seed)
     ids = torch.tensor([prompt_ids], dtype=torch.long)  # (1, T) prompt, then (1, 1) per step
     past = None
     for _ in range(sampling.max_new_tokens):
-        if sampling.deadline is not None and time.monotonic() > sampling.deadline:
+        if cancel.is_set() or (sampling.deadline is not None and time.monotonic() > sampling.deadline):
             return
         out = model(input_ids=ids, past_key_values=past, use_cache=True)
         past = out.past_key_values

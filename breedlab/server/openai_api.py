@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from . import admin
@@ -28,6 +28,8 @@ from .schemas import MAX_STOPS, ChatCompletion, ChatRequest, Completion, Complet
 from .shapes import ChatShape, TextShape
 
 log = logging.getLogger("breedlab.server")
+CLIENT_CLOSED = 499  # nginx's "client closed request": what the request metric counts for an abandoned answer
+DISCONNECT_POLL_S = 0.1
 # Inference keys are optional (issue 6): admin.inference_key checks one only when the config asks for it.
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(admin.inference_key)])
 ERRORS = {code: {"description": text} for code, text in (
@@ -115,11 +117,30 @@ async def _respond(request: Request, prepared: Prepared, shape, body):
                                      headers={**prepared.headers(), "cache-control": "no-cache"})
     generation = prepared.generation()
     try:
-        await anyio.to_thread.run_sync(generation.run)
+        connected = await _generate_while_connected(request, generation)
     finally:
         slot.release()
+    if not connected:  # nobody will read an answer: record what was done, send nothing worth building
+        state.metrics.disconnects.labels("plain").inc()
+        await anyio.to_thread.run_sync(lambda: finish(state, prepared, generation, completed=False))
+        return Response(status_code=CLIENT_CLOSED, headers=prepared.headers())
     return JSONResponse(shape.body(generation), headers=prepared.headers(),
                         background=BackgroundTask(finish, state, prepared, generation))
+
+
+async def _generate_while_connected(request: Request, generation) -> bool:
+    """Generate in a worker thread, stopping between tokens if the client disconnects (then False)."""
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await anyio.sleep(DISCONNECT_POLL_S)
+        generation.cancel.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        await anyio.to_thread.run_sync(generation.run)
+        group.cancel_scope.cancel()
+    return not generation.cancel.is_set()
 
 
 def _events(state, prepared: Prepared, shape, include_usage: bool) -> Iterator[str]:
@@ -135,6 +156,9 @@ def _events(state, prepared: Prepared, shape, include_usage: bool) -> Iterator[s
             yield _sse(shape.usage_chunk(generation))
         yield "data: [DONE]\n\n"
         completed = True
+    except GeneratorExit:  # the client left: _in_threads closed us; no further token is generated
+        state.metrics.disconnects.labels("stream").inc()
+        raise
     except Exception:  # headers are sent: say so in the stream instead of cutting it silently
         log.exception("generation failed mid-stream")
         yield _sse(error_body(500, "generation failed; the answer is incomplete", code="internal_error"))

@@ -49,6 +49,9 @@ class Metrics:
                                      registry=r)
         self.refused = PromCounter("breedlab_refused", "Requests refused before generating, by reason",
                                    ["reason"], registry=r)
+        self.disconnects = PromCounter("breedlab_client_disconnects",
+                                       "Answers abandoned by their client mid-generation (generation stopped)",
+                                       ["kind"], registry=r)
         self.background_dropped = PromCounter("breedlab_background_dropped",
                                               "Shadow/canary scoring jobs dropped (queue full)", registry=r)
         self.inflight = Gauge("breedlab_generating", "Requests generating now", registry=r)
