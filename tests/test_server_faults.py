@@ -131,6 +131,21 @@ def test_bad_input_gets_a_clear_4xx_in_the_openai_error_shape(broken, case, requ
     _check_error(broken[0].post(path, **request_kwargs), status, code, param)
 
 
+def test_a_query_refused_after_it_was_read_is_logged_to_the_task_monitor(broken):
+    """Refused demand is still demand: the detector sees a too-long or misaddressed query (issue 6 item 3)."""
+    client, state, _ = broken
+    marker = "refused-query-marker"
+    for body in ({"model": "auto", "prompt": f"{marker} " + LONG},
+                 {"model": "gpt-9", "prompt": f"{marker} unknown model"},
+                 {"model": "auto", "prompt": f"{marker} fine", "max_tokens": 10 ** 6}):
+        assert client.post("/v1/completions", json=body).status_code in (400, 404)
+    state.monitor.flush(30)
+    rows = state.monitor.call(lambda m: m.conn.execute(
+        "SELECT model, tokens FROM queries WHERE text LIKE ? ORDER BY id", (f"{marker}%",)).fetchall()).result(30)
+    assert [(r["model"], r["tokens"]) for r in rows] == [
+        ("refused:context_length_exceeded", 0), ("refused:model_not_found", 0), ("refused:max_tokens_too_large", 0)]
+
+
 def test_unknown_endpoints_methods_and_huge_bodies_get_4xx(broken):
     client = broken[0]
     _check_error(client.get("/v1/engines"), 404)

@@ -4,7 +4,9 @@
 over the context limit, max_tokens out of bounds) before a generation slot is
 taken, so bad input never waits in the queue. ``finish`` runs after the
 answer is complete (for a plain response: after it was sent): metrics, the
-routing history, the task monitor, and the background shadow/canary job.
+routing history, the task monitor, and the background shadow/canary job;
+``refused`` logs a query that was read but refused, so the monitor sees all
+demand (only a body too malformed to hold a query is not logged).
 """
 
 from __future__ import annotations
@@ -119,6 +121,20 @@ def finish(state, prepared: Prepared, generation: Generation, *, completed: bool
     job = _job(state, prepared, generation.text) if completed and state.config.shadow else None
     if job is not None:
         state.rollouts.submit(job)
+
+
+def refused(state, route_text: str, error: ApiError, started: float) -> None:
+    """A query refused after it was read (too long, unknown model, queue full) is still demand: log it.
+
+    The monitor's ``model`` column says ``refused:<code>``; the detector counts the query like a
+    served one, so a domain whose prompts are all over the context limit can still ask for a spawn.
+    """
+    if not route_text:
+        return
+    state.monitor.log(route_text, model=f"refused:{error.code or error.status}",
+                      latency_ms=(time.perf_counter() - started) * 1e3, tokens=0)
+    if state.detector is not None:
+        state.detector.logged()
 
 
 def _job(state, prepared: Prepared, answer: str) -> Job | None:

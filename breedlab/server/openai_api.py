@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from . import admin
-from .dispatch import Prepared, finish, prepare
+from .dispatch import Prepared, finish, prepare, refused
 from .errors import ApiError, error_body
 from .limiter import QueueFull, Slot, SlotTimeout
 from .prompts import chat_renderer, text_renderer
@@ -69,8 +70,7 @@ async def completions(body: CompletionRequest, request: Request):
         raise ApiError(400, "exactly one prompt per request is supported (got a list of "
                             f"{len(body.prompt)})", param="prompt", code="unsupported_batch")
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    prepared = await _prepare(request, body, "completions", text_renderer(prompt), prompt)
-    return await _respond(request, prepared, TextShape(prepared), body)
+    return await _serve(request, body, "completions", text_renderer(prompt), prompt, TextShape)
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=ERRORS)
@@ -83,8 +83,18 @@ async def chat_completions(body: ChatRequest, request: Request):
     users = [m["content"] for m in messages if m["role"] == "user"]
     route_text = users[-1] if users else "\n".join(m["content"] for m in messages)
     body.max_tokens = body.max_tokens or body.max_completion_tokens
-    prepared = await _prepare(request, body, "chat.completions", chat_renderer(messages), route_text)
-    return await _respond(request, prepared, ChatShape(prepared), body)
+    return await _serve(request, body, "chat.completions", chat_renderer(messages), route_text, ChatShape)
+
+
+async def _serve(request: Request, body, endpoint: str, render, route_text: str, shape):
+    """Prepare, take a slot, answer; a refusal on the way is logged to the task monitor, then raised."""
+    started = time.perf_counter()
+    try:
+        prepared = await _prepare(request, body, endpoint, render, route_text)
+        return await _respond(request, prepared, shape(prepared), body)
+    except ApiError as error:
+        refused(_state(request), route_text, error, started)
+        raise
 
 
 async def _prepare(request: Request, body, endpoint: str, render, route_text: str) -> Prepared:
