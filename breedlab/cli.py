@@ -285,9 +285,12 @@ def serve(home: HomeOption = None,
     from .server.app import create_app
     from .server.config import load_server_config
 
+    from .server.setup import check_servable
+
     config = load_server_config()
     config = replace(config, host=host or config.host, port=port or config.port)
     resolved = Home.resolve(home)
+    check_servable(resolved)
     console.print(f"breedlab serving {resolved.root}\n  OpenAI base URL: [bold]http://{config.host}:{config.port}/v1[/]"
                   f"\n  dashboard: http://{config.host}:{config.port}/   metrics: http://{config.host}:{config.port}/metrics")
     # uvicorn's access log prints the request line and status only, never headers (no Authorization).

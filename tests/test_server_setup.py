@@ -54,3 +54,14 @@ def test_a_named_router_policy_that_does_not_exist_is_a_clear_error(retired_poli
 
     with pytest.raises(RegistryError, match="no router-policy artifact matches 'router/nope'"):
         load_router_policy(registry, replace(load_server_config(), router_policy="router/nope"))
+
+
+def test_serving_a_folder_that_is_not_a_home_is_one_clear_line_and_creates_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "breedlab.cli", "serve", "--home", str(tmp_path), "--port", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "is not a breedlab home" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert list(tmp_path.iterdir()) == []  # no registry was created in the wrong folder

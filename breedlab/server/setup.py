@@ -23,6 +23,18 @@ log = logging.getLogger("breedlab.server")
 MONITOR_FILE = "serve-queries.sqlite"
 
 
+def check_servable(home) -> None:
+    """Refuse, before any server starts, a folder that is not a breedlab home with a parent in it.
+
+    ``Registry.open`` would create an empty registry in a mistyped folder; the server
+    must not, and the user deserves one line, not a lifespan traceback.
+    """
+    if not (home.registry_dir / "manifests").is_dir():
+        raise RegistryError(f"{home.root} is not a breedlab home (it has no registry/); serve a home or a demo run "
+                            "folder, e.g. --home ~/.cache/breedlab/demo/quick/latest")
+    choose_parent(Registry.open(home.registry_dir))
+
+
 def choose_parent(registry: Registry) -> Artifact:
     """The champion parent, else the newest parent."""
     parents = registry.find(kind="parent", state="champion") or registry.find(kind="parent")
