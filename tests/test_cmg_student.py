@@ -11,8 +11,14 @@ from transformers import LlamaConfig
 
 from breedlab.cmg.profile import Profile, profile_model
 from breedlab.cmg.student import (
-    STRATEGIES, StudentPlan, StudentShape, build_student, count_student_params, plan_student, select_parts,
+    STRATEGIES,
+    StudentPlan,
+    StudentShape,
+    count_student_params,
+    plan_student,
+    select_parts,
 )
+from breedlab.cmg.student_weights import build_student
 from breedlab.modelio import count_parameters, load_model, save_model, weights_digest
 from breedlab.pico import build_pico_model
 

@@ -97,7 +97,8 @@ def _already_bred(registry: Registry, recipe: CMGRecipe, parent_art: Artifact, k
 
 
 def _build_student(parent, profile, recipe: CMGRecipe):
-    from .student import build_student, plan_student
+    from .student import plan_student
+    from .student_weights import build_student
 
     plan = plan_student(parent.config, ratio=recipe.ratio, strategy=recipe.strategy, profile=profile,
                         count_embeddings=recipe.count_embeddings, seed=recipe.seed)

@@ -21,7 +21,6 @@ Weights are copied, never re-learned, and the parent is never modified.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -45,7 +44,7 @@ class StudentShape:
 
 
 @dataclass(frozen=True)
-class _Dims:
+class ParentDims:
     """The parent's dimensions that the parameter count depends on."""
 
     hidden: int
@@ -60,7 +59,7 @@ class _Dims:
     mlp_bias: bool
 
     @classmethod
-    def of(cls, config) -> _Dims:
+    def of(cls, config) -> ParentDims:
         heads = config.num_attention_heads
         return cls(
             hidden=config.hidden_size, layers=config.num_hidden_layers, heads=heads,
@@ -102,7 +101,7 @@ def count_student_params(parent_config, shape: StudentShape, *, count_embeddings
 
     Matches ``modelio.count_parameters(model, include_embeddings=count_embeddings)``.
     """
-    return _Dims.of(parent_config).count(shape, count_embeddings)
+    return ParentDims.of(parent_config).count(shape, count_embeddings)
 
 
 def solve_shape(parent_config, budget: int) -> StudentShape:
@@ -112,7 +111,7 @@ def solve_shape(parent_config, budget: int) -> StudentShape:
     kept layer is narrowed alike, MLP first, query heads only when the MLP
     would fall below MIN_FFN_FRACTION of the parent's.
     """
-    dims = _Dims.of(parent_config)
+    dims = ParentDims.of(parent_config)
     full = dims.layer_params(dims.group, dims.intermediate)
     layers = min(dims.layers, max(1, math.ceil(budget / full)))
     per_layer = budget / layers
@@ -186,7 +185,7 @@ def _choose(strategy: str, total: int, count: int, scores: torch.Tensor | None, 
     return sorted(picked)
 
 
-def _check_profile(dims: _Dims, profile: Profile | None) -> None:
+def _check_profile(dims: ParentDims, profile: Profile | None) -> None:
     if profile is None:
         raise ValueError("strategy 'profiled' needs a profile (run cmg.profile.profile_model first)")
     expected = ((dims.layers,), (dims.layers, dims.heads), (dims.layers, dims.intermediate))
@@ -201,7 +200,7 @@ def select_parts(parent_config, shape: StudentShape, *, strategy: str, profile: 
     """(layers, heads per layer, neurons per layer) for ``shape`` under ``strategy``."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    dims = _Dims.of(parent_config)
+    dims = ParentDims.of(parent_config)
     if strategy == "profiled":
         _check_profile(dims, profile)
     scored = strategy == "profiled"
@@ -233,7 +232,7 @@ def plan_student(parent_config, *, ratio: float, strategy: str, profile: Profile
         raise ValueError("strategy 'profiled' needs a profile (run cmg.profile.profile_model first)")
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    dims = _Dims.of(parent_config)
+    dims = ParentDims.of(parent_config)
     parent_params = dims.count(dims.full, count_embeddings)
     target = round(ratio * parent_params)
     budget = target - dims.fixed_params(count_embeddings)
@@ -252,88 +251,3 @@ def plan_student(parent_config, *, ratio: float, strategy: str, profile: Profile
             f"per kv group and one neuron, has {smallest:,}); use a larger ratio")
     layers, heads, neurons = select_parts(parent_config, shape, strategy=strategy, profile=profile, seed=seed)
     return StudentPlan(strategy, ratio, count_embeddings, layers, heads, neurons, target, student, parent_params)
-
-
-def _student_config(parent_config, plan: StudentPlan):
-    """The parent's config with the student's depth and widths (head_dim explicit)."""
-    from transformers import LlamaConfig
-
-    dims = _Dims.of(parent_config)
-    config = LlamaConfig.from_dict(copy.deepcopy(parent_config.to_dict()))
-    config.num_hidden_layers = len(plan.layers)
-    config.num_attention_heads = len(plan.heads[0])
-    config.head_dim = dims.head_dim  # no longer hidden // heads once heads are dropped
-    config.intermediate_size = len(plan.neurons[0])
-    if getattr(config, "layer_types", None):
-        config.layer_types = [parent_config.layer_types[i] for i in plan.layers]
-    return config
-
-
-def _check_plan(parent_config, plan: StudentPlan) -> None:
-    """Refuse a plan that does not fit this parent or that no LlamaConfig can describe."""
-    dims = _Dims.of(parent_config)
-    if plan.parent_params != dims.count(dims.full, plan.count_embeddings):
-        raise ValueError("this plan was made for a parent of a different size")
-    if not (len(plan.layers) == len(plan.heads) == len(plan.neurons) > 0):
-        raise ValueError("a plan needs heads and neurons for each of its (at least one) layers")
-    in_range = (max(plan.layers) < dims.layers and max(map(max, plan.heads)) < dims.heads
-                and max(map(max, plan.neurons)) < dims.intermediate)
-    per_group = {tuple(sum(h // dims.group == g for h in kept) for g in range(dims.kv_heads))
-                 for kept in plan.heads}  # query heads kept in each kv group, per layer
-    if not in_range or len(per_group) != 1 or len(set(per_group.pop())) != 1:
-        raise ValueError("a plan must keep parent indices, and the same number of query heads "
-                         "in every kv group of every layer")
-    if len({len(n) for n in plan.neurons}) != 1:
-        raise ValueError("every kept layer must keep the same number of neurons")
-
-
-def _copy_linear(dst: torch.nn.Linear, src: torch.nn.Linear, rows=None, columns=None) -> None:
-    """Copy ``src`` into ``dst``, keeping only ``rows`` (outputs) or ``columns`` (inputs)."""
-    weight = src.weight  # (out, in)
-    weight = weight[rows] if rows is not None else weight
-    weight = weight[:, columns] if columns is not None else weight
-    dst.weight.copy_(weight)
-    if src.bias is not None:
-        dst.bias.copy_(src.bias[rows] if rows is not None else src.bias)
-
-
-def _copy_layer(dst, src, heads: tuple[int, ...], neurons: tuple[int, ...], head_dim: int) -> None:
-    """One decoder layer: kept heads' q rows and o columns, kept neurons' MLP slices."""
-    rows = torch.tensor([h * head_dim + i for h in heads for i in range(head_dim)])  # (k*kv*hd,)
-    kept = torch.tensor(neurons)  # (I',)
-    _copy_linear(dst.self_attn.q_proj, src.self_attn.q_proj, rows=rows)  # (k*kv*hd, D)
-    _copy_linear(dst.self_attn.k_proj, src.self_attn.k_proj)  # every kv head is kept
-    _copy_linear(dst.self_attn.v_proj, src.self_attn.v_proj)
-    _copy_linear(dst.self_attn.o_proj, src.self_attn.o_proj, columns=rows)  # (D, k*kv*hd)
-    _copy_linear(dst.mlp.gate_proj, src.mlp.gate_proj, rows=kept)  # (I', D)
-    _copy_linear(dst.mlp.up_proj, src.mlp.up_proj, rows=kept)
-    _copy_linear(dst.mlp.down_proj, src.mlp.down_proj, columns=kept)  # (D, I')
-    dst.input_layernorm.weight.copy_(src.input_layernorm.weight)
-    dst.post_attention_layernorm.weight.copy_(src.post_attention_layernorm.weight)
-
-
-def build_student(parent_model, plan: StudentPlan, *, seed: int = 0):
-    """A new ``LlamaForCausalLM`` for ``plan``: weights copied from the parent, or
-    (``scratch``) all initialised from N(0, config.initializer_range) under ``seed``.
-
-    Copies go into the student's own tensors; the parent is only read.
-    """
-    from transformers import LlamaForCausalLM
-
-    _check_plan(parent_model.config, plan)
-    config = _student_config(parent_model.config, plan)
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
-        torch.manual_seed(seed)
-        student = LlamaForCausalLM(config)
-    student.generation_config = copy.deepcopy(parent_model.generation_config)
-    if plan.strategy != "scratch":
-        head_dim = _Dims.of(parent_model.config).head_dim
-        src, dst = parent_model.base_model, student.model
-        with torch.no_grad():
-            dst.embed_tokens.weight.copy_(src.embed_tokens.weight)
-            dst.norm.weight.copy_(src.norm.weight)
-            if student.lm_head.weight is not dst.embed_tokens.weight:  # untied: its own matrix
-                student.lm_head.weight.copy_(parent_model.get_output_embeddings().weight)
-            for new, old in enumerate(plan.layers):
-                _copy_layer(dst.layers[new], src.layers[old], plan.heads[new], plan.neurons[new], head_dim)
-    return student.to(parent_model.dtype).eval()

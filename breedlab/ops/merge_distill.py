@@ -199,7 +199,8 @@ def _streams(registry, base_art, base, tokenizer, teacher_of, teachers, data, ge
 
 
 def _student(base, cmg: CMGRecipe):
-    from ..cmg.student import build_student, plan_student
+    from ..cmg.student import plan_student
+    from ..cmg.student_weights import build_student
 
     plan = plan_student(base.config, ratio=cmg.ratio, strategy=cmg.strategy, profile=None,
                         count_embeddings=cmg.count_embeddings, seed=cmg.seed)
