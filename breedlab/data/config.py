@@ -10,13 +10,12 @@ parameter dataclass of its source type (see ``breedlab.data.sources``).
 from __future__ import annotations
 
 import re
-import typing
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..typed_config import expect_mapping, from_mapping, read_yaml
 from .dedup import DedupParams
 from .sources import SourceTypeError, get_source_type
 from .split import SplitFractions
@@ -27,6 +26,11 @@ DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 class ConfigError(ValueError):
     """The build configuration is malformed; the message says where and how."""
+
+
+# Every problem in a build config is a ConfigError, whichever check finds it.
+_expect_mapping = partial(expect_mapping, error=ConfigError)
+_from_mapping = partial(from_mapping, error=ConfigError)
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,7 @@ class BuildConfig:
 def load_config(path: Path | None = None) -> BuildConfig:
     """Read and check a build config (default: the shipped ``domains.yaml``)."""
     path = Path(path) if path else DEFAULT_CONFIG_PATH
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read build config {path}: {exc}") from exc
-    return parse_config(raw, where=str(path))
+    return parse_config(read_yaml(path, error=ConfigError), where=str(path))
 
 
 def parse_config(raw: Any, where: str = "config") -> BuildConfig:
@@ -179,50 +179,7 @@ def parse_source(raw: Any, where: str) -> SourceSpec:
     if source_type is None:
         raise ConfigError(f"{where}: every source needs a 'type' (a source type name)")
     params = _from_mapping(source_type.params, body, f"{where} ({type_name})")
-    return SourceSpec(type=type_name, params=params, name=_coerce(name, str, f"{where}: name"))
-
-
-def _from_mapping(cls: type, body: dict[str, Any], where: str) -> Any:
-    """``cls(**body)`` after rejecting unknown/missing keys and checking simple field types."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(body) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed keys: {sorted(known)}")
-    required = {n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING}
-    missing = sorted(required - set(body))
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s) {missing}")
-    hints = typing.get_type_hints(cls)
-    values = {key: _coerce(value, hints[key], f"{where}: {key}") for key, value in body.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check a scalar or ``tuple[str, ...]`` value; YAML lists become tuples. Others pass through."""
-    if hint is bool or hint is str:
-        if not isinstance(value, hint):
-            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    elif hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    elif typing.get_origin(hint) is tuple and typing.get_args(hint) == (str, Ellipsis):
-        if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value):
-            return tuple(str(v) for v in value)  # man sections may be written as numbers
-        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-    return value
-
-
-def _expect_mapping(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    return raw
+    return _from_mapping(SourceSpec, {"type": type_name, "params": params, "name": name}, where)
 
 
 def _plain(value: Any) -> Any:
