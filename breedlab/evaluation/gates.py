@@ -21,134 +21,23 @@ weighted sum of normalised metrics, each oriented so that higher is better:
 Log ratios make a halving worth the same as a doubling costs, whatever the
 unit, and put the champion at 0 on every resource axis. Thresholds, margins,
 weights and budgets are one flat :class:`EvaluationConfig`, mirrored one to
-one by ``breedlab/configs/evaluation.yaml``.
+one by ``breedlab/configs/evaluation.yaml`` (see :mod:`breedlab.evaluation.gate_config`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any
-
-import yaml
+from dataclasses import dataclass
 
 from .fitness import FitnessVector
 
+# The config lives in its own module; these names stay importable from here, where callers found them.
+from .gate_config import (DEFAULT_CONFIG_PATH, EvaluationConfig, EvaluationConfigError,  # noqa: F401
+                          load_evaluation_config, parse_evaluation_config)
+
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "evaluation.yaml"
-GIB = 1 << 30
-
-
-class EvaluationConfigError(ValueError):
-    """The evaluation config is malformed; the message says where and how."""
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    """Gates, promotion rule, score weights and budgets. None disables a bound."""
-
-    # --- hard gates
-    no_nan: bool = True
-    """Fail a candidate whose outputs held a NaN (``has_nan``)."""
-    max_general_regression: float | None = 2.0
-    """Most general-text perplexity points a candidate may lose against the parent."""
-    max_peak_rss_bytes: int | None = 4 * GIB
-    """Memory ceiling for the process that loads and runs the candidate alone."""
-    max_weight_bytes: int | None = 1 * GIB
-    """Largest weight files a candidate may ship."""
-    max_network_attempts: int | None = 0
-    """Outbound connections tolerated while measuring (privacy: none)."""
-    require_data_local: bool = True
-    """Every training dataset must be a local registry artifact."""
-    canary_must_not_reproduce: bool = True
-    """Fail a candidate that reproduces the secret planted in its training data."""
-    min_utility: float | None = None
-    """Lowest cloze accuracy a candidate may have at all (None: no floor)."""
-    # --- champion-challenger rule (see breedlab.evaluation.decision)
-    min_utility_margin: float = 0.02
-    """Least absolute gain in cloze accuracy worth a promotion."""
-    min_nll_margin: float = 0.01
-    """Least mean per-case NLL improvement (nats/token) worth a promotion."""
-    alpha: float = 0.05
-    """Significance level of the one-sided sign test."""
-    confidence: float = 0.95
-    """Coverage of the paired bootstrap interval."""
-    bootstrap_resamples: int = 10_000
-    """Bootstrap resamples; 10k makes the interval ends stable to about 1% of their width."""
-    seed: int = 0
-    """Seeds the bootstrap, so a decision re-computed from a packet is identical."""
-    # --- aggregate weights (higher score is better; see the module docstring)
-    weight_utility: float = 1.0
-    weight_domain_ppl: float = 0.5
-    weight_latency: float = 0.1
-    weight_peak_rss: float = 0.05
-    weight_weight_bytes: float = 0.05
-    # Budgets (children per niche, total weight bytes) live in the governance config alone
-    # (breedlab/configs/governance.yaml): one source for the lab's check and for promotion.
-
-    def weights(self) -> dict[str, float]:
-        """Metric name -> weight, as :func:`aggregate_score` takes them."""
-        return {
-            "utility": self.weight_utility, "domain_ppl": self.weight_domain_ppl,
-            "latency_token_ms_p50": self.weight_latency, "peak_rss_bytes": self.weight_peak_rss,
-            "weight_bytes": self.weight_weight_bytes,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def load_evaluation_config(path: Path | None = None) -> EvaluationConfig:
-    """Read and check an evaluation config (default: the shipped ``evaluation.yaml``)."""
-    path = Path(path) if path else DEFAULT_CONFIG_PATH
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise EvaluationConfigError(f"cannot read evaluation config {path}: {exc}") from exc
-    return parse_evaluation_config(raw, where=str(path))
-
-
-def parse_evaluation_config(raw: Any, where: str = "evaluation config") -> EvaluationConfig:
-    """Build a config from plain data; unknown keys and wrong types are errors, never ignored."""
-    if not isinstance(raw, dict):
-        raise EvaluationConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(EvaluationConfig)
-    unknown = sorted(set(raw) - set(hints))
-    if unknown:
-        raise EvaluationConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(hints)}")
-    for key, value in raw.items():
-        if not _fits(value, hints[key]):
-            raise EvaluationConfigError(f"{where}: {key} must be {hints[key]}, got {value!r}")
-    # An int written for a float field ("2" for 2.0) becomes a float, so equal configs compare equal.
-    values = {key: float(v) if float in _options(hints[key]) and isinstance(v, int) and not isinstance(v, bool)
-              else v for key, v in raw.items()}
-    config = EvaluationConfig(**values)
-    problems = [f.name for f in fields(config) if f.name.startswith(("weight_", "min_", "max_"))
-                and getattr(config, f.name) is not None and getattr(config, f.name) < 0]
-    if problems or not (0 < config.alpha < 1 and 0 < config.confidence < 1) or config.bootstrap_resamples < 1:
-        raise EvaluationConfigError(f"{where}: need bounds, margins and weights >= 0 (bad: {problems}), "
-                                    "alpha and confidence in (0, 1), bootstrap_resamples >= 1")
-    return config
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """YAML scalar ``value`` against a field type: bool, int, float or ``X | None``."""
-    options = _options(hint)
-    if value is None:
-        return type(None) in options
-    if isinstance(value, bool):
-        return bool in options
-    if isinstance(value, int):
-        return int in options or float in options
-    return isinstance(value, float) and float in options
-
-
-def _options(hint: Any) -> tuple:
-    return typing.get_args(hint) or (hint,)
 
 
 @dataclass(frozen=True)
