@@ -8,10 +8,10 @@ the shipped ``breedlab/configs/governance.yaml`` applies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from ..typed_config import from_mapping, read_yaml
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "governance.yaml"
 HOME_FILE = "governance.yaml"
@@ -43,13 +43,4 @@ class GovernanceConfig:
 def load_governance(home_root: Path | None = None) -> GovernanceConfig:
     """The home's governance.yaml if present, else the shipped one; unknown keys are errors."""
     path = home_root / HOME_FILE if home_root and (home_root / HOME_FILE).is_file() else SHIPPED
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: governance config must be a mapping")
-    known = {f.name for f in fields(GovernanceConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown governance keys {sorted(unknown)}; known: {sorted(known)}")
-    if "approvers" in raw:
-        raw["approvers"] = tuple(raw["approvers"])
-    return GovernanceConfig(**raw)
+    return from_mapping(GovernanceConfig, read_yaml(path) or {}, str(path), keys="governance keys")
