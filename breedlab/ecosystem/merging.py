@@ -34,9 +34,10 @@ evidence), ``rejected`` (M, when it was made and refused; data merge_of, evidenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from .. import typed_config
 from ..evaluation.decision import Decision
 from ..registry import Artifact, Event, Registry, RegistryError
 from .merge_evidence import (_cross_shortfall, _measure, _measure_merged, _prepare, _Run, _say, _write_evidence,
@@ -87,21 +88,16 @@ class MergeConfig:
             raise ValueError(f"cross_metric must be utility or inverse_ppl, got {self.cross_metric!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        unknown = set(self.distill) - ({f.name for f in fields(MergeDistillRecipe)} - {"models"})
-        if unknown:
-            raise ValueError(f"unknown distill keys {sorted(unknown)}")
-        MergeDistillRecipe(models=("a", "b"), **self.distill)  # the recipe checks the values now, not mid-merge
+        # The recipe checks the overrides now, not mid-merge; the models are the merge's own.
+        typed_config.from_mapping(MergeDistillRecipe, self.distill, "distill", keys="distill keys",
+                                  fixed={"models": ("a", "b")})
         if not 0 < self.density <= 1 or self.min_cross_ratio < 0:
             raise ValueError("density must be in (0, 1] and min_cross_ratio >= 0")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> MergeConfig:
         """A config from plain data (the ``merge:`` section of ecosystem.yaml); unknown keys are errors."""
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown merge keys {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
-        return cls(**values)
+        return typed_config.from_mapping(cls, values or {}, "merge", keys="merge keys")
 
 
 @dataclass
@@ -292,9 +288,6 @@ def _budget_problems(run: _Run, merged: Artifact) -> list[str]:
 
 def load_merge_config(path=None) -> MergeConfig:
     """The ``merge`` section of ``ecosystem.yaml`` (the shipped one by default)."""
-    import yaml
+    from .monitor import SHIPPED, load_section
 
-    from .monitor import SHIPPED
-
-    raw = yaml.safe_load(open(path or SHIPPED, encoding="utf-8").read()) or {}
-    return MergeConfig.from_mapping(raw.get("merge"))
+    return load_section(MergeConfig, "merge", path or SHIPPED)

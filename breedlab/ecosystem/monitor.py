@@ -17,14 +17,14 @@ import re
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..registry.index import apply_migrations, connect
+from ..typed_config import from_mapping, read_section
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
 
@@ -78,15 +78,8 @@ class MonitorConfig:
 
 
 def load_section(cls, section: str, path: Path = SHIPPED):
-    """The dataclass ``cls`` from ``section`` of an ecosystem YAML file; unknown keys are errors."""
-    raw = (yaml.safe_load(Path(path).read_text()) or {}).get(section) or {}
-    if not isinstance(raw, dict):
-        raise TypeError(f"{path}: section {section!r} must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown {section} keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**raw)
+    """The dataclass ``cls`` from ``section`` of an ecosystem YAML file; unknown keys and wrong types are errors."""
+    return from_mapping(cls, read_section(path, section), f"{path}: {section}", keys=f"{section} keys")
 
 
 GapFn = Callable[[str, list[str]], float]
