@@ -7,14 +7,14 @@ shipped ecosystem configuration for a trace of minutes rather than months.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 
 from .home import Home
 from .registry import Artifact, Registry
+from .typed_config import expect_mapping, from_mapping, read_yaml, with_overrides
 
 PROFILES = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
@@ -40,8 +40,7 @@ class DemoProfile:
         """The ``LabConfig`` each spawn of this profile runs (YAML lists become the config's tuples)."""
         from .lab import LabConfig
 
-        fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in self.lab.items()}
-        return overridden(LabConfig(niche=niche), fields_)
+        return overridden(LabConfig(niche=niche), self.lab)
 
     @property
     def niches(self) -> list[str]:
@@ -50,25 +49,15 @@ class DemoProfile:
 
 
 def load_profile(name: str, path: Path = PROFILES) -> DemoProfile:
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if name not in raw:
-        raise ValueError(f"no demo profile {name!r} in {path}; profiles: {', '.join(sorted(raw))}")
-    section = raw[name]
-    known = {f.name for f in fields(DemoProfile)} - {"name"}
-    unknown = set(section) - known
-    if unknown:
-        raise ValueError(f"{path}: profile {name!r} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    tuples = {k: tuple(section[k]) for k in ("domains", "parent_domains", "phases") if k in section}
-    return DemoProfile(name=name, **{**section, **tuples})
+    profiles = expect_mapping(read_yaml(path) or {}, str(path))
+    if name not in profiles:
+        raise ValueError(f"no demo profile {name!r} in {path}; profiles: {', '.join(sorted(profiles))}")
+    return from_mapping(DemoProfile, profiles[name], f"{path}: profile {name!r}", fixed={"name": name})
 
 
 def overridden(config, overrides: dict):
-    """``config`` (a frozen dataclass) with the profile's overrides; unknown fields are errors."""
-    known = {f.name for f in fields(config)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown {type(config).__name__} fields {sorted(unknown)}; known: {sorted(known)}")
-    return replace(config, **overrides)
+    """``config`` (a frozen dataclass) with the profile's overrides; unknown fields and wrong types are errors."""
+    return with_overrides(config, overrides, "profile overrides", keys=f"{type(config).__name__} fields")
 
 
 def parent_and_data(console: Console, home: Home, registry: Registry, profile: DemoProfile) -> Artifact:

@@ -10,17 +10,13 @@ with ``dataclasses.replace``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from ..ecosystem.lifecycle import LifecycleConfig, load_lifecycle_config
 from ..ecosystem.monitor import SHIPPED
 from ..ecosystem.rollout import RolloutConfig, load_rollout_config
-
-NESTED = ("rollout", "lifecycle")
-"""Fields filled from their own sections of ecosystem.yaml, never from ``server:``."""
+from ..typed_config import from_mapping, read_section
 
 
 @dataclass(frozen=True)
@@ -84,11 +80,7 @@ class ServerConfig:
 
 def load_server_config(path: Path = SHIPPED) -> ServerConfig:
     """``server:`` of an ecosystem YAML file plus its rollout and lifecycle sections; unknown keys are errors."""
-    raw = (yaml.safe_load(Path(path).read_text()) or {}).get("server") or {}
-    if not isinstance(raw, dict):
-        raise TypeError(f"{path}: section 'server' must be a mapping")
-    known = {f.name for f in fields(ServerConfig)} - set(NESTED)
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown server keys {sorted(unknown)}; known: {sorted(known)}")
-    return ServerConfig(**raw, rollout=load_rollout_config(path), lifecycle=load_lifecycle_config(path))
+    # Filled from their own sections of the file, so ``server:`` may not set them.
+    nested = {"rollout": load_rollout_config(path), "lifecycle": load_lifecycle_config(path)}
+    return from_mapping(ServerConfig, read_section(path, "server"), f"{path}: server", keys="server keys",
+                        fixed=nested)
