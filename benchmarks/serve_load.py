@@ -8,7 +8,8 @@ response's ``breedlab.artifact_id`` is the intended model), then for 1, 4 and
 16 concurrent clients measures requests/s and p50/p95 latency, bounded by a
 request count and a time limit per cell. ``--soak-seconds`` adds a constant
 mixed load reporting errors and the server's RSS over time (flat: the last
-minute's mean RSS within ``FLAT_PCT`` of the first minute's). Loopback only.
+minute's mean RSS within ``FLAT_PCT`` of the first minute's; the slope over
+the second half tells a plateau from a slow leak). Loopback only.
 Writes docs/results/serve_load.md + .json.
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/serve_load.py \\
@@ -190,7 +191,20 @@ async def soak(base: str, pid: int, prompts: list[tuple[str, str]], *, seconds: 
     drift = 100 * (last_mean - first_mean) / first_mean
     return {**result, "seconds": seconds, "rss_first_minute_mib": round(first_mean, 1),
             "rss_last_minute_mib": round(last_mean, 1), "rss_drift_pct": round(drift, 2),
+            "rss_slope_second_half_mib_per_min": round(second_half_slope(samples), 3),
             "flat": abs(drift) <= FLAT_PCT, "samples": samples}
+
+
+def second_half_slope(samples: list[dict]) -> float:
+    """Least-squares RSS slope (MiB/min) over the soak's second half: ~0 once memory has levelled off."""
+    half = [s for s in samples if s["t_s"] >= samples[-1]["t_s"] / 2]
+    if len(half) < 2:
+        return 0.0
+    mean_t = sum(s["t_s"] for s in half) / len(half)
+    mean_r = sum(s["rss_mib"] for s in half) / len(half)
+    num = sum((s["t_s"] - mean_t) * (s["rss_mib"] - mean_r) for s in half)
+    den = sum((s["t_s"] - mean_t) ** 2 for s in half)
+    return 60.0 * num / den if den else 0.0
 
 
 # ----- report -------------------------------------------------------------------------------------
@@ -229,7 +243,8 @@ def markdown(result: dict) -> str:
                 f"p50 {_ms(soak['p50_ms'])} ms, p95 {_ms(soak['p95_ms'])} ms"),
                 (f"- server RSS: first minute {soak['rss_first_minute_mib']} MiB, last minute "
                 f"{soak['rss_last_minute_mib']} MiB ({soak['rss_drift_pct']:+.2f}%): "
-                f"{'flat' if soak['flat'] else 'NOT flat'} (threshold {FLAT_PCT}%)"), "",
+                f"{'flat' if soak['flat'] else 'NOT flat'} (threshold {FLAT_PCT}%); slope over the second half "
+                f"{soak.get('rss_slope_second_half_mib_per_min', float('nan')):+.2f} MiB/min"), "",
                 "| t (s) | RSS MiB | requests ok | errors |", "|---:|---:|---:|---:|",
                 *(f"| {s['t_s']:.0f} | {s['rss_mib']} | {s['ok']} | {s['errors']} |" for s in soak["samples"][::6])]
     return "\n".join(out) + "\n"
