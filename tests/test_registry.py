@@ -122,6 +122,14 @@ def test_lifecycle_follows_the_transition_table(reg, tmp_path):
     assert reg.get(art.id).state == "retired"
     assert [e.type for e in reg.events(art.id)] == ["registered", "promoted", "promoted", "promoted", "retired"]
     assert reg.load_manifest(art.id) == art.manifest  # state changes never touch the manifest
+    for state in ("canary", "champion"):  # back into service only through shadow (or a rollback)
+        with pytest.raises(TransitionError, match="not allowed"):
+            reg.transition(art.id, state, event_type="promoted", actor="approver", reason="skip shadow")
+    reg.transition(art.id, "shadow", event_type="promoted", actor="approver", reason="re-spawned")
+    reg.transition(art.id, "rejected", event_type="rejected", actor="approver", reason="failed live")
+    for state in ("candidate", "shadow", "champion"):
+        with pytest.raises(TransitionError, match="not allowed"):
+            reg.transition(art.id, state, event_type="promoted", actor="approver", reason="rejected is final")
 
 
 def test_datasets_have_no_lifecycle(reg, tmp_path):

@@ -4,8 +4,11 @@ Models move candidate -> shadow -> canary -> champion -> retired; any
 pre-champion state may be rejected. Forward jumps are allowed (``promote
 --to champion`` from canary or shadow) because each promotion is separately
 gated by evidence (the evaluation issue); what the table forbids is going
-backwards without a named action: only a rollback may bring a retired
-champion back, and a canary may be demoted to shadow. champion -> champion
+backwards without a named action: a rollback may bring a retired champion
+back, a retired model may be promoted to shadow again on fresh evidence (a
+spawn whose recipe re-derives a child pruned earlier gets that same,
+content-addressed artifact: it starts over from live shadow traffic), and a
+canary may be demoted to shadow. A rejected model stays rejected. champion -> champion
 by ``promoted`` crowns a model in one more niche (a merged specialist serves
 the niches of both models it replaced; niches are event data, not states). A state is never
 stored in a manifest: it is the result of replaying state events.
@@ -28,7 +31,7 @@ TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "canary": {"champion": ("promoted",), "shadow": ("demoted", "rolled-back"),
                "rejected": ("rejected", "rolled-back"), "retired": ("retired", "rolled-back")},
     "champion": {"retired": ("retired", "rolled-back"), "champion": ("promoted",)},
-    "retired": {"champion": ("rolled-back",)},
+    "retired": {"champion": ("rolled-back",), "shadow": ("promoted",)},
     "rejected": {},
 }
 STATE_EVENT_TYPES = ("promoted", "demoted", "rejected", "retired", "rolled-back")

@@ -99,6 +99,8 @@ def breed(registry, home, governance, lab_config, parent_id: str, *, identity: s
     if not useful:
         return {"reason": "no candidate earned promotion: " + "; ".join(result.selection.reasons),
                 "child": None, "release": result.release.id}
-    return {"reason": f"bred {useful[:12]} with evidence {result.evidence[useful][:12]}; an approver may shadow "
-                      f"it (POST /admin/promote to=shadow niche={domain})",
+    state = registry.get(useful).state
+    again = "" if state == "candidate" else f" (the same recipe re-derived it: {state} until now)"
+    return {"reason": f"bred {useful[:12]}{again} with evidence {result.evidence[useful][:12]}; an approver may "
+                      f"shadow it (POST /admin/promote to=shadow niche={domain})",
             "child": useful, "release": result.release.id, "evidence": result.evidence[useful]}

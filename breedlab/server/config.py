@@ -58,6 +58,10 @@ class ServerConfig:
     """Whether /v1/* needs a bearer token with the inference (or approver) role (``admin.inference_key``)."""
     detector_window_queries: int = 50
     """Logged requests per task-monitor window; each closed window is scored by the detector (0: off)."""
+    auto_breed: bool = False
+    """Whether a ``spawn-requested`` from live traffic starts a breeding worker as governance's breeding
+    identity at once (it breeds, never promotes: an approver still shadows the candidate). Off: the
+    request waits for ``POST /admin/breed``."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     """The ``rollout:`` section: canary share, live-regression gate, seed."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)

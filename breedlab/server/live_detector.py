@@ -5,8 +5,10 @@ every ``detector_window_queries`` of them, the monitor's window is closed on the
 monitor's own thread and the detector scores it. A domain over tau_spawn
 (after its cooldown, with no active specialist, and not one of the parent's own
 domains) gets a ``spawn-requested`` event on the parent, with every input of
-its score: the breeding worker (``POST /admin/breed`` with the breeder's token)
-acts on it; the server itself never breeds or promotes.
+its score. ``POST /admin/breed`` acts on it; with ``server.auto_breed`` the
+``on_request`` callback starts a breeding worker as the breeding identity at
+once (``state.ServerState._auto_breed``). Either way the server never promotes
+what was bred: an approver does.
 
 The detector gets its own ``Registry`` instance, opened on the monitor thread:
 the registry's index connection belongs to the thread that opened it.
@@ -24,8 +26,11 @@ log = logging.getLogger("breedlab.server")
 
 
 class LiveDetector:
-    def __init__(self, monitor_log, home, parent, *, window_queries: int, parent_domains: list[str]):
+    def __init__(self, monitor_log, home, parent, *, window_queries: int, parent_domains: list[str],
+                 on_request=None):
         self.monitor_log, self.home, self.parent = monitor_log, home, parent
+        self.on_request = on_request
+        """Called with each ``SpawnRequest`` the detector makes (on the monitor's thread)."""
         self.window_queries, self.parent_domains = window_queries, list(parent_domains)
         self.detector = None
         self._count = 0
@@ -46,7 +51,10 @@ class LiveDetector:
             if self.detector is None:
                 self.detector = self._make_detector()
             stats = monitor.close_window()
-            return self.detector.observe(stats, time.time())
+            requests = self.detector.observe(stats, time.time())
+            for request in requests if self.on_request is not None else ():
+                self.on_request(request)
+            return requests
         except Exception as error:  # the detector must never take serving down with it
             log.error("detector window failed: %s", error)
             return []

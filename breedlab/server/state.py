@@ -88,7 +88,8 @@ class ServerState:
         state.rollouts = LiveRollouts(registry, config, metrics, host, on_rollback=state._rolled_back)
         out_of_domain = policy_artifact.manifest.recipe.get("out_of_domain", []) if policy_artifact else []
         state.detector = LiveDetector(monitor, home, loaded, window_queries=config.detector_window_queries,
-                                      parent_domains=list(out_of_domain))
+                                      parent_domains=list(out_of_domain),
+                                      on_request=state._auto_breed if config.auto_breed else None)
         state.breeding = BreedingRuns(registry, home, parent.id, server_actor=config.lifecycle.actor)
         state.breeding.reconcile()
         state.refresh_routes()
@@ -146,6 +147,21 @@ class ServerState:
         self.breeding.close()
         self.rollouts.close()
         self.monitor.close()
+
+    def _auto_breed(self, request) -> None:
+        """``server.auto_breed``: a live spawn request starts breeding as the breeder, or says why not."""
+        from .admin_breed import BreedingBusy, domain_problem
+
+        problem = domain_problem(self.registry, request.domain)
+        try:
+            if problem is None:
+                self.breeding.start(request.domain, identity=self.governance.breeder, role="breeder")
+                return
+        except BreedingBusy as error:
+            problem = str(error)
+        self.registry.record("spawn-deferred", self.parent_id, actor=self.config.lifecycle.actor,
+                             reason=f"auto-breed for {request.domain} not started: {problem}",
+                             data={"domain": request.domain})
 
     def _rolled_back(self, child_id: str) -> None:
         self.refresh_routes()
