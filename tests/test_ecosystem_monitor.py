@@ -8,12 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from breedlab.ecosystem.monitor import (
-    DomainCentroids,
-    MonitorConfig,
-    TaskMonitor,
-    candidate_name,
-)
+from breedlab.ecosystem.clusters import candidate_name
+from breedlab.ecosystem.monitor import DomainCentroids, MonitorConfig, TaskMonitor
 from breedlab.pico_lab import register_synthetic_splits, synthetic_documents
 from breedlab.registry import Registry
 from breedlab.registry.index import schema
@@ -100,6 +96,22 @@ def test_window_stats_and_parent_gap(tmp_path, embedder, centroids):
     assert 0.0 <= stats["code"].breadth < 0.5 and stats["code"].window_tokens == 100
     stored = mon.conn.execute("SELECT domain, parent_gap FROM domain_stats ORDER BY domain").fetchall()
     assert [r["domain"] for r in stored] == ["code", "general"]
+
+
+def test_the_query_log_keeps_the_newest_rows_and_every_window_s_stats(tmp_path, embedder, centroids):
+    mon = TaskMonitor(tmp_path / "monitor.sqlite", embedder, centroids=centroids,
+                      config=MonitorConfig(retain_queries=8))
+    texts = synthetic_documents("code", 12, seed=6) + synthetic_documents("general", 12, seed=6)
+    for window in range(3):
+        for text in texts[window * 8:(window + 1) * 8]:
+            mon.log(text, model="parent", latency_ms=1.0, tokens=10)
+        if window == 2:  # the open window is never trimmed: its queries are still to be counted
+            assert mon.conn.execute("SELECT COUNT(*) FROM queries").fetchone()[0] == 16
+        mon.close_window()
+    kept = mon.conn.execute("SELECT text FROM queries ORDER BY id").fetchall()
+    assert [r["text"] for r in kept] == texts[16:]  # the newest 8 rows
+    windows = mon.conn.execute("SELECT window, SUM(queries) FROM domain_stats GROUP BY window").fetchall()
+    assert [tuple(r) for r in windows] == [(0, 8), (1, 8), (2, 8)]
 
 
 def test_a_persistent_unknown_cluster_becomes_a_named_candidate(tmp_path, embedder, centroids):

@@ -13,9 +13,7 @@ by its members' most frequent non-stopword terms.
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ import numpy as np
 
 from ..registry.index import apply_migrations, connect
 from ..typed_config import from_mapping, read_section
+from .clusters import Cluster, candidate_name, leader_clusters, normalise
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
 
@@ -55,7 +54,6 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("003_queries_by_domain", "CREATE INDEX queries_by_domain ON queries (domain)"),
 ]
 
-STOPWORDS = frozenset(["the", "and", "for", "with", "that", "this", "from", "was", "were", "are", "has", "have", "had", "not", "but", "into", "onto", "then", "than", "there", "their", "them", "they", "what", "when", "where", "which", "while", "who", "why", "how", "its", "his", "her", "our", "your", "you", "all", "any", "can", "may", "one", "two", "out", "off", "over", "under", "very", "just", "also", "more", "most", "some", "such", "only", "own", "same", "too", "each", "other", "def", "return", "none", "true", "false"])
 
 
 
@@ -75,6 +73,9 @@ class MonitorConfig:
     """Consecutive windows a cluster must persist to become a candidate domain."""
     name_terms: int = 3
     """Top terms in a candidate domain's name."""
+    retain_queries: int = 200_000
+    """Query rows kept (newest); older ones are deleted when a window closes, so a server's log is bounded
+    on disk (~2 KB a row with its embedding). Per-window domain stats are kept for good. 0: keep all."""
 
 
 def load_section(cls, section: str, path: Path = SHIPPED):
@@ -116,7 +117,7 @@ class DomainCentroids:
                 if len(texts) >= docs_per_domain:
                     break
             rows.append(embedder.embed(texts).mean(axis=0))
-        return cls(list(domains), _normalise(np.stack(rows)), threshold)
+        return cls(list(domains), normalise(np.stack(rows)), threshold)
 
     per_domain: dict[str, float] = field(default_factory=dict)
     """Calibrated thresholds by domain (``calibrate``); a domain without one uses ``threshold``."""
@@ -148,8 +149,8 @@ class DomainCentroids:
     def add(self, name: str, centroid: np.ndarray) -> None:
         """Adopt a candidate domain so later queries are assigned to it."""
         self.names.append(name)
-        self.matrix = np.vstack([self.matrix, _normalise(centroid[None, :])]) if len(self.matrix) \
-            else _normalise(centroid[None, :])
+        self.matrix = np.vstack([self.matrix, normalise(centroid[None, :])]) if len(self.matrix) \
+            else normalise(centroid[None, :])
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,6 @@ class DomainStats:
     tokens: int
     window_tokens: int
     """Tokens served in the whole window, for the compute-savings share."""
-
-
-@dataclass
-class _Cluster:
-    centroid: np.ndarray
-    members: list[int] = field(default_factory=list)
-    streak: int = 1
 
 
 class TaskMonitor:
@@ -195,7 +189,7 @@ class TaskMonitor:
         self.candidates: list[str] = []
         self._window_start = self._last_id()
         self._texts: dict[int, str] = {}  # this window only, in memory: gap_fn needs text even in hash mode
-        self._clusters: list[_Cluster] = []
+        self._clusters: list[Cluster] = []
 
     def log(self, text: str, *, model: str, latency_ms: float, tokens: int,
             now: datetime | None = None) -> str | None:
@@ -225,6 +219,8 @@ class TaskMonitor:
         self.window += 1
         self._window_start = rows[-1]["id"] if rows else self._window_start
         self._texts.clear()
+        if self.config.retain_queries > 0:  # closed windows only: the open one starts after _window_start
+            self.conn.execute("DELETE FROM queries WHERE id <= ?", (self._window_start - self.config.retain_queries,))
         return stats
 
     def _domain_stats(self, rows, vectors) -> list[DomainStats]:
@@ -234,7 +230,7 @@ class TaskMonitor:
         for domain in sorted({r["domain"] for r in rows if r["domain"] is not None}):
             idx = [i for i, r in enumerate(rows) if r["domain"] == domain]
             members = vectors[idx]
-            centre = _normalise(members.mean(axis=0, keepdims=True))[0]
+            centre = normalise(members.mean(axis=0, keepdims=True))[0]
             texts = [self._texts.get(rows[i]["id"], "") for i in idx]
             gap = float(self.gap_fn(domain, texts)) if self.gap_fn else None
             stats.append(DomainStats(domain, self.window, len(idx), len(idx) / total,
@@ -245,7 +241,7 @@ class TaskMonitor:
     def _track_clusters(self, rows, vectors, unknown: list[int]) -> None:
         """Cluster this window's unknowns; promote those matching a cluster of the last window often enough."""
         cfg = self.config
-        current = [c for c in _leader_clusters(vectors[unknown] if unknown else np.zeros((0, 1)),
+        current = [c for c in leader_clusters(vectors[unknown] if unknown else np.zeros((0, 1)),
                                                cfg.cluster_threshold) if len(c.members) >= cfg.min_cluster_size]
         for cluster in current:
             cluster.members = [unknown[m] for m in cluster.members]
@@ -255,7 +251,7 @@ class TaskMonitor:
                 self._promote(cluster, rows)
         self._clusters = [c for c in current if c.streak < cfg.persist_windows]
 
-    def _promote(self, cluster: _Cluster, rows) -> None:
+    def _promote(self, cluster: Cluster, rows) -> None:
         texts = [self._texts.get(rows[i]["id"], "") for i in cluster.members]
         name = candidate_name(texts, self.config.name_terms)
         if name in self.centroids.names:
@@ -270,28 +266,3 @@ class TaskMonitor:
 
     def _last_id(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM queries").fetchone()[0]
-
-
-def _leader_clusters(vectors: np.ndarray, threshold: float) -> list[_Cluster]:
-    """Greedy leader clustering in arrival order: join the most similar cluster above threshold."""
-    clusters: list[_Cluster] = []
-    for i, vector in enumerate(vectors):
-        sims = [float(c.centroid @ vector) for c in clusters]
-        if sims and max(sims) >= threshold:
-            best = clusters[int(np.argmax(sims))]
-            best.members.append(i)
-            best.centroid = _normalise(vectors[best.members].mean(axis=0, keepdims=True))[0]
-        else:
-            clusters.append(_Cluster(vector.copy(), [i]))
-    return clusters
-
-
-def candidate_name(texts: list[str], terms: int = 3) -> str:
-    """The ``terms`` most frequent non-stopword words (ties alphabetical), joined by '-'."""
-    counts = Counter(w for t in texts for w in re.findall(r"[a-z]{3,}", t.lower()) if w not in STOPWORDS)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return "-".join(word for word, _ in ranked[:terms]) or "unnamed"
-
-
-def _normalise(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)).astype(np.float32)
