@@ -115,7 +115,6 @@ def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Ar
     from .ecosystem.detector import Detector, load_detector_config, parent_nll_gap, registered_specialist
     from .ecosystem.embed import shared_embedder
     from .ecosystem.lifecycle import load_lifecycle_config
-    from .ecosystem.monitor import DomainCentroids, MonitorConfig, TaskMonitor, load_section
     from .ecosystem.rollout import load_rollout_config
     from .ecosystem.runner import EcosystemParts
     from .ecosystem.serving import ModelPool
@@ -125,16 +124,8 @@ def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Ar
     console.print(f"router: {policy.name} policy {policy_artifact.id[:12]}, threshold {policy.threshold:.3f}")
     pool = ModelPool(registry, max_tokens=profile.max_query_tokens)
     model, tokenizer = pool.load(parent.id)
-    monitor_config = load_section(MonitorConfig, "monitor")
-    centroids = DomainCentroids.from_datasets(registry, list(profile.domains), embedder,
-                                              docs_per_domain=monitor_config.docs_per_domain,
-                                              threshold=monitor_config.known_threshold)
-    held_out = labelled_snippets(registry, profile.domains, "validation", seed=profile.seed, limit=100)
-    thresholds = centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()},
-                                     monitor_config.known_quantile)
-    console.print("monitor thresholds: " + ", ".join(f"{d} {t:.3f}" for d, t in thresholds.items()))
-    monitor = TaskMonitor(home.logs_dir / f"demo-{profile.name}-queries.sqlite", embedder, centroids=centroids,
-                          config=monitor_config, gap_fn=parent_nll_gap(model, tokenizer))
+    monitor = build_monitor(home.logs_dir / f"demo-{profile.name}-queries.sqlite", registry, profile, embedder,
+                            gap_fn=parent_nll_gap(model, tokenizer), console=console)
     specialist = registered_specialist(registry)
     detector_config = overridden(load_detector_config(), profile.detector)
     head = 2.0 * model.config.hidden_size * model.config.vocab_size
@@ -145,3 +136,19 @@ def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Ar
     return EcosystemParts(registry, parent.id, pool, policy, monitor, detector,
                           overridden(load_rollout_config(), profile.rollout),
                           overridden(load_lifecycle_config(), profile.lifecycle))
+
+
+def build_monitor(path, registry: Registry, profile: DemoProfile, embedder, *, gap_fn, console: Console):
+    """The demo's task monitor at ``path``: centroids of the profile's domains, thresholds calibrated
+    on their validation snippets, the shipped monitor section, ``gap_fn`` measuring the parent."""
+    from .ecosystem.monitor import DomainCentroids, MonitorConfig, TaskMonitor, load_section
+
+    monitor_config = load_section(MonitorConfig, "monitor")
+    centroids = DomainCentroids.from_datasets(registry, list(profile.domains), embedder,
+                                              docs_per_domain=monitor_config.docs_per_domain,
+                                              threshold=monitor_config.known_threshold)
+    held_out = labelled_snippets(registry, profile.domains, "validation", seed=profile.seed, limit=100)
+    thresholds = centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()},
+                                     monitor_config.known_quantile)
+    console.print("monitor thresholds: " + ", ".join(f"{d} {t:.3f}" for d, t in thresholds.items()))
+    return TaskMonitor(path, embedder, centroids=centroids, config=monitor_config, gap_fn=gap_fn)

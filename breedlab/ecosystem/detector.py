@@ -37,15 +37,15 @@ ACTIVE_STATES = ("shadow", "canary", "champion")
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    w_volume: float = 0.5
+    w_volume: float = 0.7
     """Weight of D's share of the window's queries."""
-    w_gap: float = 0.3
+    w_gap: float = 0.1
     """Weight of the parent's normalised gap on D."""
     w_savings: float = 0.2
     """Weight of the projected share of window compute saved by a child at ratio p."""
     gap_reference: float = 5.0
     """Gap that normalises to 1.0 (larger gaps are clipped), e.g. a mean NLL in nats."""
-    tau_spawn: float = 0.4
+    tau_spawn: float = 0.3
     """sigma at or above which a spawn is requested."""
     cooldown_s: float = 3600.0
     """Seconds after firing for D during which D does not fire again."""
