@@ -139,16 +139,26 @@ def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Ar
 
 
 def build_monitor(path, registry: Registry, profile: DemoProfile, embedder, *, gap_fn, console: Console):
-    """The demo's task monitor at ``path``: centroids of the profile's domains, thresholds calibrated
-    on their validation snippets, the shipped monitor section, ``gap_fn`` measuring the parent."""
-    from .ecosystem.monitor import DomainCentroids, MonitorConfig, TaskMonitor, load_section
+    """The demo's task monitor at ``path``: calibrated centroids of the profile's domains, the shipped
+    monitor section, ``gap_fn`` measuring the parent."""
+    from .ecosystem.monitor import MonitorConfig, TaskMonitor, load_section
 
     monitor_config = load_section(MonitorConfig, "monitor")
-    centroids = DomainCentroids.from_datasets(registry, list(profile.domains), embedder,
+    centroids = calibrated_centroids(registry, list(profile.domains), embedder, monitor_config, seed=profile.seed)
+    console.print("monitor thresholds: " + ", ".join(f"{d} {t:.3f}" for d, t in centroids.per_domain.items()))
+    return TaskMonitor(path, embedder, centroids=centroids, config=monitor_config, gap_fn=gap_fn)
+
+
+def calibrated_centroids(registry: Registry, domains: list[str], embedder, monitor_config, *, seed: int):
+    """Centroids of ``domains`` (their train documents) with per-domain thresholds calibrated on
+    held-out validation snippets (domains without a validation split keep the global threshold).
+    The demo and the server (``server.setup``, which caches the result) both build them here."""
+    from .ecosystem.monitor import DomainCentroids
+
+    centroids = DomainCentroids.from_datasets(registry, domains, embedder,
                                               docs_per_domain=monitor_config.docs_per_domain,
                                               threshold=monitor_config.known_threshold)
-    held_out = labelled_snippets(registry, profile.domains, "validation", seed=profile.seed, limit=100)
-    thresholds = centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()},
-                                     monitor_config.known_quantile)
-    console.print("monitor thresholds: " + ", ".join(f"{d} {t:.3f}" for d, t in thresholds.items()))
-    return TaskMonitor(path, embedder, centroids=centroids, config=monitor_config, gap_fn=gap_fn)
+    calibrated = [d for d in domains if registry.find(kind="dataset", name=f"{d}/validation")]
+    held_out = labelled_snippets(registry, calibrated, "validation", seed=seed, limit=100)
+    centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()}, monitor_config.known_quantile)
+    return centroids

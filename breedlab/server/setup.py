@@ -134,7 +134,7 @@ def calibrated_centroids(home, registry: Registry, domains: list[str], embedder,
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
-    from ..demo_setup import labelled_snippets
+    from ..demo_setup import calibrated_centroids as fit_centroids
     from ..ecosystem.monitor import DomainCentroids
 
     datasets = {d: [a.id for split in ("train", "validation")
@@ -146,12 +146,7 @@ def calibrated_centroids(home, registry: Registry, domains: list[str], embedder,
         with safe_open(str(path), framework="numpy") as stored:
             meta = json.loads(stored.metadata()["centroids"])
             return DomainCentroids(meta["names"], stored.get_tensor("matrix"), meta["threshold"], meta["per_domain"])
-    centroids = DomainCentroids.from_datasets(registry, domains, embedder,
-                                              docs_per_domain=monitor_config.docs_per_domain,
-                                              threshold=monitor_config.known_threshold)
-    calibrated = [d for d in domains if len(datasets[d]) == 2]
-    held_out = labelled_snippets(registry, calibrated, "validation", seed=0, limit=100)
-    centroids.calibrate({d: embedder.embed(t) for d, t in held_out.items()}, monitor_config.known_quantile)
+    centroids = fit_centroids(registry, domains, embedder, monitor_config, seed=0)
     meta = {"names": centroids.names, "threshold": centroids.threshold, "per_domain": centroids.per_domain}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
