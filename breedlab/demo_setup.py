@@ -86,21 +86,28 @@ def labelled_snippets(registry: Registry, domains, split: str, *, seed: int, lim
 
 
 def fit_router(registry: Registry, profile: DemoProfile, embedder):
-    """The default router policy over the niches, calibrated with the parent's domains as out-of-domain."""
+    """The default router policy over the profile's niches, its own domains as out-of-domain."""
+    return fit_and_register_router(registry, profile.niches, profile.parent_domains, embedder,
+                                   policy_name=_default_policy(), seed=profile.seed, data_domains=profile.domains)
+
+
+def fit_and_register_router(registry: Registry, niches, parent_domains, embedder, *, policy_name: str, seed: int,
+                            data_domains, recipe: dict | None = None):
+    """Fit ``policy_name`` on the niches' train snippets, calibrate it with the parent's domains as
+    out-of-domain, register it with the train/validation splits of ``data_domains`` as its data.
+    The demo and the server (a home without a router policy) both fit here; ``recipe`` adds fields."""
     from .ecosystem.router import calibrate, fit, register_policy
 
-    policy_name = _default_policy()
     # Many training snippets: the default (linear) policy needs thousands, and fits them in seconds.
-    train = labelled_snippets(registry, profile.niches, "train", seed=profile.seed, limit=3000,
-                              max_docs=3000)
-    validation = labelled_snippets(registry, profile.niches, "validation", seed=profile.seed)
-    ood = labelled_snippets(registry, profile.parent_domains, "validation", seed=profile.seed)
-    policy = fit(policy_name, train, embedder=embedder, seed=profile.seed)
+    train = labelled_snippets(registry, niches, "train", seed=seed, limit=3000, max_docs=3000)
+    validation = labelled_snippets(registry, niches, "validation", seed=seed)
+    ood = labelled_snippets(registry, parent_domains, "validation", seed=seed)
+    policy = fit(policy_name, train, embedder=embedder, seed=seed)
     calibrate(policy, validation, out_of_domain=[t for texts in ood.values() for t in texts])
-    data = [registry.find(kind="dataset", name=f"{d}/{s}")[0].id
-            for d in profile.domains for s in ("train", "validation")]
+    data = [registry.find(kind="dataset", name=f"{d}/{s}")[0].id for d in data_domains for s in ("train", "validation")]
     artifact = register_policy(registry, policy, name=f"router/{policy_name}", data_ids=data,
-                               recipe={"niches": profile.niches, "out_of_domain": list(profile.parent_domains)})
+                               recipe={"niches": list(niches), "out_of_domain": list(parent_domains),
+                                       **(recipe or {})})
     return policy, artifact
 
 

@@ -75,10 +75,9 @@ def _embedder_for(artifact: Artifact):
 
 
 def _fit_policy(registry: Registry, policy_name: str):
-    """Fit, calibrate and register ``policy_name`` the way ``demo_setup.fit_router`` does."""
-    from ..demo_setup import labelled_snippets, load_profile
+    """Fit, calibrate and register ``policy_name`` as the demo does (``demo_setup.fit_and_register_router``)."""
+    from ..demo_setup import fit_and_register_router, load_profile
     from ..ecosystem.embed import shared_embedder
-    from ..ecosystem.router import calibrate, fit, register_policy
 
     domains = _domains_with(registry, ("train", "validation"))
     parent_domains = [d for d in load_profile("full").parent_domains if d in domains]
@@ -86,15 +85,9 @@ def _fit_policy(registry: Registry, policy_name: str):
     if not niches:
         log.warning("no router policy and no niche datasets: the parent serves every request")
         return None, None
-    embedder = shared_embedder()
-    policy = fit(policy_name, labelled_snippets(registry, niches, "train", seed=0, limit=3000, max_docs=3000),
-                 embedder=embedder, seed=0)
-    ood = labelled_snippets(registry, parent_domains, "validation", seed=0)
-    calibrate(policy, labelled_snippets(registry, niches, "validation", seed=0),
-              out_of_domain=[t for texts in ood.values() for t in texts])
-    data = [registry.find(kind="dataset", name=f"{d}/{s}")[0].id for d in domains for s in ("train", "validation")]
-    artifact = register_policy(registry, policy, name=f"router/{policy_name}", data_ids=data,
-                               recipe={"niches": niches, "out_of_domain": parent_domains, "fitted_by": "serve"})
+    policy, artifact = fit_and_register_router(registry, niches, parent_domains, shared_embedder(),
+                                               policy_name=policy_name, seed=0, data_domains=domains,
+                                               recipe={"fitted_by": "serve"})
     log.warning("no router policy was registered: fitted %s %s", policy_name, artifact.id[:12])
     return policy, artifact
 
