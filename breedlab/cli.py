@@ -284,7 +284,6 @@ def serve(home: HomeOption = None,
 
     from .server.app import create_app
     from .server.config import load_server_config
-
     from .server.setup import check_servable
 
     config = load_server_config()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from .engine import Loaded
 from .errors import ApiError
-from .generation import Generation, Sampling, eos_ids
+from .generation import Generation, Sampling
 from .live_rollout import Job
 from .routing import Decision, ModelNotFound
 
@@ -39,8 +39,7 @@ class Prepared:
     started: float
 
     def generation(self) -> Generation:
-        return Generation(self.loaded.model, self.loaded.tokenizer, list(self.prompt_ids), self.sampling,
-                          eos_ids(self.loaded.tokenizer))
+        return self.loaded.generation(self.prompt_ids, self.sampling)
 
     def served(self) -> dict:
         """The ``breedlab`` object of the response."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..evaluation.measure import load_candidate
 from ..registry import Registry
+from .generation import Generation, eos_ids
 
 log = logging.getLogger("breedlab.server")
 
@@ -29,6 +30,10 @@ class Loaded:
     context: int
     """Positions the model can attend over (prompt + answer)."""
     fallback: str | None = None
+
+    def generation(self, prompt_ids, sampling) -> Generation:
+        """A generation of this model continuing ``prompt_ids`` (it ends at the tokenizer's EOS)."""
+        return Generation(self.model, self.tokenizer, list(prompt_ids), sampling, eos_ids(self.tokenizer))
 
 
 class ModelHost:

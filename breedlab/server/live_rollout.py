@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from ..ecosystem.rollout import Rollout, judge
 from ..governance.niche import active_children
 from ..registry import RegistryError
-from .generation import Generation, Sampling, eos_ids, mean_nll
+from .generation import Sampling, mean_nll
 
 log = logging.getLogger("breedlab.server")
 
@@ -134,14 +134,12 @@ class LiveRollouts:
         if child.fallback or champion.fallback:
             return None
         if job.stage == "shadow":
-            copy = Generation(child.model, child.tokenizer, list(job.prompt_ids), job.sampling,
-                              eos_ids(child.tokenizer))
+            copy = child.generation(job.prompt_ids, job.sampling)
             copy.run()  # the shadow's own answer: real work, counted, never returned
             self.metrics.tokens.labels(job.child[:12], "shadow").inc(copy.completion_tokens)
             answer = job.answer
         else:
-            reference = Generation(champion.model, champion.tokenizer, list(job.prompt_ids), job.sampling,
-                                   eos_ids(champion.tokenizer))
+            reference = champion.generation(job.prompt_ids, job.sampling)
             answer = reference.run()
             self.metrics.tokens.labels(job.champion[:12], "shadow").inc(reference.completion_tokens)
         text = job.prompt + answer
