@@ -81,6 +81,7 @@ def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifac
     fitness = {champion.id: measure_candidate(registry, champion.id, suites, canary=canary)}
     parent_ppl = fitness[champion.id].general_ppl
     fitness[champion.id].general_regression = 0.0  # the champion is its own baseline
+    fitness[champion.id].general_ppl_ratio = 1.0
     for candidate in candidates:
         console.print(f"  measuring {candidate.manifest.name} ...")
         fitness[candidate.id] = measure_candidate(registry, candidate.id, suites, canary=canary,

@@ -23,7 +23,7 @@ def vector(candidate: str, correct: int = 120, cases: int = 200, nll_shift: floa
         candidate=candidate, suites=dict(SUITES), utility=correct / cases,
         utility_cases=[1] * correct + [0] * (cases - correct),
         domain_case_nll=(BASE_NLL + nll_shift + (noise if nll_shift else 0)).tolist(),
-        domain_ppl=float(np.exp(BASE_NLL.mean() + nll_shift)), general_regression=0.5,
+        domain_ppl=float(np.exp(BASE_NLL.mean() + nll_shift)), general_regression=0.5, general_ppl_ratio=1.01,
         latency_token_ms_p50=10.0, peak_rss_bytes=1 << 30, weight_bytes=500 << 20,
         network_attempts=0, data_local=True, canary_reproduced=False, has_nan=False,
     )
@@ -64,13 +64,57 @@ def test_a_gain_on_one_axis_does_not_excuse_a_significant_loss_on_the_other():
     assert decision.outcome == "no-op" and "significantly worse" in decision.reasons[1]
 
 
+FAST = 6.0  # ms per token: 0.6x the champion's 10.0, inside the 20% cost margin
+
+
+def test_a_cheaper_non_inferior_challenger_is_promoted_by_the_non_inferiority_rule():
+    challenger = vector("b" * 64, correct=119, nll_shift=0.01, latency_token_ms_p50=FAST)
+    decision = decide(CHAMPION, challenger, CONFIG)
+    assert decision.outcome == "promote", decision.reasons
+    assert decision.statistics["rule_fired"] == "non-inferiority"
+    assert "rule: non-inferiority" in decision.reasons[-1]
+    bounds = decision.statistics["non_inferiority"]
+    assert 0.01 < bounds["nll"]["upper_bound"] <= CONFIG.noninferior_nll_margin
+    assert bounds["utility"]["lower_bound"] >= -CONFIG.noninferior_utility_margin
+    assert bounds["cost"]["latency_ratio"] == pytest.approx(0.6)
+
+
+def test_a_better_challenger_is_promoted_by_superiority_even_when_cheaper():
+    decision = decide(CHAMPION, vector("b" * 64, correct=140, nll_shift=-0.1, latency_token_ms_p50=FAST), CONFIG)
+    assert decision.outcome == "promote" and decision.statistics["rule_fired"] == "superiority"
+
+
+@pytest.mark.parametrize("challenger, why", [
+    # cheaper, but the NLL increase is significant and beyond the 0.05 margin
+    (vector("b" * 64, nll_shift=0.08, latency_token_ms_p50=FAST), "> margin 0.05"),
+    # cheaper, but 12 of 200 cloze cases lost: the lower bound falls below -0.03
+    (vector("b" * 64, correct=108, latency_token_ms_p50=FAST), "< -0.03"),
+    # equal quality, only 10% cheaper: not cheaper by the 20% margin
+    (vector("b" * 64, latency_token_ms_p50=9.0), "needs <= 0.80x"),
+    # equal in every way
+    (vector("b" * 64), "needs <= 0.80x"),
+])
+def test_cheaper_but_worse_or_equal_but_not_cheaper_is_no_op(challenger, why):
+    decision = decide(CHAMPION, challenger, CONFIG)
+    assert decision.outcome == "no-op", decision.reasons
+    assert any(why in reason for reason in decision.reasons), decision.reasons
+
+
+def test_a_cheaper_child_over_the_relative_general_gate_is_rejected():
+    challenger = vector("b" * 64, latency_token_ms_p50=FAST, general_ppl_ratio=1.25)
+    decision = decide(CHAMPION, challenger, CONFIG)
+    assert decision.outcome == "reject"
+    assert any("general-ppl-ratio" in reason and "1.25x > limit 1.2x" in reason for reason in decision.reasons)
+    assert decide(CHAMPION, replace(challenger, general_ppl_ratio=1.19), CONFIG).outcome == "promote"
+
+
 def test_no_paired_evidence_is_no_op():
     decision = decide(CHAMPION, vector("b" * 64, utility_cases=[], domain_case_nll=[]), CONFIG)
     assert decision.outcome == "no-op" and "not compared" in decision.reasons[0]
 
 
 @pytest.mark.parametrize("override, gate_name", [
-    ({"general_regression": 9.0}, "general-regression"),
+    ({"general_ppl_ratio": 1.5}, "general-ppl-ratio"),
     ({"network_attempts": 1}, "network"),
     ({"canary_reproduced": True}, "canary"),
 ])

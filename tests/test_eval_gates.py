@@ -18,7 +18,7 @@ from breedlab.evaluation.gates import (
 def healthy(candidate: str = "c" * 64, **overrides) -> FitnessVector:
     """A candidate that passes every default gate."""
     values = dict(
-        candidate=candidate, utility=0.6, domain_ppl=20.0, general_regression=0.5,
+        candidate=candidate, utility=0.6, domain_ppl=20.0, general_regression=0.5, general_ppl_ratio=1.05,
         latency_token_ms_p50=10.0, peak_rss_bytes=1 << 30, weight_bytes=200 << 20,
         network_attempts=0, data_local=True, canary_reproduced=False, has_nan=False,
     )
@@ -58,12 +58,13 @@ def test_config_coerces_ints_for_floats_and_null_disables():
 def test_a_healthy_candidate_passes_every_gate():
     results = evaluate_gates(healthy(), EvaluationConfig())
     assert results and all(g.passed for g in results), [g for g in results if not g.passed]
-    assert {g.name for g in results} == set(GATES) - {"min-utility"}  # min_utility is null by default
+    # min_utility and the absolute general regression (the paper's "<2 PPL", a hypothesis now) are null by default
+    assert {g.name for g in results} == set(GATES) - {"min-utility", "general-regression"}
 
 
 @pytest.mark.parametrize("override, gate_name", [
-    ({"general_regression": 2.5}, "general-regression"),
-    ({"general_regression": math.nan}, "general-regression"),
+    ({"general_ppl_ratio": 1.25}, "general-ppl-ratio"),
+    ({"general_ppl_ratio": math.nan}, "general-ppl-ratio"),
     ({"network_attempts": 1}, "network"),
     ({"canary_reproduced": True}, "canary"),
     ({"has_nan": True}, "no-nan"),
@@ -78,7 +79,7 @@ def test_each_gate_fails_on_its_own_violation(override, gate_name):
 
 
 @pytest.mark.parametrize("metric, gate_name, switch", [
-    ("general_regression", "general-regression", {"max_general_regression": None}),
+    ("general_ppl_ratio", "general-ppl-ratio", {"max_general_ppl_ratio": None}),
     ("network_attempts", "network", {"max_network_attempts": None}),
     ("canary_reproduced", "canary", {"canary_must_not_reproduce": False}),
     ("has_nan", "no-nan", {"no_nan": False}),
@@ -88,6 +89,18 @@ def test_a_missing_metric_fails_its_gate_unless_the_gate_is_disabled(metric, gat
     missing = healthy(**{metric: None})
     assert failed(missing)[gate_name].reason == "not measured"
     assert failed(missing, replace(EvaluationConfig(), **switch)) == {}
+
+
+def test_the_absolute_general_regression_gate_still_works_when_configured():
+    config = replace(EvaluationConfig(), max_general_regression=2.0)
+    assert failed(healthy(general_regression=2.5), config).keys() == {"general-regression"}
+    assert failed(healthy(general_regression=None), config)["general-regression"].reason == "not measured"
+    assert failed(healthy(general_regression=1.5), config) == {}
+
+
+def test_the_relative_general_gate_is_inclusive_at_its_bound():
+    assert failed(healthy(general_ppl_ratio=1.20)) == {}
+    assert failed(healthy(general_ppl_ratio=1.2001)).keys() == {"general-ppl-ratio"}
 
 
 def test_min_utility_gate_when_configured():

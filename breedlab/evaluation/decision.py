@@ -19,10 +19,15 @@ The rule :func:`decide` applies, in order (every threshold is a field of
      ``>= min_nll_margin`` and the ``confidence`` interval of the difference
      lies wholly below 0; **worse** when it lies wholly above 0.
 
-4. **Promote** when at least one axis is better and no axis is worse: a
-   practically large gain that is not chance, bought with no significant loss
-   elsewhere (general retention, memory and privacy are gates already).
-5. Otherwise **no-op**, with one reason per axis: worse, equal, better by
+4. **Promote** (rule *superiority*) when at least one axis is better and no
+   axis is worse: a practically large gain that is not chance, bought with no
+   significant loss elsewhere (general retention, memory and privacy are
+   gates already).
+5. **Promote** (rule *non-inferiority*, :mod:`.noninferiority`) when the
+   challenger is within pre-declared margins of the champion on both quality
+   axes (one-sided bounds at 1 - alpha) and its latency per token is lower by
+   at least ``min_latency_saving``: as good, and measurably cheaper.
+6. Otherwise **no-op**, with one reason per axis: worse, equal, better by
    less than the margin, not significant, or not compared at all. No-op is the
    default outcome: the champion stays unless the evidence says otherwise.
 
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 
 from .fitness import FitnessVector
 from .gates import EvaluationConfig, evaluate_gates, rank
+from .noninferiority import non_inferior_and_cheaper
 from .stats import paired_bootstrap, sign_test
 
 # Pareto objectives for the diverse challenger: (metric, +1 higher is better / -1 lower is better).
@@ -59,7 +65,8 @@ def decide(champion: FitnessVector, challenger: FitnessVector, config: Evaluatio
            budget_problems: Sequence[str] = ()) -> Decision:
     """Apply the rule in the module docstring to one challenger against the champion."""
     rule = {key: getattr(config, key) for key in
-            ("min_utility_margin", "min_nll_margin", "alpha", "confidence", "bootstrap_resamples", "seed")}
+            ("min_utility_margin", "min_nll_margin", "alpha", "confidence", "bootstrap_resamples", "seed",
+             "noninferior_nll_margin", "noninferior_utility_margin", "min_latency_saving")}
     failed = [g for g in evaluate_gates(challenger, config) if not g.passed]
     if failed or budget_problems:
         reasons = [f"gate {g.name} failed: {g.reason}" for g in failed]
@@ -72,11 +79,19 @@ def decide(champion: FitnessVector, challenger: FitnessVector, config: Evaluatio
     statistics = {"rule": rule, "utility": utility[2], "domain_nll": nll[2]}
     reasons = [utility[1], nll[1]]
     if "better" in verdicts and "worse" not in verdicts:
-        return Decision("promote", reasons, statistics)
+        return Decision("promote", [*reasons, "promote (rule: superiority)"],
+                        {**statistics, "rule_fired": "superiority"})
+    cheaper = non_inferior_and_cheaper(champion, challenger, config)
+    reasons += cheaper.reasons
+    statistics["non_inferiority"] = cheaper.statistics
+    if cheaper.holds:
+        return Decision("promote", [*reasons, "promote (rule: non-inferiority): as good within the margins, "
+                                              "and cheaper"], {**statistics, "rule_fired": "non-inferiority"})
     if "worse" in verdicts:
         reasons.append("no-op: significantly worse on at least one axis")
     else:
-        reasons.append("no-op: no axis is better by the margin with significance")
+        reasons.append("no-op: no axis is better by the margin with significance, "
+                       "and the challenger is not both non-inferior and cheaper")
     return Decision("no-op", reasons, statistics)
 
 

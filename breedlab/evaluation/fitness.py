@@ -33,6 +33,8 @@ class FitnessVector:
     """Perplexity on held-out general text (retention)."""
     general_regression: float | None = None
     """general_ppl minus the parent's general_ppl on the same suite (positive = worse)."""
+    general_ppl_ratio: float | None = None
+    """general_ppl over the parent's general_ppl on the same suite (1.0 = as good as the parent)."""
     latency_token_ms_p50: float | None = None
     latency_token_ms_p95: float | None = None
     latency_request_ms_p50: float | None = None

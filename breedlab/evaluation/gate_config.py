@@ -29,8 +29,11 @@ class EvaluationConfig:
     # --- hard gates
     no_nan: bool = True
     """Fail a candidate whose outputs held a NaN (``has_nan``)."""
-    max_general_regression: float | None = 2.0
-    """Most general-text perplexity points a candidate may lose against the parent."""
+    max_general_regression: float | None = None
+    """Most general-text perplexity points a candidate may lose against the parent (None: off; the
+    paper's "< 2 PPL" is a hypothesis the Stage 1 benchmark reports, not a gate)."""
+    max_general_ppl_ratio: float | None = 1.20
+    """Largest general perplexity a candidate may have, as a multiple of the parent's on the same suite."""
     max_peak_rss_bytes: int | None = 4 * GIB
     """Memory ceiling for the process that loads and runs the candidate alone."""
     max_weight_bytes: int | None = 1 * GIB
@@ -56,6 +59,13 @@ class EvaluationConfig:
     """Bootstrap resamples; 10k makes the interval ends stable to about 1% of their width."""
     seed: int = 0
     """Seeds the bootstrap, so a decision re-computed from a packet is identical."""
+    # --- the non-inferiority rule: as good within a margin, and measurably cheaper
+    noninferior_nll_margin: float = 0.05
+    """Most the one-sided upper (1 - alpha) bound of the paired domain-NLL increase may be (nats/token)."""
+    noninferior_utility_margin: float = 0.03
+    """Most the one-sided lower (1 - alpha) bound of the paired utility difference may fall below 0."""
+    min_latency_saving: float = 0.20
+    """Least relative cut in p50 latency per token (0.20: at most 0.8x the champion's) that counts as cheaper."""
     # --- aggregate weights (higher score is better; see the module docstring)
     weight_utility: float = 1.0
     weight_domain_ppl: float = 0.5
@@ -86,8 +96,10 @@ def load_evaluation_config(path: Path | None = None) -> EvaluationConfig:
 def parse_evaluation_config(raw: Any, where: str = "evaluation config") -> EvaluationConfig:
     """Build a config from plain data; unknown keys and wrong types are errors, never ignored."""
     config = from_mapping(EvaluationConfig, raw, where, error=EvaluationConfigError)
-    problems = [f.name for f in fields(config) if f.name.startswith(("weight_", "min_", "max_"))
+    problems = [f.name for f in fields(config) if f.name.startswith(("weight_", "min_", "max_", "noninferior_"))
                 and getattr(config, f.name) is not None and getattr(config, f.name) < 0]
+    if config.min_latency_saving >= 1:
+        problems.append("min_latency_saving")
     if problems or not (0 < config.alpha < 1 and 0 < config.confidence < 1) or config.bootstrap_resamples < 1:
         raise EvaluationConfigError(f"{where}: need bounds, margins and weights >= 0 (bad: {problems}), "
                                     "alpha and confidence in (0, 1), bootstrap_resamples >= 1")

@@ -110,6 +110,13 @@ def general_regression(fitness: FitnessVector, config: EvaluationConfig) -> Gate
     return _bounded("general-regression", fitness.general_regression, config.max_general_regression, " PPL")
 
 
+@gate("general-ppl-ratio")
+def general_ppl_ratio(fitness: FitnessVector, config: EvaluationConfig) -> GateResult | None:
+    if config.max_general_ppl_ratio is None:
+        return None
+    return _bounded("general-ppl-ratio", fitness.general_ppl_ratio, config.max_general_ppl_ratio, "x")
+
+
 @gate("peak-rss")
 def peak_rss(fitness: FitnessVector, config: EvaluationConfig) -> GateResult | None:
     if config.max_peak_rss_bytes is None:

@@ -44,7 +44,7 @@ from .suites import Suite, TokenizerMismatch, load_suite, run_suite
 SUITE_FIELDS = {
     "cloze": ("utility", "utility_cases"),
     "lm": ("domain_accuracy", "domain_ppl", "domain_case_nll"),
-    "retention": ("general_ppl", "general_regression"),
+    "retention": ("general_ppl", "general_regression", "general_ppl_ratio"),
 }
 LATENCY_FIELDS = ("latency_token_ms_p50", "latency_token_ms_p95", "latency_request_ms_p50", "latency_request_ms_p95")
 MODEL_FIELDS = (*(n for names in SUITE_FIELDS.values() for n in names), *LATENCY_FIELDS,
@@ -199,6 +199,7 @@ def _score(fitness: FitnessVector, suite: Suite, model, tokenizer, parent_genera
         fitness.general_ppl = result.perplexity
         if parent_general_ppl is not None:
             fitness.general_regression = result.perplexity - parent_general_ppl
+            fitness.general_ppl_ratio = result.perplexity / parent_general_ppl
 
 
 def _latency(fitness: FitnessVector, model, tokenizer, settings: LatencySettings) -> None:
@@ -235,7 +236,8 @@ def _explain_missing(fitness: FitnessVector, suites: dict[str, Suite], canary, p
     """Every metric still None gets a reason in ``unmeasured``: evidence never stays silent."""
     reasons = {name: f"no {kind} suite given" for kind, names in SUITE_FIELDS.items() if kind not in suites
                for name in names}
-    reasons["general_regression"] = reasons.get("general_regression", "no parent_general_ppl given")
+    for name in ("general_regression", "general_ppl_ratio"):
+        reasons[name] = reasons.get(name, "no parent_general_ppl given")
     reasons["canary_reproduced"] = "no canary given for this candidate"
     for item in fields(FitnessVector):
         if getattr(fitness, item.name) is None and item.name not in fitness.unmeasured:
