@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from scipy.special import log_softmax as np_log_softmax
 from scipy.special import rel_entr
 
-from breedlab.cmg.losses import DistillLoss, ce_loss, kd_loss_full, kd_loss_topk
+from breedlab.cmg.losses import DistillLoss, ce_loss, hidden_state_loss, kd_loss_full, kd_loss_topk
 
 # One sequence of S = 2 tokens over V = 5: only position 0 predicts a next
 # token, so position 1's logits (set to junk) must not count.
@@ -209,3 +209,28 @@ def test_bad_temperatures_are_refused(temperature):
         kd_loss_full(child, parent, temperature)
     with pytest.raises(ValueError):
         DistillLoss(temperature=temperature)
+
+
+def test_hidden_state_loss_equals_a_hand_computation():
+    # one token of two dims per position: student (1, 0) and (0, 2); parent (1, 1) and (0, 1)
+    student = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])  # (B=1, S=2, D=2)
+    parent = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
+    # mse: sum of squared errors (0 + 1) + (0 + 1) = 2 over the parent's energy (1 + 1) + (0 + 1) = 3
+    assert hidden_state_loss(student, parent, "mse").item() == pytest.approx(2 / 3)
+    # cosine: 1 - cos: (1 - 1/sqrt(2)) for the first token, (1 - 1) for the second; mean over tokens
+    assert hidden_state_loss(student, parent, "cosine").item() == pytest.approx((1 - 1 / math.sqrt(2)) / 2)
+
+
+def test_hidden_state_loss_vanishes_on_a_match_and_trains_only_the_student():
+    parent = torch.randn(2, 3, 8)
+    student = parent.clone().requires_grad_(True)
+    for kind in ("mse", "cosine"):
+        assert hidden_state_loss(student, parent, kind).item() == pytest.approx(0.0, abs=1e-6)
+    moved = (parent + 0.1 * torch.randn(2, 3, 8)).requires_grad_(True)
+    teacher = parent.clone().requires_grad_(True)
+    hidden_state_loss(moved, teacher, "mse").backward()
+    assert moved.grad is not None and teacher.grad is None
+    with pytest.raises(ValueError, match="differ in shape"):
+        hidden_state_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match="'mse' or 'cosine'"):
+        hidden_state_loss(parent, parent, "l1")

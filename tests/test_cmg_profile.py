@@ -101,7 +101,7 @@ def test_save_and_load_round_trip_as_safetensors(pico, blocks, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:  # a plain safetensors file, no pickle
-        assert set(handle.keys()) == {"layer_importance", "head_importance", "neuron_importance"}
+        assert set(handle.keys()) == {"layer_importance", "head_importance", "neuron_importance", "block_influence"}
     loaded = load_profile(path)
     assert loaded.tokens == profile.tokens
     for name in ("layer_importance", "head_importance", "neuron_importance"):
@@ -131,7 +131,7 @@ def test_registered_profile_names_its_parent_and_data(pico, blocks, registry, ho
                              recipe={"source": "test"})
     profile = profile_model(pico[0], blocks)
     recipe = {"tokens": 256, "seq_len": 32, "measure": IMPORTANCE_MEASURE}
-    artifact = register_profile(registry, profile, name="code/profile", parent_id=parent.id, data_id=data.id,
+    artifact = register_profile(registry, profile, name="code/profile", parent_id=parent.id, data_ids=[data.id],
                                 recipe=recipe)
     manifest = artifact.manifest
     assert (manifest.kind, manifest.name, manifest.operator) == ("profile", "code/profile", "profile")
@@ -139,6 +139,6 @@ def test_registered_profile_names_its_parent_and_data(pico, blocks, registry, ho
     assert manifest.recipe == recipe
     assert manifest.metrics["top_layers"] == profile.ranked_layers()[:5]
     assert torch.equal(load_profile(artifact.path / PROFILE_FILE).neuron_importance, profile.neuron_importance)
-    again = register_profile(registry, profile, name="code/profile", parent_id=parent.id, data_id=data.id,
+    again = register_profile(registry, profile, name="code/profile", parent_id=parent.id, data_ids=[data.id],
                              recipe=recipe)
     assert again.id == artifact.id  # same profile, same parent and data: same artifact

@@ -11,7 +11,9 @@ from transformers import LlamaConfig
 
 from breedlab.cmg.profile import Profile, profile_model
 from breedlab.cmg.student import (
+    PRUNED,
     STRATEGIES,
+    by_influence,
     StudentPlan,
     StudentShape,
     count_student_params,
@@ -28,6 +30,11 @@ RATIOS = (0.05, 0.1, 0.3, 0.5)
 # parameters) exceed 5% and 10% of the total, and one minimal layer (8,576) exceeds
 # 5% of the non-embedding parameters (7,402) since every kv head is kept.
 PICO_INFEASIBLE = {(0.05, False), (0.05, True), (0.1, True)}
+# 'mixed' takes its depth from the proxy search (test_cmg_shape_search.py); every other strategy plans alone.
+PLANNED = tuple(s for s in STRATEGIES if s != "mixed")
+# Width pruning keeps every layer, each with all its kv heads, and depth pruning at least two
+# layers: below those sizes no plan exists, and saying so is the right answer.
+INFEASIBLE_PRUNE = "use a larger ratio|at least 2 layers"
 SMOLLM2_SHAPED = LlamaConfig(
     hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
     intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True,
@@ -100,22 +107,35 @@ def test_profiled_selection_keeps_the_rigged_head_and_neuron(rigged):
     assert 1 in heads[3] and 0 not in heads[3]  # the untouched parent would keep head 0
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+def _plan_unless_too_small_to_prune(config, **kwargs):
+    """The plan, or None where a pruned strategy (only) has no shape at this ratio."""
+    if kwargs["strategy"] not in PRUNED:
+        return plan_student(config, **kwargs)
+    try:
+        return plan_student(config, **kwargs)
+    except ValueError as error:
+        assert any(why in str(error) for why in INFEASIBLE_PRUNE.split("|")), error
+        return None
+
+
+@pytest.mark.parametrize("strategy", PLANNED)
 @pytest.mark.parametrize("count_embeddings", (False, True))
 def test_built_pico_students_have_the_planned_size(pico, profile, strategy, count_embeddings):
     for ratio in RATIOS:
         kwargs = {"ratio": ratio, "strategy": strategy, "profile": profile, "count_embeddings": count_embeddings}
         if (ratio, count_embeddings) in PICO_INFEASIBLE:
-            with pytest.raises(ValueError, match="embeddings alone|use a larger ratio"):
+            with pytest.raises(ValueError, match="embeddings alone|" + INFEASIBLE_PRUNE):
                 plan_student(pico[0].config, **kwargs)
             continue
-        plan = plan_student(pico[0].config, **kwargs)
+        plan = _plan_unless_too_small_to_prune(pico[0].config, **kwargs)
+        if plan is None:
+            continue
         student = build_student(pico[0], plan)
         assert count_parameters(student, include_embeddings=count_embeddings) == plan.student_params
         assert abs(plan.student_params - plan.target_params) <= 0.02 * plan.target_params
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", tuple(s for s in PLANNED if s not in PRUNED))
 def test_the_smallest_ratio_fits_a_deeper_pico(pico, strategy):
     model = build_pico_model(pico[1], layers=8, intermediate=256)
     scores = Profile(torch.rand(8), torch.rand(8, 4), torch.rand(8, 256), tokens=1)
@@ -126,18 +146,25 @@ def test_the_smallest_ratio_fits_a_deeper_pico(pico, strategy):
     assert abs(plan.student_params - plan.target_params) <= 0.02 * plan.target_params
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", PLANNED)
 @pytest.mark.parametrize("count_embeddings", (False, True))
 def test_smollm2_shaped_plans_are_within_two_percent(strategy, count_embeddings):
     generator = torch.Generator().manual_seed(0)
-    scores = Profile(*(torch.rand(shape, generator=generator) for shape in ((30,), (30, 9), (30, 1536))), tokens=1)
+    scores = Profile(*(torch.rand(shape, generator=generator) for shape in ((30,), (30, 9), (30, 1536))), tokens=1,
+                     block_influence=torch.rand(30, generator=generator))
     for ratio in RATIOS:
         kwargs = {"ratio": ratio, "strategy": strategy, "profile": scores, "count_embeddings": count_embeddings}
         if count_embeddings and ratio <= 0.1:  # 28.3M embedding parameters > 10% of 134.5M
             with pytest.raises(ValueError, match="embeddings alone"):
                 plan_student(SMOLLM2_SHAPED, **kwargs)
             continue
-        plan = plan_student(SMOLLM2_SHAPED, **kwargs)
+        plan = _plan_unless_too_small_to_prune(SMOLLM2_SHAPED, **kwargs)
+        if plan is None:
+            # 30 layers, each with whole k/v projections, one query head per group and one neuron
+            smallest = count_student_params(SMOLLM2_SHAPED, StudentShape(30, 1, 1), count_embeddings=count_embeddings)
+            total = count_student_params(SMOLLM2_SHAPED, StudentShape(30, 3, 1536), count_embeddings=count_embeddings)
+            assert strategy == "width" and ratio * total < 0.98 * smallest
+            continue
         assert abs(plan.student_params - plan.target_params) <= 0.02 * plan.target_params
         shape = StudentShape(len(plan.layers), len(plan.heads[0]) // 3, len(plan.neurons[0]))
         assert count_student_params(SMOLLM2_SHAPED, shape, count_embeddings=count_embeddings) == plan.student_params
@@ -219,7 +246,7 @@ def test_scratch_has_the_same_shape_but_fresh_weights(rigged):
     assert std == pytest.approx(model.config.initializer_range, rel=0.2)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", PLANNED)
 def test_same_seed_same_student(pico, profile, strategy):
     plans = [plan_student(pico[0].config, ratio=0.3, strategy=strategy, profile=profile, seed=3) for _ in range(2)]
     assert plans[0] == plans[1]
@@ -244,3 +271,52 @@ def test_students_save_and_load_like_any_model(pico, profile, blocks, tmp_path):
     assert (loaded.config.num_attention_heads, loaded.config.head_dim) == (2, HEAD_DIM)
     with torch.no_grad():
         assert torch.equal(loaded(blocks).logits, student(blocks).logits)
+
+
+def test_width_pruning_keeps_every_layer_and_the_top_ranked_heads_and_channels(rigged):
+    config, rig = rigged[0].config, rigged[1]
+    plan = plan_student(config, ratio=0.5, strategy="width", profile=rig)
+    assert plan.layers == (0, 1, 2, 3) and len(plan.neurons[0]) < config.intermediate_size
+    _assert_kept_parts_are_the_top_ranked(plan, rig)
+    assert 17 in plan.neurons[1]  # the rigged neuron
+    narrow = StudentShape(layers=4, heads_per_group=1, intermediate=32)
+    layers, heads, neurons = select_parts(config, narrow, strategy="width", profile=rig)
+    assert layers == (0, 1, 2, 3) and 1 in heads[3] and 0 not in heads[3]  # the rigged head, in its group
+    for kept in heads:  # GQA stays whole: one query head in each of the two kv groups
+        assert sorted(h // 2 for h in kept) == [0, 1]
+    assert all(set(n) == _top(rig.neuron_importance[layer], 32) for layer, n in zip(layers, neurons))
+
+
+@pytest.fixture(scope="module")
+def identity_layer(pico, blocks):
+    """The pico parent with layer 2 writing nothing (o_proj and down_proj zeroed): an identity block."""
+    model = copy.deepcopy(pico[0])
+    with torch.no_grad():
+        model.model.layers[2].self_attn.o_proj.weight.zero_()
+        model.model.layers[2].mlp.down_proj.weight.zero_()
+    return model, profile_model(model, blocks)
+
+
+def test_block_influence_ranks_an_identity_layer_last_and_depth_pruning_drops_it(identity_layer):
+    model, profile = identity_layer
+    influence = profile.block_influence
+    assert influence[2].item() == pytest.approx(0.0, abs=1e-6)
+    assert int(influence.argmin()) == 2 and (influence[[0, 1, 3]] > 1e-3).all()
+    plan = plan_student(model.config, ratio=0.75, strategy="depth", profile=profile)
+    assert plan.layers == (0, 1, 3)
+
+
+def test_depth_pruning_protects_the_first_and_last_layers():
+    influence = torch.tensor([0.0, 0.5, 0.1, 0.9, 0.0])  # the ends have the lowest influence
+    assert by_influence(influence, 3) == [0, 3, 4]
+    assert by_influence(influence, 5) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="at least 2 layers"):
+        by_influence(influence, 1)
+
+
+def test_mixed_needs_its_depth_and_pruned_strategies_need_block_influence(pico, profile):
+    with pytest.raises(ValueError, match="proxy search"):
+        plan_student(pico[0].config, ratio=0.5, strategy="mixed", profile=profile)
+    old = Profile(profile.layer_importance, profile.head_importance, profile.neuron_importance, tokens=1)
+    with pytest.raises(ValueError, match="block influence"):
+        plan_student(pico[0].config, ratio=0.5, strategy="width", profile=old)

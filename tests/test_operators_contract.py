@@ -5,7 +5,7 @@ parents = [input id] (for a merge: the models it merged, which its recipe functi
 first) and the operator's name, the input is unchanged (its weights' digest and
 ``registry verify``), and the same seed on the same inputs in a second, fresh
 registry gives the same artifact id. A new operator fails here until it has
-a tiny recipe in ``RECIPES``.
+a tiny recipe in ``RECIPES``; so does a new CMG strategy (cases ``cmg:<strategy>``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from breedlab.cmg.inputs import load_frozen
-from breedlab.cmg.recipe import CMGRecipe, RunOptions
+from breedlab.cmg.recipe import CMGRecipe, RunOptions, preset_recipe
+from breedlab.cmg.student import STRATEGIES
 from breedlab.home import Home
 from breedlab.modelio import load_model, weights_digest
 from breedlab.operators import get_operator, operator_names
@@ -32,6 +33,13 @@ TINY = {"steps": 6, "batch_size": 2, "seq_len": 32, "lora_rank": 4, "lora_alpha"
         "rehearsal_pool_tokens": 256, "warmup_steps": 2}
 RECIPES = {  # operator -> the smallest recipe that exercises it
     "cmg": CMGRecipe(domain="code", ratio=0.5, profile_tokens=256, **TINY),
+    # the pruning strategies; 'mixed' through the compact preset (full training, T=1, hidden-state loss),
+    # with a domain head
+    "cmg:width": CMGRecipe(domain="code", ratio=0.5, strategy="width", profile_tokens=256,
+                           calibration_general_share=0.25, **TINY),
+    "cmg:depth": CMGRecipe(domain="code", ratio=0.5, strategy="depth", profile_tokens=256, **TINY),
+    "cmg:mixed": preset_recipe("compact", "code", ratio=0.5, profile_tokens=256, proxy_tokens=128,
+                               domain_head_coverage=0.9, **TINY),
     "adapter-finetune": AdapterFinetuneRecipe(domain="code", **TINY),
     "quantize": QuantizeRecipe(),
     # Merges take other models as input: a function (registry, home, parent id) -> recipe makes them first.
@@ -79,7 +87,8 @@ def runs(labs):
             outputs = []
             for home, registry, pico in labs[:2]:
                 recipe = RECIPES[name](registry, home, pico.parent.id) if callable(RECIPES[name]) else RECIPES[name]
-                outputs.append(get_operator(name)(registry, home, pico.parent.id, recipe, OPTIONS).child)
+                operator = get_operator(name.split(":")[0])  # "cmg:width": the cmg operator, one strategy
+                outputs.append(operator(registry, home, pico.parent.id, recipe, OPTIONS).child)
                 run.recipes.setdefault(name, recipe)  # the first lab's, for the parents its output must name
             made[name] = tuple(outputs)
         return made[name]
@@ -88,11 +97,31 @@ def runs(labs):
     return run
 
 
-def test_every_registered_operator_has_a_contract_recipe():
-    assert sorted(RECIPES) == operator_names()
+CASES = sorted(RECIPES)
 
 
-@pytest.mark.parametrize("name", operator_names())
+def test_a_domain_head_ships_beside_weights_that_plain_transformers_loads(runs):
+    from transformers import AutoModelForCausalLM
+
+    from breedlab.cmg.domain_head import HEAD_FILE, DomainHead
+    from breedlab.evaluation.measure import load_candidate
+
+    artifact = runs("cmg:mixed")[0]
+    assert HEAD_FILE in artifact.manifest.files
+    head = artifact.manifest.metrics["domain_head"]
+    assert head["kept"] < head["vocab"] and head["train_coverage"] >= 0.9 and 0 < head["validation_coverage"] <= 1
+    plain = AutoModelForCausalLM.from_pretrained(artifact.path)  # the full head, exactly; the file is ignored
+    assert not isinstance(plain.lm_head, DomainHead)
+    assert isinstance(load_candidate(artifact)[0].lm_head, DomainHead)  # breedlab attaches it
+
+
+def test_every_registered_operator_and_cmg_strategy_has_a_contract_recipe():
+    assert sorted({case.split(":")[0] for case in RECIPES}) == operator_names()
+    covered = {RECIPES[case].strategy for case in RECIPES if case.startswith("cmg")}
+    assert {"profiled", "width", "depth", "mixed"} <= covered <= set(STRATEGIES)
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_the_output_loads_and_runs(runs, name):
     artifact = runs(name)[0]
     expected = {file: entry.sha256 for file, entry in artifact.manifest.files.items()}
@@ -103,16 +132,17 @@ def test_the_output_loads_and_runs(runs, name):
     assert logits.shape == (1, ids.shape[1], len(tokenizer)) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", operator_names())
+@pytest.mark.parametrize("name", CASES)
 def test_the_manifest_is_valid_and_names_its_input_and_operator(labs, runs, name):
     (_, registry, pico), artifact = labs[0], runs(name)[0]
     stored = parse((registry.manifests_dir / f"{artifact.id}.json").read_bytes())  # re-validates, checks the id
     assert stored.id == artifact.id and stored.kind in MODEL_KINDS
-    assert stored.parents == expected_parents(runs.recipes[name], pico.parent.id) and stored.operator == name
+    assert stored.parents == expected_parents(runs.recipes[name], pico.parent.id)
+    assert stored.operator == name.split(":")[0]
     assert stored.recipe and all(registry.get(ref) for ref in stored.data)
 
 
-@pytest.mark.parametrize("name", operator_names())
+@pytest.mark.parametrize("name", CASES)
 def test_the_input_is_unchanged_and_the_registry_verifies(labs, runs, name):
     runs(name)
     (_, registry, pico), digest = labs[0], labs[2]
@@ -121,7 +151,7 @@ def test_the_input_is_unchanged_and_the_registry_verifies(labs, runs, name):
     assert [f for f in verify(registry.root) if f.level == "problem"] == []
 
 
-@pytest.mark.parametrize("name", operator_names())
+@pytest.mark.parametrize("name", CASES)
 def test_the_same_inputs_in_a_fresh_registry_give_the_same_artifact(labs, runs, name):
     first, twin = runs(name)
     assert labs[0][2].parent.id == labs[1][2].parent.id
@@ -129,7 +159,7 @@ def test_the_same_inputs_in_a_fresh_registry_give_the_same_artifact(labs, runs, 
 
 
 
-@pytest.mark.parametrize("name", operator_names())
+@pytest.mark.parametrize("name", CASES)
 def test_the_breeding_identity_registers_the_output(labs, runs, name):
     """Authority rests on it: governance refuses an approver who registered (bred) the candidate."""
     (_, registry, _), artifact = labs[0], runs(name)[0]

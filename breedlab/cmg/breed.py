@@ -22,7 +22,8 @@ from ..modelio import weights_digest
 from ..operators import operator
 from ..registry import Artifact, Registry, RegistryError
 from ..registry.canonical import sha256_json
-from .child_files import child_metrics, child_name, child_recipe, write_child
+from .child_files import child_metrics, child_name, child_recipe, write_child, write_domain_head
+from .domain_head import HEAD_FILE
 from .inputs import dataset, ensure_profile, ensure_teacher, load_frozen
 from .lora import prepare_trainable
 from .progress import BreedProgress
@@ -61,23 +62,31 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
     checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
     with BreedProgress(options.progress, recipe) as progress:
         profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
-                                              progress.phase("1/4 profiling the parent", recipe.profile_tokens))
-        plan, student = _build_student(parent, profile, recipe)
+                                              progress.phase("1/4 profiling the parent", recipe.profile_tokens),
+                                              general=general_data)
+        plan, student, search = _build_student(parent, profile, recipe, tokenizer, domain_data, general_data)
         streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
                                      recipe, progress)
         model = prepare_trainable(student, recipe)
         result = train_child(model, recipe, streams, checkpoint_dir, options,
                              parent=parent if recipe.teacher != "topk" else None,
-                             on_step=progress.training("3/4 distilling (+4/4 rehearsal)"))
+                             on_step=progress.training("3/4 distilling (+4/4 rehearsal)"),
+                             hidden_pairs=hidden_pairs(plan, recipe, parent.config.num_hidden_layers))
     if weights_digest(parent) != parent_digest:  # the CMG's one promise: the parent never changes
         raise RegistryError("the parent's weights changed during breeding; nothing was registered")
     if result.interrupted:
         return BreedOutcome(None, result, checkpoint_dir)
 
-    inputs = {"profile": profile_art.id, "teachers": [t.id for t in teachers], "key": key}
+    inputs = {"profile": profile_art.id, "teachers": [t.id for t in teachers], "key": key,
+              **({"shape_search": search} if search else {})}
     metrics = child_metrics(model, plan, result)
     with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
         files = write_child(Path(scratch), model, tokenizer, plan, result, parent_art)
+        if recipe.domain_head_coverage is not None:
+            validation = registry.find(kind="dataset", name=f"{recipe.domain}/validation")
+            metrics["domain_head"] = write_domain_head(Path(scratch) / "model", domain_data, general_data,
+                                                       validation[0] if validation else None, recipe)
+            files[HEAD_FILE] = Path(scratch) / "model" / HEAD_FILE
         child = registry.register(
             "child", child_name(recipe), files, operator="cmg",
             recipe=child_recipe(recipe, plan, parent_art, inputs),
@@ -96,13 +105,44 @@ def _already_bred(registry: Registry, recipe: CMGRecipe, parent_art: Artifact, k
     return None
 
 
-def _build_student(parent, profile, recipe: CMGRecipe):
+def _build_student(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, general_data):
+    """(plan, student, the proxy search's record or None): ``mixed`` searches its depth first."""
     from .student import plan_student
     from .student_weights import build_student
 
+    search = None
+    layers = None
+    if recipe.strategy == "mixed":
+        from .inputs import calibration_blocks
+        from .shape_search import search_depth
+
+        blocks = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens, recipe.seq_len,
+                                    recipe.calibration_general_share)
+        search = search_depth(parent, profile, recipe, blocks)
+        layers = search["chosen_layers"]
     plan = plan_student(parent.config, ratio=recipe.ratio, strategy=recipe.strategy, profile=profile,
-                        count_embeddings=recipe.count_embeddings, seed=recipe.seed)
-    return plan, build_student(parent, plan, seed=recipe.seed)
+                        count_embeddings=recipe.count_embeddings, seed=recipe.seed, layers=layers)
+    return plan, build_student(parent, plan, seed=recipe.seed), search
+
+
+def hidden_pairs(plan, recipe: CMGRecipe, parent_layers: int) -> tuple[tuple[int, int], ...]:
+    """(student, parent) ``output_hidden_states`` indices the hidden-state loss matches.
+
+    Always the final normed state (-1, -1); then ``recipe.hidden_layers`` of the student's
+    layers, evenly spread, each against the parent layer it was copied from (index + 1: entry 0
+    is the embeddings). A layer copied from the parent's last is skipped: that entry is normed.
+    """
+    if recipe.hidden_loss == "none":
+        return ()
+    from .student import spread_evenly
+
+    pairs = [(-1, -1)]
+    inner = len(plan.layers) - 1  # the last student layer's output is the final state, normed
+    if recipe.hidden_layers and inner > 0:
+        for student in spread_evenly(min(recipe.hidden_layers, inner), inner):
+            if plan.layers[student] < parent_layers - 1:
+                pairs.append((student + 1, plan.layers[student] + 1))
+    return tuple(dict.fromkeys(pairs))
 
 
 def training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress):

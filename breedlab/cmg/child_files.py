@@ -40,6 +40,27 @@ def write_child(directory: Path, model, tokenizer, plan, result: TrainResult, pa
     return files
 
 
+def write_domain_head(model_dir: Path, domain_data: Artifact, general_data: Artifact | None,
+                      validation_data: Artifact | None, recipe: CMGRecipe) -> dict[str, Any]:
+    """Fit the domain head on the saved child (what is served), write it beside the weights, and
+    return its facts, with the kept ids' coverage of the held-out validation split when there is one."""
+    from ..data.read import iter_texts
+    from ..modelio import load_model
+    from .domain_head import HEAD_FILE, build_domain_head, covered_share, save_head, token_counts
+    from .inputs import calibration_blocks
+
+    model, tokenizer = load_model(model_dir)
+    calibration = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens * 4,
+                                     recipe.seq_len, recipe.calibration_general_share)
+    tensors, meta = build_domain_head(model, tokenizer, iter_texts(domain_data.path), calibration,
+                                      recipe.domain_head_coverage)
+    if validation_data is not None:
+        held_out = token_counts(tokenizer, iter_texts(validation_data.path))
+        meta["validation_coverage"] = round(covered_share(held_out, tensors["kept_ids"].tolist()), 6)
+    save_head(tensors, model_dir / HEAD_FILE, meta)
+    return meta
+
+
 def child_recipe(recipe: CMGRecipe, plan, parent: Artifact, inputs: dict[str, Any]) -> dict[str, Any]:
     """The full recipe: hyperparameters, the student plan, and every input's id and library version."""
     import peft

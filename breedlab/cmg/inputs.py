@@ -38,20 +38,37 @@ def tokenizer_hash(artifact: Artifact) -> str:
     return sha256_file(path) if path.is_file() else artifact.id
 
 
+def calibration_blocks(tokenizer, data: Artifact, general: Artifact | None, tokens: int, seq_len: int,
+                       general_share: float):
+    """Domain blocks, plus ``general_share`` of ``tokens`` from general text (cross-calibration)."""
+    import torch
+
+    general_tokens = round(tokens * general_share) if general is not None else 0
+    parts = [dataset_blocks(data.path, tokenizer, seq_len, tokens - general_tokens)]
+    if general_tokens >= seq_len:
+        parts.append(dataset_blocks(general.path, tokenizer, seq_len, general_tokens))
+    return torch.cat(parts)
+
+
 def ensure_profile(registry: Registry, parent_art: Artifact, parent, tokenizer, data: Artifact,
-                   recipe: CMGRecipe, progress: Callable[[int], None] | None) -> tuple[Artifact, Any]:
+                   recipe: CMGRecipe, progress: Callable[[int], None] | None,
+                   general: Artifact | None = None) -> tuple[Artifact, Any]:
+    """The parent's profile on the domain (mixed with ``calibration_general_share`` of general text)."""
     from .profile import load_profile, profile_model, register_profile
 
+    share = recipe.calibration_general_share if general is not None else 0.0
     profile_recipe = {"tokens": recipe.profile_tokens, "seq_len": recipe.seq_len,
-                      "tokenizer": tokenizer_hash(parent_art), "measure": "residual-contribution"}
+                      "tokenizer": tokenizer_hash(parent_art),
+                      "measure": "residual-contribution+block-influence", "general_share": share}
+    data_ids = (data.id, general.id) if share else (data.id,)
     name = f"{recipe.domain}/profile"
     for existing in registry.find(kind="profile", name=name):
-        if existing.manifest.parents == (parent_art.id,) and existing.manifest.data == (data.id,) \
+        if existing.manifest.parents == (parent_art.id,) and existing.manifest.data == data_ids \
                 and existing.manifest.recipe == profile_recipe:
             return existing, load_profile(existing.path / "profile.safetensors")
-    blocks = dataset_blocks(data.path, tokenizer, recipe.seq_len, recipe.profile_tokens)
+    blocks = calibration_blocks(tokenizer, data, general, recipe.profile_tokens, recipe.seq_len, share)
     profile = profile_model(parent, blocks, progress=progress)
-    artifact = register_profile(registry, profile, name=name, parent_id=parent_art.id, data_id=data.id,
+    artifact = register_profile(registry, profile, name=name, parent_id=parent_art.id, data_ids=list(data_ids),
                                 recipe=profile_recipe)
     return artifact, profile
 

@@ -232,3 +232,27 @@ class DistillLoss:
             )
         total = self.a_ce * ce + self.a_kd * kd
         return total, {"ce": ce.detach(), "kd": kd.detach()}
+
+
+def hidden_state_loss(student: torch.Tensor, parent: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Hidden-state distillation for one matched layer (DistilBERT's cosine, TinyBERT/Minitron's MSE).
+
+    Args:
+        student: (B, S, D) the student's hidden state at a layer.
+        parent: (B, S, D) the parent's at the layer the student's was copied from (no gradient).
+        kind: ``mse``: sum((s - p)^2) / sum(p^2), a squared error relative to the parent's own
+            energy, so layers deep in the residual stream (norms in the tens) weigh no more than
+            early ones and the term is unitless beside CE and KD; ``cosine``: mean of 1 - cos(s, p)
+            per token.
+
+    Returns:
+        A scalar tensor; 0 when the student reproduces the parent exactly.
+    """
+    if student.shape != parent.shape:
+        raise ValueError(f"hidden states differ in shape: {tuple(student.shape)} vs {tuple(parent.shape)}")
+    student, parent = _full_precision(student), _full_precision(parent).detach()
+    if kind == "mse":
+        return (student - parent).pow(2).sum() / parent.pow(2).sum().clamp_min(1e-12)
+    if kind == "cosine":
+        return (1 - F.cosine_similarity(student, parent, dim=-1)).mean()
+    raise ValueError(f"hidden loss must be 'mse' or 'cosine', got {kind!r}")

@@ -11,7 +11,11 @@ stream. Importance is that contribution's magnitude, averaged over tokens:
   of the input to ``o_proj``; hooking that input makes GQA irrelevant, since
   kv heads are shared before ``o_proj`` and every query head has its own slice);
 - MLP neuron ``j`` of layer ``l``: ``|act(gate_j) * up_j| * ||W_down[:, j]||``,
-  the norm of that neuron's write (its activation times its output column).
+  the norm of that neuron's write (its activation times its output column);
+- block influence of layer ``l`` (ShortGPT, arXiv 2403.03853, Eq. 1):
+  ``1 - cos(layer_in, layer_out)`` per token: how much the layer turns the
+  residual stream. A layer that leaves the direction unchanged is the one
+  depth pruning drops first.
 
 Measuring writes to the residual stream, rather than raw activations, is what
 makes copying by importance sensible: a part whose write is small can be
@@ -38,7 +42,7 @@ PROFILE_FORMAT = "breedlab-profile/1"
 # The name of the importance measure above, for callers to put in the recipe
 # (so that a change of definition changes the profile's id).
 IMPORTANCE_MEASURE = "residual-contribution"
-_TENSORS = ("layer_importance", "head_importance", "neuron_importance")
+_TENSORS = ("layer_importance", "head_importance", "neuron_importance", "block_influence")
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Profile:
     head_importance: torch.Tensor  # (L, H) mean norm of each query head's o_proj write
     neuron_importance: torch.Tensor  # (L, I) mean norm of each MLP neuron's down_proj write
     tokens: int  # tokens averaged over
+    block_influence: torch.Tensor | None = None  # (L,) mean 1 - cos(layer in, layer out); None in old profiles
 
     def ranked_layers(self) -> list[int]:
         """Layer indices, most important first (ties: lower index first)."""
@@ -62,6 +67,8 @@ class Profile:
             "layers": len(self.layer_importance),
             "top_layers": self.ranked_layers()[:top],
             "layer_importance": [round(float(v), 6) for v in self.layer_importance],
+            **({"block_influence": [round(float(v), 6) for v in self.block_influence]}
+               if self.block_influence is not None else {}),
         }
 
 
@@ -85,6 +92,7 @@ class _Recorder:
         count = len(self.layers)
         # float64 sums: millions of small terms must not lose precision.
         self.layer_sum = torch.zeros(count, dtype=torch.float64)
+        self.influence_sum = torch.zeros(count, dtype=torch.float64)
         self.head_sum = torch.zeros(count, self.heads, dtype=torch.float64)
         self.neuron_sum = torch.zeros(count, neurons, dtype=torch.float64)
 
@@ -94,6 +102,8 @@ class _Recorder:
             after = output[0] if isinstance(output, tuple) else output  # (B, T, D)
             ratio = (after - before).norm(dim=-1) / before.norm(dim=-1).clamp_min(1e-12)  # (B, T)
             self.layer_sum[index] += ratio.sum().double().cpu()
+            cosine = torch.nn.functional.cosine_similarity(after, before, dim=-1)  # (B, T)
+            self.influence_sum[index] += (1 - cosine).sum().double().cpu()
         return hook
 
     def _head_hook(self, index: int) -> Callable:
@@ -135,6 +145,7 @@ class _Recorder:
             head_importance=(self.head_sum / tokens).float(),
             neuron_importance=(self.neuron_sum * columns / tokens).float(),
             tokens=tokens,
+            block_influence=(self.influence_sum / tokens).float(),
         )
 
 
@@ -178,7 +189,8 @@ def save_profile(profile: Profile, path: Path | str) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {name: getattr(profile, name).float().contiguous() for name in _TENSORS}
+    tensors = {name: getattr(profile, name).float().contiguous() for name in _TENSORS
+               if getattr(profile, name) is not None}
     header = {"format": PROFILE_FORMAT, "tokens": profile.tokens}
     save_file(tensors, str(path), metadata={"breedlab": canonical_json(header).decode()})
     return path
@@ -195,11 +207,11 @@ def load_profile(path: Path | str) -> Profile:
             header = {}
         if header.get("format") != PROFILE_FORMAT:
             raise ValueError(f"{path} is not a breedlab profile (format {header.get('format')!r})")
-        tensors = {name: handle.get_tensor(name) for name in _TENSORS}
+        tensors = {name: handle.get_tensor(name) for name in _TENSORS if name in handle.keys()}
     return Profile(**tensors, tokens=int(header["tokens"]))
 
 
-def register_profile(registry, profile: Profile, *, name: str, parent_id: str, data_id: str, recipe: dict):
+def register_profile(registry, profile: Profile, *, name: str, parent_id: str, data_ids: list[str], recipe: dict):
     """Register ``profile`` as a ``profile`` artifact of the parent and the data it read.
 
     ``recipe`` is stored as given: it should say how the blocks were made
@@ -210,5 +222,5 @@ def register_profile(registry, profile: Profile, *, name: str, parent_id: str, d
         return registry.register(
             "profile", name, {PROFILE_FILE: path}, operator="profile",
             recipe=recipe,
-            parents=[parent_id], data=[data_id], metrics=profile.summary(), move=True,
+            parents=[parent_id], data=list(data_ids), metrics=profile.summary(), move=True,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 TRAINABLE_MODES = ("lora", "lora+norms", "full")
+HIDDEN_LOSSES = ("none", "mse", "cosine")
 TEACHER_MODES = ("hidden", "topk", "live")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -25,7 +26,16 @@ class CMGRecipe:
     ratio: float = 0.3
     """p: the student's parameter count as a fraction of the parent's (0.05 to 0.5)."""
     strategy: str = "profiled"
-    """profiled (the paper's) | uniform (every k-th layer) | random | scratch (same shape, random init)."""
+    """Step 2: profiled (the paper's: depth first, layers by residual update) | width (every layer kept,
+    MLP channels then query heads pruned by importance) | depth (layers dropped by block influence,
+    first and last kept) | mixed (width + at most ``max_depth_drop`` of the layers, the shape chosen by
+    a proxy search) | uniform (every k-th layer) | random | scratch (same shape, random init)."""
+    max_depth_drop: float = 0.25
+    """``mixed``: the largest share of layers the proxy search may drop (ShortGPT: 20-25% heals)."""
+    proxy_tokens: int = 4096
+    """``mixed``: calibration tokens each candidate shape is scored on by the proxy search."""
+    calibration_general_share: float = 0.0
+    """Share of the profiling tokens drawn from general text (cross-calibration, arXiv 2502.18424)."""
     count_embeddings: bool = False
     """Whether p counts the (tied) embedding matrix; SmolLM2's is 21% of it, so False lets p go below that."""
     steps: int = 200
@@ -44,6 +54,17 @@ class CMGRecipe:
     """a_ce: weight of cross-entropy on the true next token."""
     alpha_kd: float = 0.5
     """a_kd: weight of T^2 * KL(parent_T || child_T)."""
+    hidden_loss: str = "none"
+    """none | mse (mean squared error over the parent's mean square, per matched layer) | cosine
+    (1 - cos per token): hidden-state distillation (DistilBERT, TinyBERT, Minitron)."""
+    alpha_hidden: float = 0.0
+    """Weight of the hidden-state term (summed over the matched layers, averaged)."""
+    hidden_layers: int = 0
+    """Intermediate student layers matched to the parent layer each was copied from (evenly spread),
+    besides the final hidden state, which is always matched when ``hidden_loss`` is not none."""
+    domain_head_coverage: float | None = None
+    """If set, ship a domain head (``domain_head.py``): logits for the ids covering this share of the
+    domain's training tokens plus the byte and special tokens, with a fallback to the full head."""
     rehearsal_weight: float = 0.10
     """l_r: weight of the loss on general-data batches."""
     rehearsal_share: float = 0.05
@@ -75,6 +96,16 @@ class CMGRecipe:
             raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
         if not 0.0 <= self.rehearsal_share < 1.0:
             raise ValueError("rehearsal_share must be in [0, 1)")
+        if self.hidden_loss not in HIDDEN_LOSSES:
+            raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSSES}, got {self.hidden_loss!r}")
+        if not 0.0 <= self.calibration_general_share < 1.0 or not 0.0 <= self.max_depth_drop < 1.0:
+            raise ValueError("calibration_general_share and max_depth_drop must be in [0, 1)")
+        if self.hidden_layers and self.teacher != "live":
+            raise ValueError("intermediate hidden states are recomputed: they need teacher 'live'")
+        if self.hidden_loss != "none" and self.teacher == "topk":
+            raise ValueError("a hidden-state loss needs the parent's hidden states: teacher 'hidden' or 'live'")
+        if self.domain_head_coverage is not None and not 0 < self.domain_head_coverage <= 1:
+            raise ValueError("domain_head_coverage must be in (0, 1]")
         if self.temperature <= 0 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("temperature, steps and batch_size must be positive")
 
@@ -94,6 +125,29 @@ class CMGRecipe:
         if unknown:
             raise ValueError(f"unknown recipe fields: {sorted(unknown)}")
         return cls(**values)
+
+
+# Named recipes: configured instances of CMGRecipe, not subclasses (mergekit's variants).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Genesis V1 as written: depth first by profiled layers, LoRA adapters only, T = 4, 5% rehearsal.
+    "paper": {"strategy": "profiled", "trainable": "lora", "temperature": 4.0, "alpha_ce": 0.5,
+              "alpha_kd": 0.5, "lr": 2e-3},
+    # What heals on a CPU budget (issue 11): width first with at most 25% of layers dropped, chosen
+    # by the proxy search on a 3:1 domain:general calibration mix; every weight trains; KD at T = 1
+    # with the final hidden state matched; a quarter of the batches are general text at full weight,
+    # since 5% rehearsal did not hold general perplexity in the probe.
+    "compact": {"strategy": "mixed", "ratio": 0.7, "trainable": "full", "temperature": 1.0,
+                "alpha_ce": 0.2, "alpha_kd": 0.8, "hidden_loss": "mse", "alpha_hidden": 1.0,
+                "lr": 1e-4, "warmup_steps": 10, "rehearsal_share": 0.25, "rehearsal_weight": 1.0,
+                "calibration_general_share": 0.25},
+}
+
+
+def preset_recipe(name: str, domain: str, **overrides: Any) -> CMGRecipe:
+    """The named recipe for ``domain``, with ``overrides`` on top (unknown fields refused)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown recipe preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return CMGRecipe.from_dict({"domain": domain, **PRESETS[name], **overrides})
 
 
 @dataclass(frozen=True)

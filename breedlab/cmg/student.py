@@ -29,7 +29,8 @@ import torch
 from ..registry.canonical import sha256_json
 from .profile import Profile
 
-STRATEGIES = ("profiled", "uniform", "random", "scratch")
+STRATEGIES = ("profiled", "width", "depth", "mixed", "uniform", "random", "scratch")
+PRUNED = ("width", "depth", "mixed")  # layers by block influence, heads and neurons by importance
 TOLERANCE = 0.02  # a plan lands within +-2% of its target parameter count
 MIN_FFN_FRACTION = 0.25  # below this MLP width, query heads are narrowed instead
 
@@ -104,16 +105,18 @@ def count_student_params(parent_config, shape: StudentShape, *, count_embeddings
     return ParentDims.of(parent_config).count(shape, count_embeddings)
 
 
-def solve_shape(parent_config, budget: int) -> StudentShape:
+def solve_shape(parent_config, budget: int, layers: int | None = None) -> StudentShape:
     """The student shape whose decoder layers hold about ``budget`` parameters.
 
-    Depth first: the fewest full-width layers reaching the budget; then every
-    kept layer is narrowed alike, MLP first, query heads only when the MLP
-    would fall below MIN_FFN_FRACTION of the parent's.
+    Depth first unless ``layers`` is given: the fewest full-width layers
+    reaching the budget; then every kept layer is narrowed alike, MLP first,
+    query heads only when the MLP would fall below MIN_FFN_FRACTION of the
+    parent's. ``layers`` fixes the depth (width pruning keeps every layer).
     """
     dims = ParentDims.of(parent_config)
     full = dims.layer_params(dims.group, dims.intermediate)
-    layers = min(dims.layers, max(1, math.ceil(budget / full)))
+    if layers is None:
+        layers = min(dims.layers, max(1, math.ceil(budget / full)))
     per_layer = budget / layers
     floor = math.ceil(MIN_FFN_FRACTION * dims.intermediate)
     for heads in range(dims.group, 0, -1):
@@ -164,7 +167,7 @@ class StudentPlan:
                 "intermediate_size": len(self.neurons[0]), "sha256": self.sha256}
 
 
-def _spread(count: int, total: int) -> list[int]:
+def spread_evenly(count: int, total: int) -> list[int]:
     """``count`` of ``range(total)`` evenly spaced, first and last included."""
     if count == 1:
         return [0]  # one pick cannot include both ends; the first layer reads the embeddings
@@ -177,7 +180,7 @@ def _choose(strategy: str, total: int, count: int, scores: torch.Tensor | None, 
         values = scores.tolist()
         picked = sorted(range(total), key=lambda i: (-values[i], i))[:count]
     elif strategy == "uniform":
-        picked = _spread(count, total)
+        picked = spread_evenly(count, total)
     elif strategy == "random":
         picked = torch.randperm(total, generator=generator)[:count].tolist()
     else:  # scratch: nothing is copied, the indices only fix the shape
@@ -185,9 +188,25 @@ def _choose(strategy: str, total: int, count: int, scores: torch.Tensor | None, 
     return sorted(picked)
 
 
-def _check_profile(dims: ParentDims, profile: Profile | None) -> None:
+def by_influence(influence: torch.Tensor, count: int) -> list[int]:
+    """The ``count`` layers depth pruning keeps: the first and last always (the first reads the
+    embeddings, the last writes the logits: ShortGPT and Minitron both keep them), then the rest
+    by block influence, highest first (ties: lower index first)."""
+    total = influence.numel()
+    if count >= total:
+        return list(range(total))
+    if count < 2:
+        raise ValueError("depth pruning keeps the first and last layers: at least 2 layers")
+    values = influence.tolist()
+    middle = sorted(range(1, total - 1), key=lambda i: (-values[i], i))[:count - 2]
+    return sorted([0, *middle, total - 1])
+
+
+def _check_profile(dims: ParentDims, profile: Profile | None, strategy: str = "profiled") -> None:
     if profile is None:
-        raise ValueError("strategy 'profiled' needs a profile (run cmg.profile.profile_model first)")
+        raise ValueError(f"strategy {strategy!r} needs a profile (run cmg.profile.profile_model first)")
+    if strategy in PRUNED and profile.block_influence is None:
+        raise ValueError(f"strategy {strategy!r} needs a profile with block influence (re-profile the parent)")
     expected = ((dims.layers,), (dims.layers, dims.heads), (dims.layers, dims.intermediate))
     actual = tuple(tuple(t.shape) for t in (profile.layer_importance, profile.head_importance,
                                              profile.neuron_importance))
@@ -201,11 +220,16 @@ def select_parts(parent_config, shape: StudentShape, *, strategy: str, profile: 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     dims = ParentDims.of(parent_config)
-    if strategy == "profiled":
-        _check_profile(dims, profile)
-    scored = strategy == "profiled"
+    scored = strategy == "profiled" or strategy in PRUNED
+    if scored:
+        _check_profile(dims, profile, strategy)
     generator = torch.Generator().manual_seed(seed)
-    layers = _choose(strategy, dims.layers, shape.layers, profile.layer_importance if scored else None, generator)
+    if strategy in PRUNED:
+        layers = by_influence(profile.block_influence, shape.layers)
+        strategy = "profiled"  # heads and neurons: by importance, as the paper's
+    else:
+        layers = _choose(strategy, dims.layers, shape.layers, profile.layer_importance if scored else None,
+                         generator)
     heads, neurons = [], []
     for layer in layers:
         kept = []
@@ -220,16 +244,20 @@ def select_parts(parent_config, shape: StudentShape, *, strategy: str, profile: 
 
 
 def plan_student(parent_config, *, ratio: float, strategy: str, profile: Profile | None = None,
-                 count_embeddings: bool = False, seed: int = 0) -> StudentPlan:
+                 count_embeddings: bool = False, seed: int = 0, layers: int | None = None) -> StudentPlan:
     """Plan a student with ``ratio`` of the parent's parameters (+-2%).
 
     ``count_embeddings=False`` applies ``ratio`` to non-embedding parameters
     (the embeddings are kept whole either way); True applies it to all of them.
+    ``layers`` fixes the depth; ``width`` keeps every layer, ``mixed`` takes it
+    from the proxy search (``shape_search.py``), the rest solve depth first.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if strategy == "profiled" and profile is None:
-        raise ValueError("strategy 'profiled' needs a profile (run cmg.profile.profile_model first)")
+    if (strategy == "profiled" or strategy in PRUNED) and profile is None:
+        raise ValueError(f"strategy {strategy!r} needs a profile (run cmg.profile.profile_model first)")
+    if strategy == "mixed" and layers is None:
+        raise ValueError("strategy 'mixed' needs its layer count from the proxy search (cmg.shape_search)")
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     dims = ParentDims.of(parent_config)
@@ -241,7 +269,9 @@ def plan_student(parent_config, *, ratio: float, strategy: str, profile: Profile
             f"ratio {ratio} of all {parent_params:,} parameters is {target:,}, below the embeddings alone "
             f"({dims.fixed_params(True):,}), which every student keeps whole; use a larger ratio or "
             "count_embeddings=False (ratio of the non-embedding parameters)")
-    shape = solve_shape(parent_config, budget)
+    if strategy == "width":
+        layers = dims.layers
+    shape = solve_shape(parent_config, budget, layers)
     student = dims.count(shape, count_embeddings)
     if abs(student - target) > TOLERANCE * target:
         smallest = dims.count(StudentShape(1, 1, 1), count_embeddings)

@@ -5,9 +5,10 @@ general-corpus rehearsal batch on an evenly spread ``rehearsal_share`` of
 steps), fetch the batch and the parent's logits for it (its LM head over
 cached hidden states, a top-k cache, or the live parent), then
 
-    L = a_ce * CE + a_kd * T^2 * KL(softmax(parent/T) || softmax(child/T))
+    L = a_ce * CE + a_kd * T^2 * KL(softmax(parent/T) || softmax(child/T)) [+ a_h * H]
 
-on a domain batch, and ``l_r`` times the same loss on a rehearsal batch, so
+on a domain batch (H: the hidden-state loss over ``hidden_pairs``, each a
+student hidden state matched to the parent's at the layer it was copied from), and ``l_r`` times the same loss on a rehearsal batch, so
 over a run the objective is Equation 2 of Genesis V1 with L_rehearsal the
 distillation loss on general text. The parent is only ever run under
 ``no_grad``; its weights never receive a gradient.
@@ -23,7 +24,7 @@ from typing import Callable, Protocol
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import ce_loss, kd_loss_full, kd_loss_topk
+from .losses import ce_loss, hidden_state_loss, kd_loss_full, kd_loss_topk
 from .lora import trainable_parameters
 from .recipe import CMGRecipe, RunOptions
 from .schedule import batch_indices, learning_rate, stream_position
@@ -72,8 +73,15 @@ class TrainResult:
 
 def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, BatchSource],
                 checkpoint_dir: Path, options: RunOptions, *, parent: torch.nn.Module | None = None,
-                on_step: Callable[[int, dict, TrainResult], None] | None = None) -> TrainResult:
-    """Train ``model``'s trainable parameters; resume from ``checkpoint_dir`` if a checkpoint is there."""
+                on_step: Callable[[int, dict, TrainResult], None] | None = None,
+                hidden_pairs: tuple[tuple[int, int], ...] = ()) -> TrainResult:
+    """Train ``model``'s trainable parameters; resume from ``checkpoint_dir`` if a checkpoint is there.
+
+    ``hidden_pairs``: (student, parent) indices into ``output_hidden_states`` (0 is the
+    embeddings, -1 the final normed state) for the hidden-state term, if the recipe has one.
+    """
+    if recipe.hidden_loss != "none" and not hidden_pairs:
+        raise ValueError(f"hidden_loss {recipe.hidden_loss!r} needs hidden_pairs to match")
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params.values(), lr=recipe.lr, weight_decay=0.0)
     state = load_checkpoint(checkpoint_dir, params, optimizer) or {"step": 0, "curve": []}
@@ -83,7 +91,7 @@ def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, Ba
     started, step = time.perf_counter(), result.steps_done
     try:
         while step < recipe.total_steps:
-            record = _train_step(model, recipe, streams, optimizer, params, step, parent)
+            record = _train_step(model, recipe, streams, optimizer, params, step, parent, hidden_pairs)
             step += 1
             result.curve.append(record)
             result.steps_done = step
@@ -103,7 +111,7 @@ def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, Ba
     return result
 
 
-def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int, parent) -> dict:
+def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int, parent, hidden_pairs) -> dict:
     stream, number = stream_position(step, recipe.rehearsal_share)
     source = streams[stream]
     indices = batch_indices(number, recipe.batch_size, len(source), recipe.seed * 2 + STREAM_SEEDS[stream])
@@ -113,38 +121,56 @@ def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int,
     for group in optimizer.param_groups:
         group["lr"] = lr
 
-    logits = model(input_ids=input_ids).logits  # (B, S, V)
+    matching = bool(hidden_pairs) and recipe.hidden_loss != "none"
+    output = model(input_ids=input_ids, output_hidden_states=matching)
+    logits = output.logits  # (B, S, V)
     ce = ce_loss(logits, input_ids)
-    kd = _kd_term(logits, batch, input_ids, recipe, parent)
+    kd, parent_states = _kd_term(logits, batch, input_ids, recipe, parent, matching)
     loss = recipe.alpha_ce * ce + recipe.alpha_kd * kd
+    record_extra = {}
+    if matching:
+        hidden = sum(hidden_state_loss(output.hidden_states[s], parent_states[p], recipe.hidden_loss)
+                     for s, p in hidden_pairs) / len(hidden_pairs)
+        del parent_states
+        loss = loss + recipe.alpha_hidden * hidden
+        record_extra["hidden"] = hidden.item()
     if stream == "general":
         loss = recipe.rehearsal_weight * loss  # l_r * L_rehearsal
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(list(params.values()), recipe.grad_clip)
     optimizer.step()
-    return {"step": step, "stream": stream, "lr": lr, "loss": loss.item(), "ce": ce.item(), "kd": kd.item()}
+    return {"step": step, "stream": stream, "lr": lr, "loss": loss.item(), "ce": ce.item(), "kd": kd.item(),
+            **record_extra}
 
 
-def _kd_term(logits, batch, input_ids, recipe: CMGRecipe, parent) -> torch.Tensor:
+def _kd_term(logits, batch, input_ids, recipe: CMGRecipe, parent, matching: bool = False):
+    """(T^2-scaled KD loss, the parent's hidden states when ``matching`` else None)."""
     if "teacher_logits" in batch:  # another teacher ran on this batch (cmg/multi_teacher.py), not the parent
+        if matching:
+            raise ValueError("a hidden-state loss needs the parent's hidden states, not another teacher's logits")
         teacher = batch.pop("teacher_logits")  # (B, S, V); popped so backward does not keep it alive
         kd = kd_loss_full(logits, teacher, recipe.temperature)
         del teacher
-        return kd
+        return kd, None
     if "topk_ids" in batch:
         return kd_loss_topk(logits, batch["topk_ids"].long(), batch["topk_logits"].float(),
-                            batch["lse"].float(), recipe.temperature)
+                            batch["lse"].float(), recipe.temperature), None
     if parent is None:
         raise ValueError("no cached teacher logits and no parent to compute them")
     with torch.no_grad():  # the parent is frozen: no graph, no gradient, never updated
         if "hidden" in batch:  # cached final hidden states: only the LM head runs
             parent_logits = teacher_logits(parent, batch)  # (B, S, V)
+            states = {-1: batch["hidden"].float()} if matching else None  # (B, S, D), after the final norm
         else:  # live: the whole parent runs on this batch
-            parent_logits = parent(input_ids=input_ids).logits  # (B, S, V)
+            output = parent(input_ids=input_ids, output_hidden_states=matching)
+            parent_logits = output.logits  # (B, S, V)
+            states = dict(enumerate(output.hidden_states)) if matching else None
+            if matching:
+                states[-1] = output.hidden_states[-1]
     kd = kd_loss_full(logits, parent_logits, recipe.temperature)
     del parent_logits  # (B, S, V) floats: free them before backward allocates the child's grads
-    return kd
+    return kd, states
 
 
 def _count_tokens(result: TrainResult, recipe: CMGRecipe) -> None:

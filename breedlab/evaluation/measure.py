@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..cmg.domain_head import attach_domain_head, greedy_head
 from ..modelio import count_parameters, load_model, verify_files
 from ..registry import MODEL_KINDS, Artifact, Registry
 from .cost import flops_per_token, weight_bytes
@@ -90,8 +91,11 @@ def load_candidate(artifact: Artifact):
         from ..ops.quantize import load_quantized  # int8 weights need their own loader
 
         verify_files(artifact.path, expected)
-        return load_quantized(artifact.path)
-    return load_model(artifact.path, expected_files=expected)
+        model, tokenizer = load_quantized(artifact.path)
+    else:
+        model, tokenizer = load_model(artifact.path, expected_files=expected)
+    attach_domain_head(model, artifact.path)  # a no-op for a model without one
+    return model, tokenizer
 
 
 def load_suites(registry: Registry, suites: dict[str, str]) -> dict[str, Suite]:
@@ -203,7 +207,8 @@ def _score(fitness: FitnessVector, suite: Suite, model, tokenizer, parent_genera
 
 
 def _latency(fitness: FitnessVector, model, tokenizer, settings: LatencySettings) -> None:
-    timed = measure_latency(model, tokenizer, settings)
+    with greedy_head(model):  # latency is timed on greedy decoding, where a domain head is exact
+        timed = measure_latency(model, tokenizer, settings)
     fitness.latency_token_ms_p50, fitness.latency_token_ms_p95 = timed.token_ms_p50, timed.token_ms_p95
     fitness.latency_request_ms_p50, fitness.latency_request_ms_p95 = timed.request_ms_p50, timed.request_ms_p95
 

@@ -59,7 +59,8 @@ KERNELS = ("dequant", "dynamic")
 # The source's files that describe the model and its tokenizer (copied byte for byte).
 COPIED_FILES = ("config.json", "generation_config.json", "chat_template.jinja", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
-                "merges.txt", "tokenizer.model")
+                "merges.txt", "tokenizer.model",
+                "domain_head.safetensors")  # a child's domain head (cmg/domain_head.py) serves its int8 copy too
 QMAX = 127  # symmetric: -128 is never used, so q and -q are both representable
 DRIFT_TOKENS = 4096
 DRIFT_SEQ_LEN = 128

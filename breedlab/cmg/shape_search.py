@@ -1,0 +1,75 @@
+"""The ``mixed`` strategy's proxy search: how deep a student of ratio p should be.
+
+Width pruning alone keeps every layer; depth pruning alone drops whole layers.
+At one parameter budget there is a line of shapes between the two: drop d
+layers (by block influence, first and last kept) and narrow the rest until
+the budget holds. Minitron (arXiv 2407.14679, section 4) settles such choices
+by a cheap proxy on candidates before any training, and finds width-heavy
+shapes heal best; ShortGPT bounds useful depth pruning at 20-25% of layers.
+
+So: for d = 0 .. floor(max_depth_drop * L), build the student the plan
+describes (no training), and score it by the mean per-token
+KL(parent || student) at T = 1 on calibration blocks (the recipe's
+domain/general mix). The lowest KL wins; ties go to the shallower student,
+which is the faster one. Every candidate and its score are recorded in the
+child's recipe, so the choice can be re-checked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .recipe import CMGRecipe
+from .student import ParentDims, plan_student
+from .student_weights import build_student
+
+
+@torch.no_grad()
+def _parent_states(parent, blocks: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The parent's final hidden states per batch: logits are recomputed by its LM head when needed."""
+    return [parent.model(input_ids=blocks[i:i + batch_size], use_cache=False).last_hidden_state
+            for i in range(0, len(blocks), batch_size)]
+
+
+@torch.no_grad()
+def proxy_kl(parent, student, blocks: torch.Tensor, states: list[torch.Tensor], batch_size: int) -> float:
+    """Mean per-token KL(parent || student) in nats at T = 1 over ``blocks``."""
+    total, count = 0.0, 0
+    for index, start in enumerate(range(0, len(blocks), batch_size)):
+        batch = blocks[start:start + batch_size]  # (b, S)
+        teacher = F.log_softmax(parent.lm_head(states[index]).float(), dim=-1)  # (b, S, V)
+        child = F.log_softmax(student(input_ids=batch, use_cache=False).logits.float(), dim=-1)
+        total += (teacher.exp() * (teacher - child)).sum().item()
+        count += batch.numel()
+        del teacher, child
+    return total / count
+
+
+def search_depth(parent, profile, recipe: CMGRecipe, blocks: torch.Tensor, batch_size: int = 4) -> dict:
+    """Score every feasible depth at the recipe's ratio; return the record with ``chosen_layers``."""
+    dims = ParentDims.of(parent.config)
+    states = _parent_states(parent, blocks, batch_size)
+    candidates = []
+    for drop in range(math.floor(recipe.max_depth_drop * dims.layers) + 1):
+        try:
+            plan = plan_student(parent.config, ratio=recipe.ratio, strategy="mixed", profile=profile,
+                                count_embeddings=recipe.count_embeddings, seed=recipe.seed,
+                                layers=dims.layers - drop)
+        except ValueError as error:  # too narrow to land on the budget at this depth
+            candidates.append({"layers": dims.layers - drop, "feasible": False, "reason": str(error)[:200]})
+            continue
+        student = build_student(parent, plan, seed=recipe.seed)
+        candidates.append({"layers": len(plan.layers), "feasible": True, "heads": len(plan.heads[0]),
+                           "intermediate": len(plan.neurons[0]), "parameters": plan.student_params,
+                           "proxy_kl": round(proxy_kl(parent, student, blocks, states, batch_size), 6)})
+        del student
+    feasible = [c for c in candidates if c["feasible"]]
+    if not feasible:
+        raise ValueError(f"no depth within max_depth_drop {recipe.max_depth_drop} fits ratio {recipe.ratio}")
+    best = min(feasible, key=lambda c: (c["proxy_kl"], c["layers"]))
+    return {"proxy": "mean KL(parent || student) at T=1, no training", "tokens": int(blocks.numel()),
+            "general_share": recipe.calibration_general_share, "candidates": candidates,
+            "chosen_layers": best["layers"]}
