@@ -1,204 +1,238 @@
-"""Stage 1 of the Genesis V1 roadmap, measured: does the CMG child keep the parent's domain skill?
+"""Stages 1-3 of the Genesis V1 roadmap, measured: compact children against the real parent.
 
-For the real SmolLM2 parent on the code domain and p in {0.1, 0.3}, breeds at one
-training budget: the profiled child (LoRA only, the paper's CMG), the uniform
-child (every k-th layer), the scratch child (same shape, random init; all weights
-trained since LoRA on random weights learns nothing) and the profiled child with
-all weights trained (what LoRA-only costs). Scores each with the parent on held-out
-code and general text, in one run, and prints one table of ratios to the parent.
-Also times the KD loop with cached parent logits against the parent run live.
+For each domain (code, medical), side by side in one run on one machine: the
+parent and its int8 copy; the paper's recipe (``paper`` preset: depth first,
+LoRA only, T = 4) at p in {0.1, 0.3}; the ``compact`` preset at three sizes,
+each also stacked with int8 weight-only quantization; the retention curve of
+one size over training budgets; ``uniform`` and ``scratch`` at equal budget;
+a scratch child of the same shape on 20x the tokens (Stage 2); and a
+grandchild at half the best child's size (Stage 3). Ratios are to the fp32
+parent measured in the same run.
 
-    .venv/bin/python benchmarks/stage1.py                 # real parent, about an hour on 2 cores
-    .venv/bin/python benchmarks/stage1.py --quick         # pico lab smoke run, seconds
+Rows are cached in the output JSON by artifact id and evaluation settings,
+and children are reused from the registry, so an interrupted run resumes and
+a longer budget can be added later without re-measuring the rest:
+
+    .venv/bin/python benchmarks/stage1.py --home /tmp/home            # every row (hours on 2 cores)
+    .venv/bin/python benchmarks/stage1.py --rows compact --domains code
+    .venv/bin/python benchmarks/stage1.py --quick                      # pico smoke run, a minute
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from breedlab.cmg.blocks import dataset_blocks
-from breedlab.cmg.breed import breed_child
-from breedlab.cmg.inputs import dataset, load_frozen
-from breedlab.cmg.recipe import CMGRecipe, RunOptions
-from breedlab.evaluation.lm import generation_speed, score_lm
-from breedlab.home import Home
-from breedlab.modelio import count_parameters, load_model
-from breedlab.registry import Registry
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stage1_eval import evaluate_model, eval_inputs  # noqa: E402
 
-# (label, strategy, trainable, peak lr): LoRA takes a larger lr than full fine-tuning; scratch needs the most.
-VARIANTS = [
-    ("profiled", "profiled", "lora", 2e-3),
-    ("uniform", "uniform", "lora", 2e-3),
-    ("scratch (all weights)", "scratch", "full", 1e-3),
-    ("profiled, all weights", "profiled", "full", 3e-4),
-]
-PROMPT = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"
-console = Console(width=180)  # the table is wide; logs are read in files, not 80-column terminals
+from breedlab.cmg.breed import breed_child  # noqa: E402
+from breedlab.cmg.recipe import RunOptions, preset_recipe  # noqa: E402
+from breedlab.home import Home  # noqa: E402
+from breedlab.ops.quantize import QuantizeRecipe, quantize  # noqa: E402
+from breedlab.registry import Registry  # noqa: E402
+
+console = Console(width=200)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model to measure: how to get it, and what to call it."""
+
+    label: str
+    strategy: str  # what the json's ``strategy`` key says (parent, paper, compact, uniform, ...)
+    preset: str | None = None  # None: the parent itself
+    overrides: dict = field(default_factory=dict)
+    int8: bool = False  # stack int8 weight-only quantization on top
+    source: str | None = None  # a row label whose model is this one's parent (Stage 3)
+
+
+def plan_rows(args) -> list[Row]:
+    budget, size = args.budget, args.curve_size
+    compact = lambda p, tokens, **kw: {"ratio": p, "tokens": tokens, "pool_tokens": args.pool, **kw}  # noqa: E731
+    rows = [Row("parent", "parent"), Row("parent int8", "parent", int8=True)]
+    rows += [Row(f"paper p={p}", "paper", "paper", {"ratio": p, "tokens": budget, "pool_tokens": args.pool})
+             for p in args.paper_ratios]
+    for p in args.sizes:
+        rows += [Row(f"compact p={p}", "compact", "compact", compact(p, budget)),
+                 Row(f"compact p={p} int8", "compact", "compact", compact(p, budget), int8=True)]
+    rows += [Row(f"compact p={size} {tokens // 1000}k tok", "compact", "compact", compact(size, tokens))
+             for tokens in args.curve if tokens != budget]
+    for strategy in ("uniform", "scratch"):
+        rows.append(Row(f"{strategy} p={size}", strategy, "compact", compact(size, budget, strategy=strategy)))
+    rows.append(Row(f"scratch p={size} 20x tokens", "scratch", "compact",
+                    compact(size, 20 * budget, strategy="scratch")))
+    rows.append(Row(f"grandchild p={args.grandchild_ratio}", "compact", "compact",
+                    compact(args.grandchild_ratio, budget), source=f"compact p={size}"))
+    return [row for row in rows if not args.rows or any(fnmatch.fnmatch(row.label, f"*{pattern}*")
+                                                        for pattern in args.rows)]
+
+
+def model_for(row: Row, domain: str, args, home, registry, parent_id: str, made: dict):
+    """The artifact ``row`` measures (bred, quantized or reused from the registry)."""
+    options = RunOptions(threads=args.threads)
+    if row.preset is None:
+        artifact = registry.get(parent_id)
+    else:
+        if row.source and row.source not in made:
+            raise SystemExit(f"{row.label} is bred from {row.source!r}: include that row (--rows)")
+        source = made[row.source] if row.source else parent_id
+        recipe = preset_recipe(row.preset, domain, **{**args.base, **row.overrides})
+        console.rule(f"{domain}: {row.label}")
+        outcome = breed_child(registry, home, source, recipe, options)
+        if outcome.child is None:
+            raise SystemExit(f"{row.label} was interrupted; run again to resume")
+        artifact = outcome.child
+    made[row.label if not row.int8 else row.label.removesuffix(" int8")] = artifact.id
+    if row.int8:
+        artifact = quantize(registry, home, artifact.id, QuantizeRecipe(), options, drift_domain=domain).child
+    return artifact
+
+
+def measure(args, home, registry, parent_id: str, cache: dict) -> list[dict]:
+    rows = []
+    for domain in args.domains:
+        inputs = eval_inputs(registry, parent_id, domain, args)
+        made: dict[str, str] = {}
+        for row in plan_rows(args):
+            artifact = model_for(row, domain, args, home, registry, parent_id, made)
+            key = f"{artifact.id}:{domain}:{inputs.settings_key}"
+            if key not in cache:
+                cache[key] = evaluate_model(artifact, registry, inputs, args)
+                save(args, cache)
+            rows.append({**cache[key], "label": row.label, "domain": domain, "strategy": row.strategy,
+                         "int8": row.int8})
+        parent = next(r for r in rows if r["domain"] == domain and r["label"] == "parent")
+        for entry in (r for r in rows if r["domain"] == domain):
+            add_ratios(entry, parent)
+    return rows
+
+
+def add_ratios(row: dict, parent: dict) -> None:
+    row["gen_tok_s_ratio"] = row["gen_tok_s"] / parent["gen_tok_s"]
+    row["domain_accuracy_ratio"] = row["domain_accuracy"] / parent["domain_accuracy"]
+    row["general_ppl_ratio"] = row["general_ppl"] / parent["general_ppl"]
+    row["ratio_nonembed"] = row["nonembed_parameters"] / parent["nonembed_parameters"]
+    row["ratio_all"] = row["parameters"] / parent["parameters"]
+    row["flops_ratio"] = row["flops_per_token"] / parent["flops_per_token"]
+
+
+def table(rows: list[dict]) -> Table:
+    out = Table(title="Stage 1: children vs the fp32 parent (ratios are child / parent, same run, same machine)")
+    columns = ("domain", "model", "params", "p (non-emb / all)", "GFLOP/tok", "gen tok/s", "gen ratio",
+               "acc", "acc ratio", "domain PPL", "general PPL", "gen PPL ratio", "utility", "train tok",
+               "breed CPU s")
+    for column in columns:
+        out.add_column(column, justify="left" if column in ("domain", "model") else "right")
+    for r in rows:
+        out.add_row(r["domain"], r["label"], f"{r['parameters'] / 1e6:.1f}M",
+                    f"{r['ratio_nonembed']:.2f} / {r['ratio_all']:.2f}", f"{r['flops_per_token'] / 1e9:.3f}",
+                    f"{r['gen_tok_s']:.1f}", f"{r['gen_tok_s_ratio']:.2f}", f"{r['domain_accuracy']:.4f}",
+                    f"{r['domain_accuracy_ratio']:.3f}", f"{r['domain_ppl']:.2f}", f"{r['general_ppl']:.2f}",
+                    f"{r['general_ppl_ratio']:.2f}", f"{r['utility']:.3f}", f"{r['train_tokens']:,}",
+                    f"{r['breed_cpu_seconds']:.0f}")
+    return out
+
+
+def verdicts(rows: list[dict], args) -> list[str]:
+    lines = []
+    for domain in args.domains:
+        mine = [r for r in rows if r["domain"] == domain and r["strategy"] != "parent"]
+        hits = [r for r in mine if r["gen_tok_s_ratio"] >= 1.6 and r["domain_accuracy_ratio"] >= 0.95
+                and r["general_ppl_ratio"] <= 1.20 and r["breed_cpu_seconds"] <= 45 * 60]
+        best = max(mine, key=lambda r: (r["domain_accuracy_ratio"] if r["gen_tok_s_ratio"] >= 1.6 else 0), default=None)
+        if hits:
+            lines.append(f"{domain}: target MET by {', '.join(r['label'] for r in hits)}")
+        elif best is not None:
+            lines.append(f"{domain}: target (>=1.6x gen tok/s, >=95% acc, general PPL <=1.20x, <=45 CPU-min) "
+                         f"NOT MET; closest at >=1.6x: {best['label']} (gen {best['gen_tok_s_ratio']:.2f}x, acc "
+                         f"{best['domain_accuracy_ratio']:.1%}, general PPL {best['general_ppl_ratio']:.2f}x, "
+                         f"{best['breed_cpu_seconds'] / 60:.0f} CPU-min)")
+        paper = next((r for r in mine if r["label"] == "paper p=0.3"), None)
+        if paper is not None:
+            parent = next(r for r in rows if r["domain"] == domain and r["label"] == "parent")
+            regression = paper["general_ppl"] - parent["general_ppl"]
+            met = paper["domain_accuracy_ratio"] > 0.9 and regression < 2.0
+            lines.append(f"{domain}: Stage 1 hypothesis (paper p=0.3 keeps >90% accuracy with <2 PPL general "
+                         f"regression): {'MET' if met else 'NOT MET'} ({paper['domain_accuracy_ratio']:.1%}, "
+                         f"{regression:+.1f} PPL)")
+    return lines
+
+
+def save(args, cache: dict, rows: list[dict] | None = None, lines: list[str] | None = None) -> None:
+    out = args.out.with_suffix(".json")
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    record.update({"command": "python benchmarks/stage1.py " + " ".join(sys.argv[1:]),
+                   "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+                              f"{args.threads} torch threads, torch {torch.__version__}",
+                   "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cache": cache})
+    if rows is not None:
+        record.update({"rows": rows, "verdicts": lines, "args": {k: str(v) for k, v in vars(args).items()}})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=None)
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3])
-    parser.add_argument("--tokens", type=int, default=49_152, help="training tokens per child")
+    parser.add_argument("--domains", nargs="+", default=["code", "medical"])
+    parser.add_argument("--rows", nargs="*", default=[], help="only rows whose label contains one of these")
+    parser.add_argument("--budget", type=int, default=131_072, help="training tokens of most children")
+    parser.add_argument("--pool", type=int, default=65_536, help="domain tokens the parent is cached on")
+    parser.add_argument("--sizes", type=float, nargs="+", default=[0.5, 0.6, 0.7])
+    parser.add_argument("--paper-ratios", type=float, nargs="+", default=[0.1, 0.3])
+    parser.add_argument("--curve-size", type=float, default=0.7)
+    parser.add_argument("--curve", type=int, nargs="+", default=[49_152, 262_144, 1_048_576])
+    parser.add_argument("--grandchild-ratio", type=float, default=0.5)
     parser.add_argument("--eval-tokens", type=int, default=16_384, help="held-out tokens per split")
-    parser.add_argument("--timing-steps", type=int, default=6, help="steps for the cached-vs-live KD timing")
+    parser.add_argument("--cloze-cases", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="pico lab instead of SmolLM2 (smoke test)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/stage1"))
-    return parser.parse_args(argv)
-
-
-def prepare(args, home: Home, registry: Registry):
-    """The parent artifact and the base recipe; imports SmolLM2 and builds code/general data if missing."""
+    args = parser.parse_args(argv)
+    args.base = {}
     if args.quick:
-        from breedlab.pico_lab import build_pico_lab
-
-        lab = build_pico_lab(registry, home.cache_dir)
-        base = CMGRecipe(domain="code", batch_size=4, seq_len=64, profile_tokens=1024, lora_rank=8, lora_alpha=16,
-                         teacher_topk=16, warmup_steps=4)
-        return lab.parent, base
-    from breedlab.data.build import build_corpora
-    from breedlab.parent import import_parent
-
-    parent = import_parent(registry, "smollm2", cache_dir=home.cache_dir)
-    build_corpora(home, registry, domains=["code", "general"])
-    # At ~49k training tokens only a couple of steps are rehearsal steps: a small general pool suffices.
-    return parent, CMGRecipe(domain="code", warmup_steps=4, rehearsal_pool_tokens=8192)
-
-
-def evaluate(label, model, tokenizer, blocks, metrics=None) -> dict:
-    started = time.perf_counter()
-    domain = score_lm(model, blocks["domain"])
-    general = score_lm(model, blocks["general"])
-    row = {
-        "model": label, "parameters": count_parameters(model),
-        "domain_accuracy": domain.accuracy, "domain_ppl": domain.perplexity, "general_ppl": general.perplexity,
-        "generation_tok_s": generation_speed(model, tokenizer, PROMPT, new_tokens=48, repeats=2),
-        "eval_seconds": time.perf_counter() - started,
-    }
-    if metrics:
-        row.update({"train_tokens": metrics["tokens"], "train_seconds": metrics["train_seconds_last_run"],
-                    "train_tok_s": metrics["train_tokens_per_second"],
-                    "trainable_fraction": metrics["trainable_fraction"]})
-    console.print(f"  {label}: acc {row['domain_accuracy']:.4f}  ppl {row['domain_ppl']:.2f}  "
-                  f"general ppl {row['general_ppl']:.2f}")
-    return row
-
-
-def breed_variants(args, home, registry, parent, base, blocks, tokenizer) -> list[dict]:
-    rows = []
-    for ratio in args.ratios:
-        for label, strategy, trainable, lr in VARIANTS:
-            recipe = replace(base, ratio=ratio, strategy=strategy, trainable=trainable, lr=lr,
-                             tokens=args.tokens, pool_tokens=args.tokens)
-            console.rule(f"p={ratio} {label}")
-            outcome = breed_child(registry, home, parent.id, recipe, RunOptions(threads=args.threads))
-            child, _ = load_model(outcome.child.path)
-            row = evaluate(f"p={ratio} {label}", child, tokenizer, blocks, outcome.child.manifest.metrics)
-            rows.append({**row, "ratio": ratio, "variant": label, "child_id": outcome.child.id})
-    return rows
-
-
-def time_kd_loops(args, home, registry, parent, base) -> dict:
-    """Tokens/s of training steps with the parent cached (hidden states; top-k) vs run live on every batch."""
-    speeds = {}
-    for label, teacher in (("cached parent hidden states (exact)", "hidden"),
-                           (f"cached parent top-{base.teacher_topk} logits", "topk"), ("live parent", "live")):
-        recipe = replace(base, ratio=0.3, tokens=None, steps=10_000, teacher=teacher, seed=99,
-                         pool_tokens=base.seq_len * base.batch_size * args.timing_steps)
-        options = RunOptions(threads=args.threads, stop_after=args.timing_steps,
-                             work_dir=home.cache_dir / "stage1-timing" / teacher)
-        outcome = breed_child(registry, home, parent.id, recipe, options)
-        speeds[label] = outcome.result.run_tokens / outcome.result.seconds
-        console.print(f"  KD loop with {label}: {speeds[label]:,.0f} tokens/s")
-    return speeds
-
-
-def ratio_table(rows: list[dict]) -> Table:
-    parent = rows[0]
-    table = Table(title="Stage 1: children vs the parent (code domain; ratios are child / parent)")
-    for column in ("model", "params", "domain acc", "acc ratio", "domain ppl", "ppl ratio", "general ppl",
-                   "general +PPL", "train tokens", "train s", "gen tok/s ratio"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in rows:
-        table.add_row(
-            row["model"], f"{row['parameters'] / 1e6:.1f}M ({row['parameters'] / parent['parameters']:.2f})",
-            f"{row['domain_accuracy']:.4f}", f"{row['domain_accuracy'] / parent['domain_accuracy']:.3f}",
-            f"{row['domain_ppl']:.2f}", f"{row['domain_ppl'] / parent['domain_ppl']:.2f}",
-            f"{row['general_ppl']:.2f}", f"{row['general_ppl'] - parent['general_ppl']:+.2f}",
-            f"{row.get('train_tokens', 0):,}", f"{row.get('train_seconds', 0):.0f}",
-            f"{row['generation_tok_s'] / parent['generation_tok_s']:.2f}",
-        )
-    return table
-
-
-def verdicts(rows: list[dict]) -> list[str]:
-    """The claims the issue asks about, each stated as met or not with its numbers."""
-    parent, lines = rows[0], []
-    for ratio in sorted({r["ratio"] for r in rows[1:]}):
-        by = {r["variant"]: r for r in rows[1:] if r["ratio"] == ratio}
-        profiled = by["profiled"]
-        for rival in ("uniform", "scratch (all weights)"):
-            won = profiled["domain_accuracy"] > by[rival]["domain_accuracy"]
-            lines.append(f"p={ratio}: profiled {'beats' if won else 'does NOT beat'} {rival} on domain accuracy "
-                         f"({profiled['domain_accuracy']:.4f} vs {by[rival]['domain_accuracy']:.4f})")
-        if abs(ratio - 0.3) < 1e-9:
-            kept = profiled["domain_accuracy"] / parent["domain_accuracy"]
-            regression = profiled["general_ppl"] - parent["general_ppl"]
-            met = kept > 0.9 and regression < 2.0
-            lines.append(f"Stage 1 hypothesis (p=0.30 keeps >90% of parent domain accuracy with <2 PPL general "
-                         f"regression): {'MET' if met else 'NOT MET'} (kept {kept:.1%}, regression {regression:+.2f} PPL)")
-    return lines
-
-
-def write_report(out: Path, rows, speeds, lines, args, seconds: float) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": "python benchmarks/stage1.py " + " ".join(sys.argv[1:]),
-              "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
-              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(seconds),
-              "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "kd_loop_tokens_per_s": speeds,
-              "verdicts": lines}
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    with open(out.with_suffix(".md"), "w") as stream:
-        Console(file=stream, width=200, color_system=None).print(ratio_table(rows))
-        stream.write("\n" + "\n".join(f"- {line}" for line in lines) + "\n")
-        stream.write("".join(f"- KD loop, {k}: {v:,.0f} tokens/s\n" for k, v in speeds.items()))
+        args.base = {"batch_size": 4, "seq_len": 64, "profile_tokens": 1024, "proxy_tokens": 512,
+                     "rehearsal_pool_tokens": 1024, "warmup_steps": 2}
+        args.budget, args.pool, args.curve, args.eval_tokens, args.cloze_cases = 2048, 2048, [1024], 1024, 8
+        args.sizes, args.curve_size, args.domains = [0.5], 0.5, ["code"]
+    return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
     home = Home.resolve(args.home)
     registry = Registry.open(home.registry_dir)
-    parent, base = prepare(args, home, registry)
-    parent_model, tokenizer = load_frozen(parent)
-    blocks = {name: dataset_blocks(dataset(registry, f"{name}/test").path, tokenizer, base.seq_len,
-                                   args.eval_tokens) for name in ("code", "general")}
-    blocks = {"domain": blocks["code"], "general": blocks["general"]}
-    console.rule("parent")
-    rows = [evaluate("parent", parent_model, tokenizer, blocks)]
-    rows += breed_variants(args, home, registry, parent, base, blocks, tokenizer)
-    console.rule("KD loop timing")
-    speeds = time_kd_loops(args, home, registry, parent, base)
-    lines = verdicts(rows)
-    console.print(ratio_table(rows))
+    if args.quick:
+        from breedlab.pico_lab import build_pico_lab
+
+        parent_id = build_pico_lab(registry, home.cache_dir).parent.id
+    else:
+        parent_id = registry.find(kind="parent", name="smollm2-135m-instruct")[0].id
+    out = args.out.with_suffix(".json")
+    cache = json.loads(out.read_text()).get("cache", {}) if out.is_file() else {}
+    rows = measure(args, home, registry, parent_id, cache)
+    lines = verdicts(rows, args)
+    console.print(table(rows))
     for line in lines:
         console.print(f"- {line}")
-    write_report(args.out, rows, speeds, lines, args, time.perf_counter() - started)
-    console.print(f"written {args.out}.md and .json ({time.perf_counter() - started:.0f} s)")
+    save(args, cache, rows, lines)
+    with open(args.out.with_suffix(".md"), "w") as stream:
+        Console(file=stream, width=240, color_system=None).print(table(rows))
+        stream.write("\n" + "\n".join(f"- {line}" for line in lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -126,30 +126,39 @@ def registry_reindex(home: HomeOption = None) -> None:
 @app.command()
 def breed(
     domain: Annotated[str, typer.Option(help="domain to specialise in (its <domain>/train dataset)")],
-    ratio: Annotated[float, typer.Option(help="p: child parameters / parent parameters")] = 0.3,
+    preset: Annotated[str, typer.Option(help="named recipe: compact (width-first, full KD) | paper")] = "compact",
+    ratio: Annotated[Optional[float], typer.Option(help="p: child / parent non-embedding parameters")] = None,
     steps: Annotated[Optional[int], typer.Option(help="optimiser steps [default: 200]")] = None,
     tokens: Annotated[Optional[int], typer.Option(help="training-token budget (instead of --steps)")] = None,
-    strategy: Annotated[str, typer.Option(help="profiled | uniform | random | scratch")] = "profiled",
-    trainable: Annotated[str, typer.Option(help="lora | lora+norms | full")] = "lora",
+    strategy: Annotated[Optional[str], typer.Option(
+        help="profiled | width | depth | mixed | uniform | random | scratch [default: the preset's]")] = None,
+    trainable: Annotated[Optional[str], typer.Option(help="lora | lora+norms | full [default: the preset's]")] = None,
     teacher: Annotated[str, typer.Option(help="hidden (exact, cached) | topk (approximate, cached) | live")] = "hidden",
+    domain_head: Annotated[Optional[float], typer.Option(
+        help="ship a domain head covering this share of the domain's tokens (e.g. 0.999)")] = None,
     count_embeddings: Annotated[bool, typer.Option(help="count the embedding matrix in p")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     parent: Annotated[Optional[str], typer.Option(help="parent id [default: the champion parent]")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Breed a child with the CMG: profile, build at ratio p, distil into LoRA with rehearsal.
+    """Breed a child with the CMG: profile, build the student at ratio p, distil it with rehearsal.
 
     Interrupt it at any time (Ctrl-C); the same command resumes from the last checkpoint.
     """
-    from .cmg.recipe import CMGRecipe, RunOptions
+    from .cmg.recipe import RunOptions, preset_recipe
     from .governance.config import load_governance
     from .operators import get_operator
 
     registry = open_registry(home)
     breeder = load_governance(Home.resolve(home).root).breeder
-    recipe = CMGRecipe(domain=domain, ratio=ratio, steps=steps or 200, tokens=tokens, strategy=strategy,
-                       trainable=trainable, teacher=teacher, count_embeddings=count_embeddings, seed=seed)
+    given = {"ratio": ratio, "strategy": strategy, "trainable": trainable, "domain_head_coverage": domain_head}
+    try:
+        recipe = preset_recipe(preset, domain, steps=steps or 200, tokens=tokens, teacher=teacher,
+                               count_embeddings=count_embeddings, seed=seed,
+                               **{key: value for key, value in given.items() if value is not None})
+    except ValueError as error:
+        fail(str(error))
     parent_id = parent or default_parent(registry)
     options = RunOptions(threads=threads, actor=breeder)
     outcome = get_operator("cmg")(registry, Home.resolve(home), parent_id, recipe, options)
@@ -175,13 +184,14 @@ def default_parent(registry) -> str:
 @app.command()
 def lab(
     niche: Annotated[str, typer.Option(help="the niche (domain) to breed a specialist for")],
-    ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.3,
-    distill_tokens: Annotated[int, typer.Option(help="training tokens of the CMG specialist")] = 49_152,
+    ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.7,
+    cmg_preset: Annotated[str, typer.Option(help="the CMG candidate's recipe: compact | paper")] = "compact",
+    distill_tokens: Annotated[int, typer.Option(help="training tokens of the CMG specialist")] = 131_072,
     finetune_tokens: Annotated[int, typer.Option(help="training tokens of the adapter fine-tune")] = 16_384,
     seed: Annotated[int, typer.Option()] = 0,
     home: HomeOption = None,
 ) -> None:
-    """Run the local breeding lab: champion, frozen suites, three candidates, fitness, packets.
+    """Run the local breeding lab: champion, frozen suites, four candidates, fitness, packets.
 
     Imports the SmolLM2 parent and builds the corpora first if they are missing.
     The lab breeds and judges; promotion stays with an approver (breedlab promote).
@@ -192,8 +202,8 @@ def lab(
     resolved = Home.resolve(home)
     registry = open_registry(home)
     ensure_parent_and_data(console, resolved, registry, domains=[niche, "general"])
-    config = LabConfig(niche=niche, ratio=ratio, distill_tokens=distill_tokens, finetune_tokens=finetune_tokens,
-                       seed=seed)
+    config = LabConfig(niche=niche, ratio=ratio, cmg_preset=cmg_preset, distill_tokens=distill_tokens,
+                       finetune_tokens=finetune_tokens, seed=seed)
     run_lab(registry, resolved, config, console)
 
 

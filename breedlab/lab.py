@@ -30,9 +30,12 @@ class LabConfig:
     """What the lab breeds and how big its evaluation is (all of it lands in the packets)."""
 
     niche: str
-    ratio: float = 0.3
-    """p of the distilled specialist."""
-    distill_tokens: int = 49_152
+    ratio: float = 0.7
+    """p of the distilled specialist (non-embedding parameters)."""
+    cmg_preset: str = "compact"
+    """The CMG candidate's named recipe (``cmg/recipe.py`` PRESETS): compact (width-first pruning,
+    full training, T = 1, hidden-state loss) or paper (Genesis V1 as written)."""
+    distill_tokens: int = 131_072
     """Training tokens of the distilled specialist (the CMG)."""
     finetune_tokens: int = 16_384
     """Training tokens of the adapter fine-tune (the full-size parent trains ~3x slower per token)."""
@@ -43,8 +46,9 @@ class LabConfig:
     seed: int = 0
     pico: bool = False
     """Small recipes for pico parents (tests, quick demos)."""
-    candidates: tuple[str, ...] = ("adapter-finetune", "cmg", "quantize")
-    """Operators that breed the candidates, in this order (the ecosystem's spawn may use fewer)."""
+    candidates: tuple[str, ...] = ("adapter-finetune", "cmg", "cmg-int8", "quantize")
+    """Operators that breed the candidates, in this order (the ecosystem's spawn may use fewer);
+    ``cmg-int8`` is the CMG candidate stacked with int8 quantization (it needs ``cmg`` before it)."""
 
 
 @dataclass

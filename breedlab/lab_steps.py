@@ -42,32 +42,38 @@ def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, st
 
 def breed_candidates(registry: Registry, home, champion: Artifact, config, breeder: str,
                      console: Console) -> list[Artifact]:
-    """The configured candidates of the champion (by default adapter fine-tune, CMG specialist and int8
-    quantization), bred as the breeding identity."""
-    from .cmg.recipe import CMGRecipe, RunOptions
+    """The configured candidates of the champion (by default adapter fine-tune, CMG specialist, the
+    specialist in int8 and the champion in int8), bred as the breeding identity."""
+    from .cmg.recipe import RunOptions, preset_recipe
     from .ops.adapter_finetune import AdapterFinetuneRecipe
     from .ops.quantize import QuantizeRecipe
     from .operators import get_operator
 
     small = dict(batch_size=4, seq_len=64, warmup_steps=2, lora_rank=8, lora_alpha=16) if config.pico else {}
+    cmg_small = {**small, "profile_tokens": 1024, "proxy_tokens": 512, "rehearsal_pool_tokens": 1024}
     options = RunOptions(actor=breeder, progress=console.is_terminal)
     finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
                                      pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
                                      seed=config.seed, **small)
-    # The same recipe as benchmarks/stage1.py's profiled child, so a lab after the benchmark reuses it.
-    distill = CMGRecipe(domain=config.niche, ratio=config.ratio, tokens=config.distill_tokens,
-                        pool_tokens=config.distill_tokens, rehearsal_pool_tokens=8192, seed=config.seed,
-                        **({**small, "profile_tokens": 1024} if config.pico else {"warmup_steps": 4}))
-    recipes = {"adapter-finetune": finetune, "cmg": distill, "quantize": QuantizeRecipe()}
+    # The same recipe as benchmarks/stage1.py's compact rows, so a lab after the benchmark reuses the child.
+    distill = preset_recipe(config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens,
+                            pool_tokens=min(config.distill_tokens, 65_536), seed=config.seed,
+                            **(cmg_small if config.pico else {}))
+    recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(),
+               "quantize": QuantizeRecipe()}
     unknown = set(config.candidates) - set(recipes)
     if unknown:
         raise ValueError(f"the lab has no recipe for {sorted(unknown)}; known: {sorted(recipes)}")
-    made = []
+    if "cmg-int8" in config.candidates and "cmg" not in config.candidates[:config.candidates.index("cmg-int8")]:
+        raise ValueError("candidate 'cmg-int8' quantizes the CMG candidate: list 'cmg' before it")
+    made, by_name = [], {}
     for name in config.candidates:
-        recipe = recipes[name]
+        # cmg-int8 stacks on the CMG child (its lineage shows both steps); every other one breeds the champion
+        source, operator = (by_name["cmg"], "quantize") if name == "cmg-int8" else (champion.id, name)
         console.print(f"  {name} ...")
-        outcome = get_operator(name)(registry, home, champion.id, recipe, options)
+        outcome = get_operator(operator)(registry, home, source, recipes[name], options)
         console.print(f"  {name}: {outcome.child.manifest.kind} {outcome.child.manifest.name} {outcome.child.id[:12]}")
+        by_name[name] = outcome.child.id
         made.append(outcome.child)
     return made
 

@@ -11,7 +11,7 @@ from breedlab.home import Home
 from breedlab.pico_lab import build_pico_lab
 from breedlab.registry import Registry
 
-PICO_ARGS = ["--domain", "code", "--ratio", "0.5", "--steps", "4", "--threads", "1"]
+PICO_ARGS = ["--domain", "code", "--ratio", "0.5", "--steps", "4", "--threads", "1", "--preset", "paper"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,15 @@ def test_breed_from_a_child_makes_a_grandchild(pico_home):
     assert result.exit_code == 0, result.output
     lineage = run("registry", "lineage", registry.find(kind="child")[0].id, "--home", str(pico_home.root))
     assert child.id[:12] in lineage.output and "pico-parent" in lineage.output
+
+
+def test_breed_defaults_to_the_compact_preset_and_refuses_a_bad_strategy(pico_home):
+    args = ["--domain", "code", "--steps", "2", "--threads", "1", "--home", str(pico_home.root)]
+    result = run("breed", *args, "--ratio", "0.5", "--domain-head", "0.9")
+    assert result.exit_code == 0, result.output
+    assert "bred code-p50-mixed-full" in result.output
+    bad = CliRunner().invoke(app, ["breed", *args, "--strategy", "widest"])
+    assert bad.exit_code != 0 and "unknown strategy" in bad.output
 
 
 def test_breed_without_data_is_a_clear_error(tmp_path):

@@ -30,10 +30,15 @@ def lab_run(tmp_path_factory):
     return registry, run_lab(registry, home, PICO, console), console
 
 
-def test_the_lab_makes_three_candidates_from_three_operators(lab_run):
+def test_the_lab_makes_four_candidates_and_stacks_int8_on_the_cmg_child(lab_run):
     _, result, _ = lab_run
-    assert sorted(c.manifest.operator for c in result.candidates) == ["adapter-finetune", "cmg", "quantize"]
-    assert all(c.manifest.parents == (result.champion.id,) for c in result.candidates)
+    operators = [c.manifest.operator for c in result.candidates]
+    assert operators == ["adapter-finetune", "cmg", "quantize", "quantize"]
+    cmg, stacked = result.candidates[1], result.candidates[2]
+    assert stacked.manifest.parents == (cmg.id,)  # the lineage shows both steps: parent -> cmg -> int8
+    others = [c for c in result.candidates if c is not stacked]
+    assert all(c.manifest.parents == (result.champion.id,) for c in others)
+    assert cmg.manifest.recipe["strategy"] == "mixed" and cmg.manifest.recipe["trainable"] == "full"
 
 
 def test_every_candidate_has_a_full_fitness_vector_and_an_evidence_packet(lab_run):

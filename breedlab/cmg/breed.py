@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
                 options: RunOptions = RunOptions()) -> BreedOutcome:
     import torch
 
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
     if options.threads:
         torch.set_num_threads(options.threads)
     parent_art = registry.get(parent_id)
@@ -87,6 +89,9 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
             metrics["domain_head"] = write_domain_head(Path(scratch) / "model", domain_data, general_data,
                                                        validation[0] if validation else None, recipe)
             files[HEAD_FILE] = Path(scratch) / "model" / HEAD_FILE
+        # This run's cost (a resumed breed counts only its own run; reused profiles and caches cost nothing)
+        metrics["breed_wall_seconds"] = round(time.perf_counter() - started_wall, 1)
+        metrics["breed_cpu_seconds"] = round(time.process_time() - started_cpu, 1)
         child = registry.register(
             "child", child_name(recipe), files, operator="cmg",
             recipe=child_recipe(recipe, plan, parent_art, inputs),

@@ -13,6 +13,7 @@ from typing import Any
 
 TRAINABLE_MODES = ("lora", "lora+norms", "full")
 HIDDEN_LOSSES = ("none", "mse", "cosine")
+STRATEGIES = ("profiled", "width", "depth", "mixed", "uniform", "random", "scratch")  # step 2 (student.py)
 TEACHER_MODES = ("hidden", "topk", "live")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -90,6 +91,8 @@ class CMGRecipe:
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.trainable not in TRAINABLE_MODES:
             raise ValueError(f"trainable must be one of {TRAINABLE_MODES}, got {self.trainable!r}")
         if self.teacher not in TEACHER_MODES:

@@ -28,8 +28,8 @@ import torch
 
 from ..registry.canonical import sha256_json
 from .profile import Profile
+from .recipe import STRATEGIES
 
-STRATEGIES = ("profiled", "width", "depth", "mixed", "uniform", "random", "scratch")
 PRUNED = ("width", "depth", "mixed")  # layers by block influence, heads and neurons by importance
 TOLERANCE = 0.02  # a plan lands within +-2% of its target parameter count
 MIN_FFN_FRACTION = 0.25  # below this MLP width, query heads are narrowed instead

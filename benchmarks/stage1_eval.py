@@ -1,0 +1,103 @@
+"""What benchmarks/stage1.py measures on each model: the same held-out tokens, suites and prompt for all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from breedlab.cmg.blocks import dataset_blocks
+from breedlab.cmg.domain_head import DomainHead, greedy_head
+from breedlab.cmg.inputs import dataset
+from breedlab.evaluation.cost import flops_per_token
+from breedlab.evaluation.lm import generation_speed, score_lm
+from breedlab.evaluation.measure import load_candidate
+from breedlab.evaluation.suites import build_suite, load_suite, run_suite
+from breedlab.modelio import count_parameters
+
+PROMPTS = {
+    "code": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "medical": "Type 2 diabetes mellitus is a chronic condition characterized by",
+}
+NEW_TOKENS = 64
+FLOPS_CONTEXT = 128  # FLOPs per token are quoted at this context length (decode, KV cache)
+
+
+@dataclass
+class EvalInputs:
+    domain: str
+    tokenizer: object
+    blocks: dict  # "domain" / "general" -> (N, 256) held-out test blocks
+    cloze: object  # the frozen cloze suite on <domain>/test (utility)
+    settings_key: str
+
+
+def eval_inputs(registry, parent_id: str, domain: str, args) -> EvalInputs:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(registry.get(parent_id).path)
+    seq = 64 if args.quick else 256
+    blocks = {name: dataset_blocks(dataset(registry, f"{split}/test").path, tokenizer, seq, args.eval_tokens)
+              for name, split in (("domain", domain), ("general", "general"))}
+    built = build_suite(registry, "cloze", domain, tokenizer=tokenizer, cases=args.cloze_cases, seed=0,
+                        **({"context_tokens": 16, "continuation_tokens": 8} if args.quick else {}))
+    cloze = load_suite(registry, built.id)
+    key = f"eval{args.eval_tokens}-cloze{args.cloze_cases}-{cloze.id[:12]}-gen{NEW_TOKENS}"
+    return EvalInputs(domain, tokenizer, blocks, cloze, key)
+
+
+@torch.no_grad()
+def head_agreement(model, blocks: torch.Tensor) -> dict:
+    """On held-out positions, how often the domain head's fast path runs and how often its argmax misses."""
+    head = model.lm_head
+    states = model.model(input_ids=blocks[:8]).last_hidden_state.reshape(-1, 1, model.config.hidden_size)
+    full = head.full(states).argmax(dim=-1)
+    before = (head.fast_positions, head.fallbacks)
+    with greedy_head(model):
+        fast = head(states).argmax(dim=-1)
+    taken = head.fast_positions - before[0]
+    return {"head_positions": int(states.shape[0]), "head_fast_share": taken / states.shape[0],
+            "head_argmax_misses": int((fast != full).sum()), "head_kept": int(head.kept_ids.numel())}
+
+
+def evaluate_model(artifact, registry, inputs: EvalInputs, args) -> dict:
+    model, tokenizer = load_candidate(artifact)
+    model.eval()
+    domain = score_lm(model, inputs.blocks["domain"])
+    general = score_lm(model, inputs.blocks["general"])
+    cloze = run_suite(inputs.cloze, model, tokenizer)
+    with greedy_head(model):
+        speed = generation_speed(model, tokenizer, PROMPTS.get(inputs.domain, PROMPTS["code"]),
+                                 new_tokens=NEW_TOKENS, repeats=3)
+    row = {
+        "artifact": artifact.id, "name": artifact.manifest.name, "kind": artifact.manifest.kind,
+        "parameters": _parameters(model, True), "nonembed_parameters": _parameters(model, False),
+        "flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT), "gen_tok_s": speed,
+        "domain_accuracy": domain.accuracy, "domain_ppl": domain.perplexity, "general_ppl": general.perplexity,
+        "utility": cloze.accuracy,
+    }
+    if isinstance(model.lm_head, DomainHead):
+        row.update(head_agreement(model, inputs.blocks["domain"]))
+        vocab, hidden = model.config.vocab_size, model.config.hidden_size
+        saved = 1 - row["head_kept"] / vocab - (1 - row["head_fast_share"])  # head rows not computed
+        row["flops_per_token"] -= 2 * hidden * vocab * saved
+    row.update(breed_cost(artifact, registry))
+    return row
+
+
+def _parameters(model, include_embeddings: bool) -> int:
+    """Weights as served: int8 layers (buffers, not parameters) count as the parameters they replace."""
+    from breedlab.ops.quantize import Int8Linear
+
+    int8 = sum(m.qweight.numel() for m in model.modules() if isinstance(m, Int8Linear))
+    return count_parameters(model, include_embeddings=include_embeddings) + int8
+
+
+def breed_cost(artifact, registry) -> dict:
+    """Training tokens and breed seconds of the model (an int8 copy: its source's, plus nothing)."""
+    if artifact.manifest.kind == "quantized":
+        artifact = registry.get(artifact.manifest.parents[0])
+    metrics = artifact.manifest.metrics or {}
+    return {"train_tokens": int(metrics.get("tokens", 0)),
+            "breed_cpu_seconds": float(metrics.get("breed_cpu_seconds", 0.0)),
+            "breed_wall_seconds": float(metrics.get("breed_wall_seconds", 0.0))}
