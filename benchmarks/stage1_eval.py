@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,11 @@ PROMPTS = {
     "medical": "Type 2 diabetes mellitus is a chronic condition characterized by",
 }
 NEW_TOKENS = 64
+SPEED_ROUNDS = 5
+"""Generation speed is timed in rounds, the model then the fp32 parent back to back; the ratio is the
+median of the rounds' ratios. This machine's speed drifts by tens of percent from minute to minute
+(a shared host: the same model timed twice a few minutes apart gave 22 and 38 tokens/s), and
+adjacent measurements share the drift."""
 FLOPS_CONTEXT = 128  # FLOPs per token are quoted at this context length (decode, KV cache)
 
 
@@ -30,6 +36,7 @@ class EvalInputs:
     blocks: dict  # "domain" / "general" -> (N, 256) held-out test blocks
     cloze: object  # the frozen cloze suite on <domain>/test (utility)
     settings_key: str
+    reference: object = None  # the fp32 parent, timed beside every model
 
 
 def eval_inputs(registry, parent_id: str, domain: str, args) -> EvalInputs:
@@ -42,8 +49,22 @@ def eval_inputs(registry, parent_id: str, domain: str, args) -> EvalInputs:
     built = build_suite(registry, "cloze", domain, tokenizer=tokenizer, cases=args.cloze_cases, seed=0,
                         **({"context_tokens": 16, "continuation_tokens": 8} if args.quick else {}))
     cloze = load_suite(registry, built.id)
-    key = f"eval{args.eval_tokens}-cloze{args.cloze_cases}-{cloze.id[:12]}-gen{NEW_TOKENS}"
-    return EvalInputs(domain, tokenizer, blocks, cloze, key)
+    key = f"eval{args.eval_tokens}-cloze{args.cloze_cases}-{cloze.id[:12]}-gen{NEW_TOKENS}x{SPEED_ROUNDS}"
+    reference, _ = load_candidate(registry.get(parent_id))
+    return EvalInputs(domain, tokenizer, blocks, cloze, key, reference.eval())
+
+
+def paired_speed(model, inputs: EvalInputs) -> tuple[float, float]:
+    """(median tokens/s of ``model``, median ratio to the parent timed next to it), batch 1, greedy."""
+    prompt = PROMPTS.get(inputs.domain, PROMPTS["code"])
+    rates, ratios = [], []
+    for _ in range(SPEED_ROUNDS):
+        with greedy_head(model):
+            own = generation_speed(model, inputs.tokenizer, prompt, new_tokens=NEW_TOKENS, repeats=1)
+        parent = generation_speed(inputs.reference, inputs.tokenizer, prompt, new_tokens=NEW_TOKENS, repeats=1)
+        rates.append(own)
+        ratios.append(own / parent)
+    return statistics.median(rates), statistics.median(ratios)
 
 
 @torch.no_grad()
@@ -66,13 +87,12 @@ def evaluate_model(artifact, registry, inputs: EvalInputs, args) -> dict:
     domain = score_lm(model, inputs.blocks["domain"])
     general = score_lm(model, inputs.blocks["general"])
     cloze = run_suite(inputs.cloze, model, tokenizer)
-    with greedy_head(model):
-        speed = generation_speed(model, tokenizer, PROMPTS.get(inputs.domain, PROMPTS["code"]),
-                                 new_tokens=NEW_TOKENS, repeats=3)
+    generation_speed(model, tokenizer, "warm up", new_tokens=8, repeats=1)  # one-off costs stay out
+    speed, speed_ratio = paired_speed(model, inputs)
     row = {
         "artifact": artifact.id, "name": artifact.manifest.name, "kind": artifact.manifest.kind,
         "parameters": _parameters(model, True), "nonembed_parameters": _parameters(model, False),
-        "flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT), "gen_tok_s": speed,
+        "flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT), "gen_tok_s": speed, "gen_tok_s_ratio": speed_ratio,
         "domain_accuracy": domain.accuracy, "domain_ppl": domain.perplexity, "general_ppl": general.perplexity,
         "utility": cloze.accuracy,
     }

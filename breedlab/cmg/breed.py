@@ -53,7 +53,10 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
     parent_art = registry.get(parent_id)
     domain_data = dataset(registry, f"{recipe.domain}/train")
     general_data = dataset(registry, "general/train") if recipe.rehearsal_share > 0 else None
-    key = sha256_json({"recipe": recipe.to_dict(), "parent": parent_art.id,
+    # None-valued fields are left out of the key: an optional field added later (None = unused) leaves
+    # the key of every recipe that does not use it as it was, so earlier children are still found.
+    fields = {name: value for name, value in recipe.to_dict().items() if value is not None}
+    key = sha256_json({"recipe": fields, "parent": parent_art.id,
                        "data": [domain_data.id, general_data.id if general_data else None]})
     existing = _already_bred(registry, recipe, parent_art, key)
     if existing is not None:
