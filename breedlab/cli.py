@@ -184,9 +184,9 @@ def default_parent(registry) -> str:
 @app.command()
 def lab(
     niche: Annotated[str, typer.Option(help="the niche (domain) to breed a specialist for")],
-    ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.7,
+    ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.8,
     cmg_preset: Annotated[str, typer.Option(help="the CMG candidate's recipe: compact | paper")] = "compact",
-    distill_tokens: Annotated[int, typer.Option(help="training tokens of the CMG specialist")] = 131_072,
+    distill_tokens: Annotated[int, typer.Option(help="training tokens of the CMG specialist")] = 98_304,
     finetune_tokens: Annotated[int, typer.Option(help="training tokens of the adapter fine-tune")] = 16_384,
     seed: Annotated[int, typer.Option()] = 0,
     home: HomeOption = None,

@@ -30,12 +30,12 @@ class LabConfig:
     """What the lab breeds and how big its evaluation is (all of it lands in the packets)."""
 
     niche: str
-    ratio: float = 0.7
+    ratio: float = 0.8
     """p of the distilled specialist (non-embedding parameters)."""
     cmg_preset: str = "compact"
     """The CMG candidate's named recipe (``cmg/recipe.py`` PRESETS): compact (width-first pruning,
     full training, T = 1, hidden-state loss) or paper (Genesis V1 as written)."""
-    distill_tokens: int = 131_072
+    distill_tokens: int = 98_304
     """Training tokens of the distilled specialist (the CMG)."""
     finetune_tokens: int = 16_384
     """Training tokens of the adapter fine-tune (the full-size parent trains ~3x slower per token)."""

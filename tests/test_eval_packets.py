@@ -35,7 +35,7 @@ def lab(registry, tmp_path):
             candidate=artifact_id, suites=suites, utility=correct / 100,
             utility_cases=[1] * correct + [0] * (100 - correct),
             domain_case_nll=[2.0 + shift + 0.01 * (i % 7) for i in range(50)], domain_ppl=math.exp(2.03 + shift),
-            general_regression=0.4, latency_token_ms_p50=5.0, peak_rss_bytes=1 << 29, weight_bytes=512,
+            general_regression=0.4, general_ppl_ratio=1.01, latency_token_ms_p50=5.0, peak_rss_bytes=1 << 29, weight_bytes=512,
             network_attempts=0, data_local=True, canary_reproduced=False, has_nan=False,
             machine="test machine", measured_utc="2026-01-01T00:00:00Z",
             unmeasured={"flops_per_token": "no profiler in this test"},
@@ -78,13 +78,13 @@ def test_evidence_markdown_shows_the_decision_and_every_gate(lab):
 
 def test_a_rejected_candidate_names_its_failed_gate_and_nan_survives_as_a_string(lab):
     registry, champion, challenger = lab
-    bad = replace(challenger, general_regression=math.nan, network_attempts=1)
+    bad = replace(challenger, general_ppl_ratio=math.nan, network_attempts=1)
     artifact, _, _ = evidence(registry, champion, bad)
     body = load_packet(registry, artifact.id)
     assert body["decision"]["outcome"] == "reject"
-    assert body["fitness"]["candidate"]["general_regression"] == "NaN"
+    assert body["fitness"]["candidate"]["general_ppl_ratio"] == "NaN"
     text = (artifact.path / "packet.md").read_text(encoding="utf-8")
-    assert "| general-regression | FAIL |" in text and "| network | FAIL |" in text
+    assert "| general-ppl-ratio | FAIL |" in text and "| network | FAIL |" in text
 
 
 def test_packets_are_deterministic_apart_from_the_timestamp(lab):

@@ -234,7 +234,12 @@ def test_the_breeder_breeds_but_never_promotes_and_one_run_at_a_time(client, wor
     assert [(e.type, e.actor) for e in bracket] == [("breeding-triggered", "breeder"), ("breeding-finished", "breeder")]
     child = bracket[-1].data["child"]
     assert child, bracket[-1].reason
-    assert registry.get(child).state == "candidate"  # the approver shadows it, not the breeder
+    # The approver shadows it, not the breeder. The lab may re-derive the very child the quick demo
+    # bred and later pruned (same recipe, same bytes): then it is still retired, and the reason says so.
+    # Which happens depends on the demo's story on this CPU's float path (seen both ways).
+    state = registry.get(child).state
+    assert state == "candidate" or (state == "retired" and "re-derived it: retired" in bracket[-1].reason)
+    assert not [e for e in registry.events(child) if e.type == "promoted" and e.actor == "breeder"]
     assert [e.actor for e in registry.events(child) if e.type == "registered"] == ["breeder"]
     assert "/admin/promote" in bracket[-1].reason
 

@@ -49,27 +49,37 @@ def proxy_kl(parent, student, blocks: torch.Tensor, states: list[torch.Tensor], 
 
 
 def search_depth(parent, profile, recipe: CMGRecipe, blocks: torch.Tensor, batch_size: int = 4) -> dict:
-    """Score every feasible depth at the recipe's ratio; return the record with ``chosen_layers``."""
+    """Score every feasible depth at the recipe's ratio; return the record with ``chosen_layers``.
+
+    Depths within ``max_depth_drop`` come first. If none of them can hold the ratio (width pruning
+    keeps every kv head, so a small p needs fewer layers), the search goes on dropping one layer
+    at a time until a shape fits, and the record says that the bound was exceeded.
+    """
     dims = ParentDims.of(parent.config)
     states = _parent_states(parent, blocks, batch_size)
+    bound = math.floor(recipe.max_depth_drop * dims.layers)
     candidates = []
-    for drop in range(math.floor(recipe.max_depth_drop * dims.layers) + 1):
-        try:
-            plan = plan_student(parent.config, ratio=recipe.ratio, strategy="mixed", profile=profile,
-                                count_embeddings=recipe.count_embeddings, seed=recipe.seed,
-                                layers=dims.layers - drop)
-        except ValueError as error:  # too narrow to land on the budget at this depth
-            candidates.append({"layers": dims.layers - drop, "feasible": False, "reason": str(error)[:200]})
-            continue
-        student = build_student(parent, plan, seed=recipe.seed)
-        candidates.append({"layers": len(plan.layers), "feasible": True, "heads": len(plan.heads[0]),
-                           "intermediate": len(plan.neurons[0]), "parameters": plan.student_params,
-                           "proxy_kl": round(proxy_kl(parent, student, blocks, states, batch_size), 6)})
-        del student
+    for drop in range(dims.layers - 1):
+        if drop > bound and any(c["feasible"] for c in candidates):
+            break
+        candidates.append(_candidate(parent, profile, recipe, blocks, states, batch_size, dims.layers - drop))
     feasible = [c for c in candidates if c["feasible"]]
     if not feasible:
-        raise ValueError(f"no depth within max_depth_drop {recipe.max_depth_drop} fits ratio {recipe.ratio}")
+        raise ValueError(f"no depth of this parent fits ratio {recipe.ratio}: use a larger ratio")
     best = min(feasible, key=lambda c: (c["proxy_kl"], c["layers"]))
     return {"proxy": "mean KL(parent || student) at T=1, no training", "tokens": int(blocks.numel()),
             "general_share": recipe.calibration_general_share, "candidates": candidates,
-            "chosen_layers": best["layers"]}
+            "max_depth_drop_exceeded": dims.layers - best["layers"] > bound, "chosen_layers": best["layers"]}
+
+
+def _candidate(parent, profile, recipe: CMGRecipe, blocks, states, batch_size: int, layers: int) -> dict:
+    """One depth's plan, built and scored untrained (or why no plan of that depth fits)."""
+    try:
+        plan = plan_student(parent.config, ratio=recipe.ratio, strategy="mixed", profile=profile,
+                            count_embeddings=recipe.count_embeddings, seed=recipe.seed, layers=layers)
+    except ValueError as error:  # too narrow to land on the budget at this depth
+        return {"layers": layers, "feasible": False, "reason": str(error)[:200]}
+    student = build_student(parent, plan, seed=recipe.seed)
+    return {"layers": len(plan.layers), "feasible": True, "heads": len(plan.heads[0]),
+            "intermediate": len(plan.neurons[0]), "parameters": plan.student_params,
+            "proxy_kl": round(proxy_kl(parent, student, blocks, states, batch_size), 6)}

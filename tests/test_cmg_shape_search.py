@@ -1,0 +1,41 @@
+"""The mixed strategy's proxy search: candidates, their untrained KL, the choice, and the depth bound."""
+
+from __future__ import annotations
+
+import pytest
+
+from breedlab.cmg.profile import profile_model
+from breedlab.cmg.recipe import CMGRecipe
+from breedlab.cmg.shape_search import proxy_kl, search_depth
+from breedlab.cmg.student import plan_student
+from breedlab.cmg.student_weights import build_student
+
+
+@pytest.fixture(scope="module")
+def profile(pico, blocks):
+    return profile_model(pico[0], blocks)
+
+
+def test_the_search_scores_each_depth_and_keeps_the_lowest_kl(pico, profile, blocks):
+    recipe = CMGRecipe(domain="code", ratio=0.7, strategy="mixed", max_depth_drop=0.25)
+    record = search_depth(pico[0], profile, recipe, blocks)
+    feasible = [c for c in record["candidates"] if c["feasible"]]
+    assert [c["layers"] for c in record["candidates"]] == [4, 3]  # 25% of 4 layers: at most one dropped
+    best = min(feasible, key=lambda c: c["proxy_kl"])
+    assert record["chosen_layers"] == best["layers"] and not record["max_depth_drop_exceeded"]
+    assert all(c["proxy_kl"] > 0 for c in feasible)
+
+
+def test_the_proxy_is_zero_for_the_parent_itself(pico, blocks):
+    whole = build_student(pico[0], plan_student(pico[0].config, ratio=1.0, strategy="uniform"))
+    states = [pico[0].model(input_ids=blocks[i:i + 4]).last_hidden_state for i in range(0, len(blocks), 4)]
+    assert proxy_kl(pico[0], whole, blocks, states, 4) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_ratio_too_small_for_the_depth_bound_goes_deeper_and_says_so(pico, profile, blocks):
+    # p = 0.15 of the pico's non-embedding parameters fits 2 layers, not 3 or 4 (every kv head is kept)
+    recipe = CMGRecipe(domain="code", ratio=0.15, strategy="mixed", max_depth_drop=0.25)
+    record = search_depth(pico[0], profile, recipe, blocks)
+    assert record["max_depth_drop_exceeded"] and record["chosen_layers"] == 2
+    assert [c["feasible"] for c in record["candidates"]] == [False, False, True]
+    assert record["candidates"][0]["reason"].startswith("cannot plan 0.15")
