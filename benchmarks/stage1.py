@@ -158,7 +158,8 @@ def verdicts(rows: list[dict], args) -> list[str]:
             lines.append(f"{domain}: target MET by {', '.join(r['label'] for r in hits)}")
         elif best is not None:
             lines.append(f"{domain}: target (>=1.6x gen tok/s, >=95% acc, general PPL <=1.20x, <=45 CPU-min) "
-                         f"NOT MET; closest ({'best accuracy at >=1.6x' if fast else 'fastest'}): {best['label']} (gen {best['gen_tok_s_ratio']:.2f}x, acc "
+                         f"NOT MET; closest ({'best accuracy at >=1.6x' if fast else 'fastest'}): "
+                         f"{best['label']} (gen {best['gen_tok_s_ratio']:.2f}x, acc "
                          f"{best['domain_accuracy_ratio']:.1%}, general PPL {best['general_ppl_ratio']:.2f}x, "
                          f"{best['breed_cpu_seconds'] / 60:.0f} CPU-min)")
         paper = next((r for r in mine if r["label"] == "paper p=0.3"), None)
@@ -191,7 +192,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--domains", nargs="+", default=["code", "medical"])
-    parser.add_argument("--rows", nargs="*", default=[], help="only rows whose label matches one of these (fnmatch: 'compact*')")
+    parser.add_argument("--rows", nargs="*", default=[],
+                        help="only rows whose label matches one of these (fnmatch: 'compact*')")
     parser.add_argument("--budget", type=int, default=98_304, help="training tokens of most children")
     parser.add_argument("--pool", type=int, default=65_536, help="domain tokens the parent is cached on")
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.6, 0.7, 0.8])

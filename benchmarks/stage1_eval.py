@@ -92,7 +92,8 @@ def evaluate_model(artifact, registry, inputs: EvalInputs, args) -> dict:
     row = {
         "artifact": artifact.id, "name": artifact.manifest.name, "kind": artifact.manifest.kind,
         "parameters": _parameters(model, True), "nonembed_parameters": _parameters(model, False),
-        "flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT), "gen_tok_s": speed, "gen_tok_s_ratio": speed_ratio,
+        "flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT),
+        "gen_tok_s": speed, "gen_tok_s_ratio": speed_ratio,
         "domain_accuracy": domain.accuracy, "domain_ppl": domain.perplexity, "general_ppl": general.perplexity,
         "utility": cloze.accuracy,
     }

@@ -19,7 +19,6 @@ from breedlab.cmg.domain_head import (
     greedy_head,
     kept_token_ids,
     save_head,
-    token_counts,
 )
 from breedlab.cmg.blocks import token_blocks
 from breedlab.pico import PICO_TEXTS

@@ -97,7 +97,8 @@ def fit_other_bound(hidden: torch.Tensor, weight: torch.Tensor, kept: list[int],
     beta = torch.linalg.solve(gram, features.T @ target)  # (D+1,)
     residual = target - features @ beta
     return {"other_weight": beta[:-1].float().contiguous(), "other_bias": beta[-1:].float().contiguous(),
-            "margin": residual.max().reshape(1).float().contiguous(), "kept_ids": keep.nonzero().reshape(-1).to(torch.int32)}
+            "margin": residual.max().reshape(1).float().contiguous(),
+            "kept_ids": keep.nonzero().reshape(-1).to(torch.int32)}
 
 
 @torch.no_grad()

@@ -8,7 +8,8 @@ cached hidden states, a top-k cache, or the live parent), then
     L = a_ce * CE + a_kd * T^2 * KL(softmax(parent/T) || softmax(child/T)) [+ a_h * H]
 
 on a domain batch (H: the hidden-state loss over ``hidden_pairs``, each a
-student hidden state matched to the parent's at the layer it was copied from), and ``l_r`` times the same loss on a rehearsal batch, so
+student hidden state matched to the parent's at the layer it was copied from),
+and ``l_r`` times the same loss on a rehearsal batch, so
 over a run the objective is Equation 2 of Genesis V1 with L_rehearsal the
 distillation loss on general text. The parent is only ever run under
 ``no_grad``; its weights never receive a gradient.

@@ -43,29 +43,22 @@ def _bound(a, b, config: EvaluationConfig):
                             seed=config.seed)
 
 
-def _nll(champion: FitnessVector, challenger: FitnessVector, config: EvaluationConfig) -> tuple[bool, str, dict]:
-    a, b = champion.domain_case_nll, challenger.domain_case_nll
-    if not a or not b:
-        return False, "non-inferior NLL: not measured on both sides", {}
-    boot = _bound(a, b, config)
-    ok = boot.high <= config.noninferior_nll_margin
-    relation = "<=" if ok else ">"
-    return ok, (f"non-inferior NLL: increase {boot.mean_diff:+.4f} nats, upper {1 - config.alpha:.0%} bound "
-                f"{boot.high:+.4f} {relation} margin {config.noninferior_nll_margin}"), \
-        {"mean_increase": boot.mean_diff, "upper_bound": boot.high, "margin": config.noninferior_nll_margin}
+def _quality(name: str, a, b, config: EvaluationConfig, *, margin: float, higher_is_worse: bool):
+    """(holds, reason, statistics) for one paired quality axis.
 
-
-def _utility(champion: FitnessVector, challenger: FitnessVector,
-             config: EvaluationConfig) -> tuple[bool, str, dict]:
-    a, b = champion.utility_cases, challenger.utility_cases
+    ``higher_is_worse`` (NLL): the upper bound of mean(b - a) must be <= margin; otherwise (utility)
+    the lower bound must be >= -margin.
+    """
     if not a or not b:
-        return False, "non-inferior utility: not measured on both sides", {}
+        return False, f"non-inferior {name}: not measured on both sides", {}
     boot = _bound([float(x) for x in a], [float(x) for x in b], config)
-    ok = boot.low >= -config.noninferior_utility_margin
-    relation = ">=" if ok else "<"
-    return ok, (f"non-inferior utility: difference {boot.mean_diff:+.4f}, lower {1 - config.alpha:.0%} bound "
-                f"{boot.low:+.4f} {relation} -{config.noninferior_utility_margin}"), \
-        {"mean_difference": boot.mean_diff, "lower_bound": boot.low, "margin": config.noninferior_utility_margin}
+    bound = boot.high if higher_is_worse else boot.low
+    ok = bound <= margin if higher_is_worse else bound >= -margin
+    side, limit = ("upper", f"margin {margin}") if higher_is_worse else ("lower", f"-{margin}")
+    relation = ("<=" if ok else ">") if higher_is_worse else (">=" if ok else "<")
+    return ok, (f"non-inferior {name}: difference {boot.mean_diff:+.4f}, {side} {1 - config.alpha:.0%} bound "
+                f"{bound:+.4f} {relation} {limit}"), \
+        {"mean_difference": boot.mean_diff, f"{side}_bound": bound, "margin": margin}
 
 
 def _cheaper(champion: FitnessVector, challenger: FitnessVector,
@@ -83,7 +76,12 @@ def _cheaper(champion: FitnessVector, challenger: FitnessVector,
 def non_inferior_and_cheaper(champion: FitnessVector, challenger: FitnessVector,
                              config: EvaluationConfig) -> NonInferiority:
     """Apply the rule in the module docstring (gates are the caller's: this only weighs evidence)."""
-    checks = {"nll": _nll(champion, challenger, config), "utility": _utility(champion, challenger, config),
-              "cost": _cheaper(champion, challenger, config)}
+    checks = {
+        "nll": _quality("NLL (nats/token)", champion.domain_case_nll, challenger.domain_case_nll, config,
+                        margin=config.noninferior_nll_margin, higher_is_worse=True),
+        "utility": _quality("utility", champion.utility_cases, challenger.utility_cases, config,
+                            margin=config.noninferior_utility_margin, higher_is_worse=False),
+        "cost": _cheaper(champion, challenger, config),
+    }
     return NonInferiority(all(ok for ok, _, _ in checks.values()), [why for _, why, _ in checks.values()],
                           {name: stats for name, (_, _, stats) in checks.items()})
