@@ -176,6 +176,9 @@ def verdicts(rows: list[dict], args) -> list[str]:
 def save(args, cache: dict, rows: list[dict] | None = None, lines: list[str] | None = None) -> None:
     out = args.out.with_suffix(".json")
     record = json.loads(out.read_text()) if out.is_file() else {}
+    # Only the measured rows survive from an earlier run (keyed by artifact and settings); the rest
+    # of the record describes this run.
+    record = {"rows": record.get("rows", []), "verdicts": record.get("verdicts", [])}
     record.update({"command": "python benchmarks/stage1.py " + " ".join(sys.argv[1:]),
                    "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                               f"{args.threads} torch threads, torch {torch.__version__}",
