@@ -5,8 +5,9 @@ parent and its int8 copy; the paper's recipe (``paper`` preset: depth first,
 LoRA only, T = 4) at p in {0.1, 0.3}; the ``compact`` preset at three sizes,
 each also stacked with int8 weight-only quantization; the retention curve of
 one size over training budgets; ``uniform`` and ``scratch`` at equal budget;
-a scratch child of the same shape on 20x the tokens (Stage 2); and a
-grandchild at half the best child's size (Stage 3). Ratios are to the fp32
+a scratch child at the same p on 20x the tokens (Stage 2; note that ``scratch``
+takes the depth-first solver's shape, not the compact child's width-pruned
+one); and a grandchild at half the compact child's size (Stage 3). Ratios are to the fp32
 parent measured in the same run.
 
 Rows are cached in the output JSON by artifact id and evaluation settings,
@@ -14,7 +15,7 @@ and children are reused from the registry, so an interrupted run resumes and
 a longer budget can be added later without re-measuring the rest:
 
     .venv/bin/python benchmarks/stage1.py --home /tmp/home            # every row (hours on 2 cores)
-    .venv/bin/python benchmarks/stage1.py --rows compact --domains code
+    .venv/bin/python benchmarks/stage1.py --rows "compact*" --domains code
     .venv/bin/python benchmarks/stage1.py --quick                      # pico smoke run, a minute
 """
 
