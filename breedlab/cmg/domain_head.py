@@ -1,4 +1,4 @@
-"""An optional domain head: logits for the domain's own vocabulary, exact for greedy decoding.
+"""An optional domain head: logits for the domain's own vocabulary, with a fallback to the full head.
 
 A small child's LM head is a large share of its work: SmolLM2's tied head is
 576 x 49,152, 28.3M multiply-adds per token, and at batch 1 on a CPU the
@@ -27,7 +27,7 @@ one position per sequence (a decode step); everything else is the full head.
 
 The child's folder stays a plain ``LlamaForCausalLM`` (``from_pretrained``
 gives the full, exact head); ``domain_head.safetensors`` beside it holds the
-kept ids, centroids and radii, and only breedlab attaches it.
+kept ids and the "other" score's weights, bias and margin, and only breedlab attaches it.
 """
 
 from __future__ import annotations
@@ -106,10 +106,12 @@ def build_domain_head(model, tokenizer, train_texts: Iterable[str], calibration:
                       max_count_tokens: int = 2_000_000) -> tuple[dict, dict]:
     """(tensors, meta) of the domain head for ``model``: kept ids from ``train_texts``, the bound fitted
     on the model's own final hidden states over ``calibration`` blocks (N, S)."""
+    from .teacher import final_hidden_states
+
     counts = token_counts(tokenizer, train_texts, max_count_tokens)
     kept = kept_token_ids(counts, coverage, base_token_ids(tokenizer))
-    hidden = torch.cat([model.model(input_ids=calibration[i:i + 4], use_cache=False).last_hidden_state
-                        for i in range(0, len(calibration), 4)]).reshape(-1, model.config.hidden_size)
+    hidden = torch.cat([states for _, states in final_hidden_states(model, calibration)])
+    hidden = hidden.reshape(-1, model.config.hidden_size)  # (N * S, D)
     tensors = fit_other_bound(hidden.float(), model.lm_head.weight.detach().float(), kept)
     meta = {"coverage": coverage, "kept": len(kept), "vocab": model.config.vocab_size,
             "train_coverage": round(covered_share(counts, kept), 6), "counted_tokens": sum(counts.values()),
@@ -168,13 +170,13 @@ class DomainHead(torch.nn.Module):
         flat = hidden.reshape(-1, hidden.shape[-1])  # (N, D)
         kept = flat @ self.kept_weight.T  # (N, K)
         other = flat @ self.other_weight + self.other_bias  # (N,): upper estimate of the best dropped logit
-        exact = kept.max(dim=-1).values > other  # (N,): no dropped id is expected to win
+        confident = kept.max(dim=-1).values > other  # (N,): no dropped id is expected to win
         logits = flat.new_full((flat.shape[0], self.full.out_features), torch.finfo(flat.dtype).min)
         logits[:, self.kept_ids] = kept
-        if not bool(exact.all()):
-            logits[~exact] = self.full(flat[~exact])
-        self.fast_positions += int(exact.sum())
-        self.fallbacks += int((~exact).sum())
+        if not bool(confident.all()):
+            logits[~confident] = self.full(flat[~confident])
+        self.fast_positions += int(confident.sum())
+        self.fallbacks += int((~confident).sum())
         return logits.reshape(*hidden.shape[:-1], -1)
 
 
@@ -190,7 +192,7 @@ def attach_domain_head(model, folder: Path) -> DomainHead | None:
 
 @contextlib.contextmanager
 def greedy_head(model):
-    """Inside this block a model's domain head (if any) takes its exact-for-argmax fast path."""
+    """Inside this block a model's domain head (if any) may take its kept-vocabulary fast path."""
     head = model.lm_head if isinstance(getattr(model, "lm_head", None), DomainHead) else None
     if head is not None:
         head.greedy = True

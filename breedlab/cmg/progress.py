@@ -31,6 +31,9 @@ class _Lines:
                                        "printed": 0.0}
         return len(self.tasks) - 1
 
+    def advance(self, task: int, amount: int, stats: str = "") -> None:
+        self.update(task, self.tasks[task]["done"] + amount, stats)
+
     def update(self, task: int, done: int, stats: str = "") -> None:
         entry = self.tasks[task]
         entry["done"] = done
@@ -69,12 +72,7 @@ class BreedProgress:
         if self.lines is None:
             return lambda tokens: self.progress.advance(task, tokens)
         line = self.lines.add(label, total_tokens)
-        done = [0]
-
-        def advance(tokens: int) -> None:
-            done[0] += tokens
-            self.lines.update(line, done[0], "tokens")
-        return advance
+        return lambda tokens: self.lines.advance(line, tokens, "tokens")
 
     def training(self, label: str) -> Callable[[int, dict, object], None]:
         task = self.progress.add_task(label, total=self.recipe.total_steps, stats="")

@@ -25,13 +25,7 @@ import torch.nn.functional as F
 from .recipe import CMGRecipe
 from .student import ParentDims, plan_student
 from .student_weights import build_student
-
-
-@torch.no_grad()
-def _parent_states(parent, blocks: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """The parent's final hidden states per batch: logits are recomputed by its LM head when needed."""
-    return [parent.model(input_ids=blocks[i:i + batch_size], use_cache=False).last_hidden_state
-            for i in range(0, len(blocks), batch_size)]
+from .teacher import final_hidden_states
 
 
 @torch.no_grad()
@@ -56,7 +50,8 @@ def search_depth(parent, profile, recipe: CMGRecipe, blocks: torch.Tensor, batch
     at a time until a shape fits, and the record says that the bound was exceeded.
     """
     dims = ParentDims.of(parent.config)
-    states = _parent_states(parent, blocks, batch_size)
+    with torch.no_grad():  # the parent's states once; each candidate's KL recomputes its logits from them
+        states = [hidden for _, hidden in final_hidden_states(parent, blocks, batch_size)]
     bound = math.floor(recipe.max_depth_drop * dims.layers)
     candidates = []
     for drop in range(dims.layers - 1):

@@ -74,6 +74,16 @@ def cache_format(tensors: dict[str, torch.Tensor]) -> str:
     raise ValueError(f"a teacher cache holds one of {[tuple(d) for d in FORMATS.values()]}, got {sorted(tensors)}")
 
 
+def final_hidden_states(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 4):
+    """Yield (batch (b, S), the model's final normed hidden states (b, S, D)) over ``blocks`` (N, S).
+
+    Call under ``no_grad``. The teacher cache, the proxy search and the domain head all read these.
+    """
+    for start in range(0, blocks.size(0), batch_size):
+        batch = blocks[start : start + batch_size].long()  # (b, S)
+        yield batch, model.model(input_ids=batch, use_cache=False).last_hidden_state  # (b, S, D)
+
+
 @torch.no_grad()
 def compute_hidden_cache(parent_model: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4,
                          progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
@@ -82,10 +92,8 @@ def compute_hidden_cache(parent_model: torch.nn.Module, blocks: torch.Tensor, *,
         raise ValueError(f"blocks must be a non-empty (N, S) tensor, got shape {tuple(blocks.shape)}")
     parent_model.eval()
     states = []
-    for start in range(0, blocks.size(0), batch_size):
-        batch = blocks[start : start + batch_size].long()  # (b, S)
-        hidden = parent_model.model(input_ids=batch, use_cache=False).last_hidden_state  # (b, S, D)
-        if start == 0:
+    for index, (batch, hidden) in enumerate(final_hidden_states(parent_model, blocks, batch_size)):
+        if index == 0:
             _check_head_reproduces_logits(parent_model, batch, hidden)
         states.append(hidden.to(torch.float16))
         if progress is not None:

@@ -207,7 +207,7 @@ def _score(fitness: FitnessVector, suite: Suite, model, tokenizer, parent_genera
 
 
 def _latency(fitness: FitnessVector, model, tokenizer, settings: LatencySettings) -> None:
-    with greedy_head(model):  # latency is timed on greedy decoding, where a domain head is exact
+    with greedy_head(model):  # latency is timed on greedy decoding, the only place a domain head's fast path runs
         timed = measure_latency(model, tokenizer, settings)
     fitness.latency_token_ms_p50, fitness.latency_token_ms_p95 = timed.token_ms_p50, timed.token_ms_p95
     fitness.latency_request_ms_p50, fitness.latency_request_ms_p95 = timed.request_ms_p50, timed.request_ms_p95
