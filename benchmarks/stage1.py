@@ -67,6 +67,10 @@ def plan_rows(args) -> list[Row]:
     for p in args.sizes:
         rows += [Row(f"compact p={p}", "compact", "compact", compact(p, budget)),
                  Row(f"compact p={p} int8", "compact", "compact", compact(p, budget), int8=True)]
+    # The child as bred before the budgets sampled the whole split (its first sources only): the fix's
+    # effect, measured on the same held-out blocks.
+    rows.append(Row(f"compact p={size} document order", "compact", "compact",
+                    compact(size, budget, data_order="document")))
     rows += [Row(f"compact p={size} {tokens // 1000}k tok", "compact", "compact", compact(size, tokens))
              for tokens in args.curve if tokens != budget]
     for strategy in ("uniform", "scratch"):
@@ -75,6 +79,11 @@ def plan_rows(args) -> list[Row]:
                     compact(size, 20 * budget, strategy="scratch")))
     rows.append(Row(f"grandchild p={args.grandchild_ratio}", "compact", "compact",
                     compact(args.grandchild_ratio, budget), source=f"compact p={size}"))
+    if args.set:  # a recipe variant: its rows say so in their labels (the parents' rows are unchanged)
+        suffix = " [" + ", ".join(f"{k}={v}" for k, v in args.set.items()) + "]"
+        rows = [row if row.preset is None else
+                Row(row.label + suffix, row.strategy, row.preset, {**row.overrides, **args.set}, row.int8,
+                    row.source and row.source + suffix) for row in rows]
     return [row for row in rows if not args.rows or any(fnmatch.fnmatch(row.label, pattern)
                                                         for pattern in args.rows)]
 
@@ -207,17 +216,30 @@ def parse_args(argv):
     parser.add_argument("--grandchild-ratio", type=float, default=0.5)
     parser.add_argument("--eval-tokens", type=int, default=16_384, help="held-out tokens per split")
     parser.add_argument("--cloze-cases", type=int, default=60)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="recipe overrides for every bred row (a variant; JSON values): rehearsal_pool_tokens=65536")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="pico lab instead of SmolLM2 (smoke test)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/stage1"))
     args = parser.parse_args(argv)
     args.base = {}
+    args.set = dict(_override(item) for item in args.set)
     if args.quick:
         args.base = {"batch_size": 4, "seq_len": 64, "profile_tokens": 1024, "proxy_tokens": 512,
                      "rehearsal_pool_tokens": 1024, "warmup_steps": 2}
         args.budget, args.pool, args.curve, args.eval_tokens, args.cloze_cases = 2048, 2048, [1024], 1024, 8
         args.sizes, args.curve_size, args.domains = [0.5], 0.5, ["code"]
     return args
+
+
+def _override(item: str) -> tuple[str, object]:
+    field_name, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set takes FIELD=VALUE, got {item!r}")
+    try:
+        return field_name, json.loads(value)
+    except json.JSONDecodeError:
+        return field_name, value  # a bare string (strategy=width)
 
 
 def main(argv=None) -> None:

@@ -2,19 +2,31 @@
 
 Documents are tokenised, joined with the EOS token between them (so the model
 sees document boundaries) and cut into blocks of ``seq_len`` tokens; the tail
-shorter than a block is dropped. The same dataset, tokenizer, length and
-budget always give the same tensor, which is what lets a teacher-logit cache
+shorter than a block is dropped. The same dataset, tokenizer, length, budget
+and order always give the same tensor, which is what lets a teacher cache
 computed once be reused by every child bred on that data.
+
+Order matters because a budget takes only the first documents. A split is
+stored in source order (all of one package, then the next), so the first 65k
+tokens of ``medical/train`` are 235 documents of a single ontology and the
+first 16k of ``general/test`` are chapters of one novel. ``shuffled`` (the
+default, ``ORDERS``) reads the documents in a seeded random order first, so a
+budget is a sample of the whole split; ``document`` is the stored order, kept
+so that results measured with it (before issue 11's fix) can be reproduced.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
-from ..data.read import iter_texts
+from ..data.read import iter_documents
+
+ORDERS = ("shuffled", "document")
+SHUFFLE_SEED = 0
 
 
 def token_blocks(tokenizer, texts: Iterable[str], seq_len: int, max_blocks: int | None = None) -> torch.Tensor:
@@ -39,7 +51,18 @@ def token_blocks(tokenizer, texts: Iterable[str], seq_len: int, max_blocks: int 
     return torch.tensor(stream[: usable * seq_len], dtype=torch.long).view(usable, seq_len)
 
 
-def dataset_blocks(artifact_path: Path, tokenizer, seq_len: int, max_tokens: int | None = None) -> torch.Tensor:
-    """Blocks from a registered dataset split, up to ``max_tokens`` tokens (in document order)."""
+def ordered_texts(artifact_path: Path, order: str = "shuffled") -> list[str]:
+    """The split's document texts in ``order``: ``shuffled`` is a seeded permutation of all of them."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown document order {order!r}; choose one of {ORDERS}")
+    texts = [document["text"] for document in iter_documents(artifact_path)]
+    if order == "shuffled":
+        random.Random(SHUFFLE_SEED).shuffle(texts)
+    return texts
+
+
+def dataset_blocks(artifact_path: Path, tokenizer, seq_len: int, max_tokens: int | None = None,
+                   order: str = "shuffled") -> torch.Tensor:
+    """Blocks from a registered dataset split, up to ``max_tokens`` tokens, documents read in ``order``."""
     max_blocks = None if max_tokens is None else max(1, max_tokens // seq_len)
-    return token_blocks(tokenizer, iter_texts(artifact_path), seq_len, max_blocks)
+    return token_blocks(tokenizer, ordered_texts(artifact_path, order), seq_len, max_blocks)

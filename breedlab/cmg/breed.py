@@ -56,6 +56,8 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
     # None-valued fields are left out of the key: an optional field added later (None = unused) leaves
     # the key of every recipe that does not use it as it was, so earlier children are still found.
     fields = {name: value for name, value in recipe.to_dict().items() if value is not None}
+    if fields["data_order"] == "document":  # how every child was bred before the field existed
+        del fields["data_order"]
     key = sha256_json({"recipe": fields, "parent": parent_art.id,
                        "data": [domain_data.id, general_data.id if general_data else None]})
     existing = _already_bred(registry, recipe, parent_art, key)
@@ -125,7 +127,7 @@ def _build_student(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, g
         from .shape_search import search_depth
 
         blocks = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens, recipe.seq_len,
-                                    recipe.calibration_general_share)
+                                    recipe.calibration_general_share, recipe.data_order)
         search = search_depth(parent, profile, recipe, blocks)
         layers = search["chosen_layers"]
     plan = plan_student(parent.config, ratio=recipe.ratio, strategy=recipe.strategy, profile=profile,
@@ -164,7 +166,8 @@ def training_streams(registry, parent_art, parent, tokenizer, domain_data, gener
     streams, teachers = {}, []
     for stream, (data, tokens) in pools.items():
         if recipe.teacher == "live":
-            streams[stream] = LiveBlocks(dataset_blocks(data.path, tokenizer, recipe.seq_len, tokens))
+            streams[stream] = LiveBlocks(dataset_blocks(data.path, tokenizer, recipe.seq_len, tokens,
+                                                        recipe.data_order))
             continue
         label = f"2/4 caching the parent's {recipe.teacher} ({stream})"
         teacher = ensure_teacher(registry, parent_art, parent, tokenizer, data, recipe, tokens,

@@ -51,7 +51,7 @@ def write_domain_head(model_dir: Path, domain_data: Artifact, general_data: Arti
 
     model, tokenizer = load_model(model_dir)
     calibration = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens * 4,
-                                     recipe.seq_len, recipe.calibration_general_share)
+                                     recipe.seq_len, recipe.calibration_general_share, recipe.data_order)
     tensors, meta = build_domain_head(model, tokenizer, iter_texts(domain_data.path), calibration,
                                       recipe.domain_head_coverage)
     if validation_data is not None:

@@ -39,14 +39,14 @@ def tokenizer_hash(artifact: Artifact) -> str:
 
 
 def calibration_blocks(tokenizer, data: Artifact, general: Artifact | None, tokens: int, seq_len: int,
-                       general_share: float):
+                       general_share: float, order: str = "shuffled"):
     """Domain blocks, plus ``general_share`` of ``tokens`` from general text (cross-calibration)."""
     import torch
 
     general_tokens = round(tokens * general_share) if general is not None else 0
-    parts = [dataset_blocks(data.path, tokenizer, seq_len, tokens - general_tokens)]
+    parts = [dataset_blocks(data.path, tokenizer, seq_len, tokens - general_tokens, order)]
     if general_tokens >= seq_len:
-        parts.append(dataset_blocks(general.path, tokenizer, seq_len, general_tokens))
+        parts.append(dataset_blocks(general.path, tokenizer, seq_len, general_tokens, order))
     return torch.cat(parts)
 
 
@@ -60,13 +60,16 @@ def ensure_profile(registry: Registry, parent_art: Artifact, parent, tokenizer, 
     profile_recipe = {"tokens": recipe.profile_tokens, "seq_len": recipe.seq_len,
                       "tokenizer": tokenizer_hash(parent_art),
                       "measure": "residual-contribution+block-influence", "general_share": share}
+    if recipe.data_order != "document":  # profiles measured before the order existed keep their recipe
+        profile_recipe["order"] = recipe.data_order
     data_ids = (data.id, general.id) if share else (data.id,)
     name = f"{recipe.domain}/profile"
     for existing in registry.find(kind="profile", name=name):
         if existing.manifest.parents == (parent_art.id,) and existing.manifest.data == data_ids \
                 and existing.manifest.recipe == profile_recipe:
             return existing, load_profile(existing.path / "profile.safetensors")
-    blocks = calibration_blocks(tokenizer, data, general, recipe.profile_tokens, recipe.seq_len, share)
+    blocks = calibration_blocks(tokenizer, data, general, recipe.profile_tokens, recipe.seq_len, share,
+                                recipe.data_order)
     profile = profile_model(parent, blocks, progress=progress)
     artifact = register_profile(registry, profile, name=name, parent_id=parent_art.id, data_ids=list(data_ids),
                                 recipe=profile_recipe)
@@ -82,10 +85,12 @@ def ensure_teacher(registry: Registry, parent_art: Artifact, parent, tokenizer, 
                     "tokens": tokens, "tokenizer": tokenizer_hash(parent_art)}
     if recipe.teacher == "topk":
         cache_recipe["k"] = recipe.teacher_topk
+    if recipe.data_order != "document":  # caches made before the order existed keep their recipe
+        cache_recipe["order"] = recipe.data_order
     found = find_teacher_cache(registry, parent_id=parent_art.id, data_id=data.id, recipe=cache_recipe)
     if found is not None:
         return found
-    blocks = dataset_blocks(data.path, tokenizer, recipe.seq_len, tokens)
+    blocks = dataset_blocks(data.path, tokenizer, recipe.seq_len, tokens, recipe.data_order)
     if recipe.teacher == "hidden":
         tensors = compute_hidden_cache(parent, blocks, progress=progress)
         name = f"{data.manifest.name}/teacher-hidden"

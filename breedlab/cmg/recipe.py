@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .blocks import ORDERS
+
 TRAINABLE_MODES = ("lora", "lora+norms", "full")
 HIDDEN_LOSSES = ("none", "mse", "cosine")
 STRATEGIES = ("profiled", "width", "depth", "mixed", "uniform", "random", "scratch")  # step 2 (student.py)
@@ -86,6 +88,9 @@ class CMGRecipe:
     """Domain tokens training batches are drawn from (and the parent's logits are cached for)."""
     rehearsal_pool_tokens: int = 32_768
     """General-corpus tokens rehearsal batches are drawn from (only ``rehearsal_share`` of steps use them)."""
+    data_order: str = "shuffled"
+    """How a token budget samples a split: shuffled (seeded, whole split) | document (stored order,
+    the first sources only; how results before the fix were measured). See ``cmg/blocks.py``."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -109,6 +114,8 @@ class CMGRecipe:
             raise ValueError("a hidden-state loss needs the parent's hidden states: teacher 'hidden' or 'live'")
         if self.domain_head_coverage is not None and not 0 < self.domain_head_coverage <= 1:
             raise ValueError("domain_head_coverage must be in (0, 1]")
+        if self.data_order not in ORDERS:
+            raise ValueError(f"data_order must be one of {ORDERS}, got {self.data_order!r}")
         if self.temperature <= 0 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("temperature, steps and batch_size must be positive")
 

@@ -85,6 +85,8 @@ class AdapterFinetuneRecipe:
     """Domain tokens training batches are drawn from."""
     rehearsal_pool_tokens: int = 32_768
     """General-corpus tokens rehearsal batches are drawn from."""
+    data_order: str = "shuffled"
+    """How a token budget samples a split (``cmg/blocks.py``)."""
     seed: int = 0
 
     def __post_init__(self) -> None:

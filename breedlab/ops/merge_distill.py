@@ -79,6 +79,8 @@ class MergeDistillRecipe:
     pool_tokens: int = 65_536
     """Training tokens drawn from each domain (so domains get equal shares)."""
     rehearsal_pool_tokens: int = 32_768
+    data_order: str = "shuffled"
+    """How a token budget samples a split (``cmg/blocks.py``)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -186,7 +188,8 @@ def _streams(registry, base_art, base, tokenizer, teacher_of, teachers, data, ge
         parts = []
         for teacher_art, teacher, split, tokens in entries:
             if cmg.teacher == "live":
-                parts.append(LiveTeacher(dataset_blocks(split.path, tokenizer, cmg.seq_len, tokens), teacher))
+                parts.append(LiveTeacher(dataset_blocks(split.path, tokenizer, cmg.seq_len, tokens, cmg.data_order),
+                                         teacher))
                 continue
             label = f"caching {teacher_art.manifest.name}'s top-{cmg.teacher_topk} on {split.manifest.name}"
             cache = ensure_teacher(registry, teacher_art, teacher, tokenizer, split, cmg, tokens,
