@@ -67,10 +67,11 @@ def plan_rows(args) -> list[Row]:
     for p in args.sizes:
         rows += [Row(f"compact p={p}", "compact", "compact", compact(p, budget)),
                  Row(f"compact p={p} int8", "compact", "compact", compact(p, budget), int8=True)]
-    # The child as bred before the budgets sampled the whole split (its first sources only): the fix's
-    # effect, measured on the same held-out blocks.
+    # The child as first bred, before the budgets sampled the whole split (its first sources only) and
+    # with the preset's first calibration mix and rehearsal pool: the fix's effect on the same blocks.
     rows.append(Row(f"compact p={size} document order", "compact", "compact",
-                    compact(size, budget, data_order="document")))
+                    compact(size, budget, data_order="document", calibration_general_share=0.25,
+                            rehearsal_pool_tokens=32_768)))
     rows += [Row(f"compact p={size} {tokens // 1000}k tok", "compact", "compact", compact(size, tokens))
              for tokens in args.curve if tokens != budget]
     for strategy in ("uniform", "scratch"):
