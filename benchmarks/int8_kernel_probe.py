@@ -5,7 +5,11 @@ scratch buffer per weight shape, in alternating rounds (needs an otherwise idle 
 
     .venv/bin/python benchmarks/int8_kernel_probe.py INT8_ARTIFACT_ID [ROUNDS]
 """
-import statistics, sys, time, torch
+import statistics
+import sys
+
+import torch
+
 torch.set_num_threads(2)
 from breedlab.home import Home
 from breedlab.registry import Registry

@@ -29,7 +29,7 @@ def write_split(path, sources: dict[str, int]) -> None:
 
 def test_shuffled_order_is_a_seeded_permutation_of_every_document(tmp_path):
     write_split(tmp_path / "split", {"alpha": 30, "beta": 30, "gamma": 30})
-    stored = ordered_texts(tmp_path / "split", "document")
+    stored = list(ordered_texts(tmp_path / "split", "document"))  # streamed as stored
     shuffled = ordered_texts(tmp_path / "split", "shuffled")
     assert sorted(shuffled) == sorted(stored) and shuffled != stored
     assert ordered_texts(tmp_path / "split", "shuffled") == shuffled  # the same every time

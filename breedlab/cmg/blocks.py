@@ -23,9 +23,9 @@ from typing import Iterable
 
 import torch
 
-from ..data.read import iter_documents
+from ..data.read import iter_documents, iter_texts
+from .recipe import LEGACY_ORDER, ORDERS
 
-ORDERS = ("shuffled", "document")
 SHUFFLE_SEED = 0
 
 
@@ -51,14 +51,21 @@ def token_blocks(tokenizer, texts: Iterable[str], seq_len: int, max_blocks: int 
     return torch.tensor(stream[: usable * seq_len], dtype=torch.long).view(usable, seq_len)
 
 
-def ordered_texts(artifact_path: Path, order: str = "shuffled") -> list[str]:
-    """The split's document texts in ``order``: ``shuffled`` is a seeded permutation of all of them."""
+def ordered_texts(artifact_path: Path, order: str = "shuffled") -> Iterable[str]:
+    """The split's document texts in ``order``: ``shuffled`` is a seeded permutation of all of them;
+    ``document`` streams them as stored (a budget stops reading early)."""
     if order not in ORDERS:
         raise ValueError(f"unknown document order {order!r}; choose one of {ORDERS}")
+    if order == "document":
+        return iter_texts(artifact_path)
     texts = [document["text"] for document in iter_documents(artifact_path)]
-    if order == "shuffled":
-        random.Random(SHUFFLE_SEED).shuffle(texts)
+    random.Random(SHUFFLE_SEED).shuffle(texts)
     return texts
+
+
+def order_record(order: str) -> dict[str, str]:
+    """What a derived artifact's recipe records of ``order``: nothing for the legacy order."""
+    return {} if order == LEGACY_ORDER else {"order": order}
 
 
 def dataset_blocks(artifact_path: Path, tokenizer, seq_len: int, max_tokens: int | None = None,

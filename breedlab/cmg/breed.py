@@ -28,7 +28,7 @@ from .domain_head import HEAD_FILE
 from .inputs import dataset, ensure_profile, ensure_teacher, load_frozen
 from .lora import prepare_trainable
 from .progress import BreedProgress
-from .recipe import CMGRecipe, RunOptions
+from .recipe import LEGACY_ORDER, CMGRecipe, RunOptions
 from .train import LiveBlocks, TrainResult, train_child
 
 
@@ -56,7 +56,7 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
     # None-valued fields are left out of the key: an optional field added later (None = unused) leaves
     # the key of every recipe that does not use it as it was, so earlier children are still found.
     fields = {name: value for name, value in recipe.to_dict().items() if value is not None}
-    if fields["data_order"] == "document":  # how every child was bred before the field existed
+    if fields["data_order"] == LEGACY_ORDER:  # how every child was bred before the field existed
         del fields["data_order"]
     key = sha256_json({"recipe": fields, "parent": parent_art.id,
                        "data": [domain_data.id, general_data.id if general_data else None]})

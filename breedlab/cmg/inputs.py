@@ -8,7 +8,7 @@ from typing import Any, Callable
 from ..modelio import load_model
 from ..registry import Artifact, MODEL_KINDS, Registry, RegistryError
 from ..registry.canonical import sha256_file
-from .blocks import dataset_blocks
+from .blocks import dataset_blocks, order_record
 from .recipe import CMGRecipe
 
 
@@ -59,9 +59,8 @@ def ensure_profile(registry: Registry, parent_art: Artifact, parent, tokenizer, 
     share = recipe.calibration_general_share if general is not None else 0.0
     profile_recipe = {"tokens": recipe.profile_tokens, "seq_len": recipe.seq_len,
                       "tokenizer": tokenizer_hash(parent_art),
-                      "measure": "residual-contribution+block-influence", "general_share": share}
-    if recipe.data_order != "document":  # profiles measured before the order existed keep their recipe
-        profile_recipe["order"] = recipe.data_order
+                      "measure": "residual-contribution+block-influence", "general_share": share,
+                      **order_record(recipe.data_order)}
     data_ids = (data.id, general.id) if share else (data.id,)
     name = f"{recipe.domain}/profile"
     for existing in registry.find(kind="profile", name=name):
@@ -85,8 +84,7 @@ def ensure_teacher(registry: Registry, parent_art: Artifact, parent, tokenizer, 
                     "tokens": tokens, "tokenizer": tokenizer_hash(parent_art)}
     if recipe.teacher == "topk":
         cache_recipe["k"] = recipe.teacher_topk
-    if recipe.data_order != "document":  # caches made before the order existed keep their recipe
-        cache_recipe["order"] = recipe.data_order
+    cache_recipe.update(order_record(recipe.data_order))
     found = find_teacher_cache(registry, parent_id=parent_art.id, data_id=data.id, recipe=cache_recipe)
     if found is not None:
         return found

@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .blocks import ORDERS
-
 TRAINABLE_MODES = ("lora", "lora+norms", "full")
 HIDDEN_LOSSES = ("none", "mse", "cosine")
 STRATEGIES = ("profiled", "width", "depth", "mixed", "uniform", "random", "scratch")  # step 2 (student.py)
+ORDERS = ("shuffled", "document")  # how a token budget reads a split (cmg/blocks.py)
+LEGACY_ORDER = "document"
+"""The order every profile, cache and child had before the order was recorded: leaving it out of
+their identities keeps those artifacts found (``blocks.order_record``, the breed key)."""
 TEACHER_MODES = ("hidden", "topk", "live")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
