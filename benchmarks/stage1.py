@@ -156,9 +156,13 @@ def table(rows: list[dict]) -> Table:
     return out
 
 
-def verdicts(rows: list[dict], args) -> list[str]:
+def all_domains(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["domain"] for r in rows))
+
+
+def verdicts(rows: list[dict], args, domains: list[str] | None = None) -> list[str]:
     lines = []
-    for domain in args.domains:
+    for domain in domains or args.domains:
         mine = [r for r in rows if r["domain"] == domain and r["strategy"] != "parent"]
         hits = [r for r in mine if r["gen_tok_s_ratio"] >= 1.6 and r["domain_accuracy_ratio"] >= 0.95
                 and r["general_ppl_ratio"] <= 1.20 and r["breed_cpu_seconds"] <= 45 * 60]
@@ -184,7 +188,7 @@ def verdicts(rows: list[dict], args) -> list[str]:
     return lines
 
 
-def save(args, cache: dict, rows: list[dict] | None = None, lines: list[str] | None = None) -> None:
+def save(args, cache: dict, rows: list[dict] | None = None) -> dict:
     out = args.out.with_suffix(".json")
     record = json.loads(out.read_text()) if out.is_file() else {}
     # Only the measured rows survive from an earlier run (keyed by artifact and settings); the rest
@@ -195,11 +199,17 @@ def save(args, cache: dict, rows: list[dict] | None = None, lines: list[str] | N
                               f"{args.threads} torch threads, torch {torch.__version__}",
                    "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cache": cache})
     if rows is not None:
-        record.update({"rows": rows, "verdicts": lines, "args": {k: str(v) for k, v in vars(args).items()}})
+        # Rows accumulate over runs of a few rows each: a row measured now replaces the earlier one
+        # with the same domain and label; the verdicts are recomputed over all of them.
+        fresh = {(r["domain"], r["label"]) for r in rows}
+        rows = [r for r in record["rows"] if (r["domain"], r["label"]) not in fresh] + rows
+        record.update({"rows": rows, "verdicts": verdicts(rows, args, all_domains(rows)),
+                       "args": {k: str(v) for k, v in vars(args).items()}})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(out)
+    return record
 
 
 def parse_args(argv):
@@ -257,14 +267,13 @@ def main(argv=None) -> None:
     out = args.out.with_suffix(".json")
     cache = json.loads(out.read_text()).get("cache", {}) if out.is_file() else {}
     rows = measure(args, home, registry, parent_id, cache)
-    lines = verdicts(rows, args)
     console.print(table(rows))
-    for line in lines:
+    record = save(args, cache, rows)
+    for line in record["verdicts"]:
         console.print(f"- {line}")
-    save(args, cache, rows, lines)
-    with open(args.out.with_suffix(".md"), "w") as stream:
-        Console(file=stream, width=240, color_system=None).print(table(rows))
-        stream.write("\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+    with open(args.out.with_suffix(".md"), "w") as stream:  # every row measured so far
+        Console(file=stream, width=240, color_system=None).print(table(record["rows"]))
+        stream.write("\n" + "\n".join(f"- {line}" for line in record["verdicts"]) + "\n")
 
 
 if __name__ == "__main__":
