@@ -12,7 +12,9 @@ from safetensors import safe_open
 from breedlab.cmg.recipe import LORA_TARGETS, RunOptions
 from breedlab.home import Home
 from breedlab.modelio import FrozenModelTampered, load_model
+from breedlab.cmg.domain_head import DomainHead
 from breedlab.ops.quantize import (
+    Int8Head,
     Int8Linear,
     QuantizeRecipe,
     drift_blocks,
@@ -77,7 +79,45 @@ def test_the_folder_is_int8_safetensors_beside_the_source_config_and_tokenizer(l
         q = stored.get_tensor("model.layers.0.mlp.down_proj.qweight")
         assert q.dtype == torch.int8 and stored.get_tensor("model.layers.0.mlp.down_proj.scale").shape == (q.shape[0],)
         assert stored.get_tensor("model.embed_tokens.weight").dtype == torch.float32
-        assert "lm_head.weight" not in stored.keys()  # noqa: SIM118 (safe_open has no `in`); tied: stored once
+        assert "lm_head.weight" not in stored.keys()  # noqa: SIM118 (safe_open has no `in`)
+        assert stored.get_tensor("lm_head.qweight").dtype == torch.int8
+    assert spec["head"] == "int8" and "lm_head" not in spec["quantized"]
+
+
+def test_the_int8_head_is_x_times_the_dequantised_head_across_its_row_blocks():
+    torch.manual_seed(0)
+    weight, x = torch.randn(37, 16), torch.randn(2, 3, 16)
+    qweight, scale = quantize_weight(weight)
+    head = Int8Head(qweight, scale, block_rows=8)  # 37 rows: four full blocks and a short one
+    expected = x @ (qweight.float() * scale[:, None]).T
+    assert head(x).shape == (2, 3, 37) and torch.allclose(head(x), expected, atol=1e-5)
+    assert torch.equal(head.weight, qweight.float() * scale[:, None])
+
+
+def test_a_domain_head_over_an_int8_head_keeps_its_logits_on_the_fast_path():
+    torch.manual_seed(0)
+    qweight, scale = quantize_weight(torch.randn(40, 8))
+    full = Int8Head(qweight, scale, block_rows=16)
+    kept = torch.tensor([1, 5, 7, 30])
+    # a very low "other" estimate: every position takes the fast path
+    head = DomainHead(full, {"kept_ids": kept, "other_weight": torch.zeros(8), "other_bias": torch.tensor([-1e9]),
+                             "margin": torch.zeros(1)})
+    head.greedy = True
+    hidden = torch.randn(3, 1, 8)
+    with torch.no_grad():
+        fast = head(hidden)
+    assert head.fast_positions == 3 and head.fallbacks == 0
+    assert torch.allclose(fast[..., kept], full(hidden)[..., kept], atol=1e-5)
+
+
+def test_head_fp32_keeps_the_tied_layout_and_the_identity_artifacts_had_before_the_field(lab):
+    home, registry, pico = lab
+    assert "head" not in QuantizeRecipe(head="fp32").to_dict() and QuantizeRecipe().to_dict()["head"] == "int8"
+    legacy = quantize(registry, home, pico.parent.id, QuantizeRecipe(head="fp32"), OPTIONS, drift_domain="code").child
+    model, _ = load_quantized(legacy.path)
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    with pytest.raises(ValueError, match="head"):
+        QuantizeRecipe(head="int4")
 
 
 def test_plain_from_pretrained_refuses_it_but_load_quantized_loads_it(quantized):
@@ -88,8 +128,8 @@ def test_plain_from_pretrained_refuses_it_but_load_quantized_loads_it(quantized)
     model, tokenizer = load_quantized(quantized.path, kernel="dequant")
     int8 = [m for m in model.modules() if isinstance(m, Int8Linear)]
     assert len(int8) == LAYERS * len(LORA_TARGETS)
-    assert model.lm_head.weight is model.get_input_embeddings().weight
-    assert model.lm_head.weight.dtype == torch.float32
+    assert isinstance(model.lm_head, Int8Head)  # the default: the head is int8, the embedding stays fp32
+    assert model.get_input_embeddings().weight.dtype == torch.float32
     ids = torch.tensor([tokenizer("def alpha(beta):")["input_ids"]])
     assert torch.isfinite(model(input_ids=ids).logits).all()
 

@@ -1,16 +1,23 @@
-"""The ``quantize`` operator: int8 decoder weights for CPU inference, drift measured against the source.
+"""The ``quantize`` operator: int8 weights for CPU inference, drift measured against the source.
 
 Scheme: symmetric, per output channel. For every Linear ``W`` (out, in) of the
 decoder layers (q, k, v, o, gate, up, down), ``scale[r] = max|W[r, :]| / 127``
 and ``qweight = round(W / scale[:, None])`` in [-127, 127]; ``W ~ qweight * scale``.
 One scale per row keeps an outlier row from flattening every other row's range.
 
-Kept in float32, on purpose: the token embedding, the RMSNorm gains, and the
-LM head. The head is tied to the embedding (one matrix, SmolLM2's 21% of the
-weights), so quantizing it would quantize the input embedding too, and the
-head sets the output distribution directly: its error is not averaged away by
-later layers the way a decoder weight's is. The decoder weights are the other
-79%, so the file still shrinks by about 2.4x (538 MB -> about 220 MB).
+The LM head is int8 too (``QuantizeRecipe.head``, default ``int8``), with one
+scale per vocabulary row. It was kept fp32 at first, for fear its error would
+not be averaged away by later layers, but measured on the real parent it is
+small: on 2,048 held-out code tokens, adding the int8 head to the int8 layers
+costs a KL of 0.0014 nats/token and +0.0019 nats of NLL (2.6051 -> 2.6070;
+the fp32 parent's is 2.6027). And it is the largest tensor a decode step
+reads: SmolLM2's tied 576 x 49,152 head is 113 MB in fp32, more than all the
+int8 layers together. Quantizing it took the int8 parent's greedy decode from
+31.3 to 36.2 tokens/s (fp32: 20.0; medians of 5 alternating rounds,
+``benchmarks/int8_head_probe.py``). Tied to the embedding, the matrix is stored twice: the
+embedding stays fp32 (an input lookup reads one row per token) and the head's
+int8 copy sits beside it. ``head: fp32`` keeps the old layout and the old
+artifacts' identities. The RMSNorm gains always stay fp32.
 
 Format (never a pickle): ``quantized.safetensors`` holds ``<module>.qweight``
 (int8) and ``<module>.scale`` (float32, one per row) for each quantized Linear
@@ -49,6 +56,7 @@ from ..cmg.recipe import LORA_TARGETS, RunOptions
 from ..home import Home
 from ..modelio import refuse_pickles, verify_files, weights_digest
 from ..operators import operator
+from .int8 import Int8Head, Int8Linear, dynamic_linear, quantize_weight
 from ..registry import Artifact, Registry, RegistryError
 
 OPERATOR = "quantize"
@@ -61,7 +69,8 @@ COPIED_FILES = ("config.json", "generation_config.json", "chat_template.jinja", 
                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
                 "merges.txt", "tokenizer.model",
                 "domain_head.safetensors")  # a child's domain head (cmg/domain_head.py) serves its int8 copy too
-QMAX = 127  # symmetric: -128 is never used, so q and -q are both representable
+HEAD_MODES = ("int8", "fp32")
+LEGACY_HEAD = "fp32"
 DRIFT_TOKENS = 4096
 DRIFT_SEQ_LEN = 128
 
@@ -78,62 +87,30 @@ class QuantizeRecipe:
     """One float32 scale per row of each weight matrix: the only granularity."""
     modules: tuple[str, ...] = LORA_TARGETS
     """Which Linear layers of each decoder layer to quantize (a subset of q,k,v,o,gate,up,down)."""
+    head: str = "int8"
+    """int8 (the LM head quantized too, see the module docstring) | fp32 (the head as it is)."""
 
     def __post_init__(self) -> None:
         if (self.scheme, self.bits, self.granularity) != ("symmetric", 8, "per-output-channel"):
             raise ValueError("only symmetric 8-bit per-output-channel quantization is implemented")
+        if self.head not in HEAD_MODES:
+            raise ValueError(f"head must be one of {HEAD_MODES}, got {self.head!r}")
         unknown = set(self.modules) - set(LORA_TARGETS)
         if unknown or not self.modules:
             raise ValueError(f"modules must be a non-empty subset of {LORA_TARGETS}, got {self.modules}")
         object.__setattr__(self, "modules", tuple(sorted(set(self.modules), key=LORA_TARGETS.index)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "modules": list(self.modules)}
+        values = {**asdict(self), "modules": list(self.modules)}
+        if self.head == LEGACY_HEAD:  # artifacts made before the field existed had an fp32 head
+            del values["head"]
+        return values
 
 
 @dataclass
 class QuantizeOutcome:
     child: Artifact
     reused: bool = False
-
-
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(qweight int8 (out, in), scale float32 (out,)) with ``weight ~ qweight * scale[:, None]``."""
-    absmax = weight.detach().float().abs().amax(dim=1)  # (out,)
-    scale = torch.where(absmax > 0, absmax / QMAX, torch.ones_like(absmax))  # an all-zero row stays 0
-    qweight = torch.round(weight.detach().float() / scale[:, None]).clamp_(-QMAX, QMAX).to(torch.int8)
-    return qweight, scale
-
-
-class Int8Linear(torch.nn.Module):
-    """A Linear whose weight is int8 + a float32 scale per output row, dequantised on the fly."""
-
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
-        super().__init__()
-        self.out_features, self.in_features = qweight.shape
-        self.register_buffer("qweight", qweight)  # (out, in) int8
-        self.register_buffer("scale", scale)  # (out,) float32
-        self.register_buffer("bias", bias)  # (out,) or None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
-        # x @ (q * s).T == (x @ q.T) * s: scaling the output columns costs (..., out), not (out, in)
-        y = torch.nn.functional.linear(x, self.qweight.to(x.dtype)) * self.scale.to(x.dtype)
-        return y if self.bias is None else y + self.bias
-
-
-def dynamic_linear(qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
-    """``torch.ao``'s dynamic int8 Linear (fbgemm) holding exactly the stored int8 weights and scales."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    out_features, in_features = qweight.shape
-    # Re-quantizing q * s with the same scales gives q back exactly (|error| << 0.5 before rounding).
-    weight = torch.quantize_per_channel(qweight.float() * scale[:, None], scale.double(),
-                                        torch.zeros(out_features, dtype=torch.long), 0, torch.qint8)
-    if not torch.equal(weight.int_repr(), qweight):
-        raise ValueError("the dynamic kernel cannot represent these int8 weights exactly")
-    module = DynamicLinear(in_features, out_features, bias_=bias is not None, dtype=torch.qint8)
-    module.set_weight_bias(weight, bias)
-    return module
 
 
 def quantized_module_names(model, modules: tuple[str, ...]) -> list[str]:
@@ -143,11 +120,14 @@ def quantized_module_names(model, modules: tuple[str, ...]) -> list[str]:
             and name.rsplit(".", 1)[-1] in modules]
 
 
-def quantized_tensors(model, names: list[str]) -> dict[str, torch.Tensor]:
-    """The state dict to store: int8 + scale for ``names``, every other tensor as it is."""
+def quantized_tensors(model, names: list[str], head: str = LEGACY_HEAD) -> dict[str, torch.Tensor]:
+    """The state dict to store: int8 + scale for ``names`` (and the head), every other tensor as it is."""
     state = dict(model.state_dict())
-    if model.config.tie_word_embeddings:
-        del state["lm_head.weight"]  # the embedding matrix itself: stored once, re-tied on load
+    head_weight = state.pop("lm_head.weight")  # tied: the embedding matrix itself, already stored as that
+    if head == "int8":
+        state["lm_head.qweight"], state["lm_head.scale"] = quantize_weight(head_weight)
+    elif not model.config.tie_word_embeddings:
+        state["lm_head.weight"] = head_weight
     for name in names:
         state[f"{name}.qweight"], state[f"{name}.scale"] = quantize_weight(state.pop(f"{name}.weight"))
     return {key: tensor.detach().contiguous() for key, tensor in state.items()}
@@ -159,8 +139,10 @@ def write_quantized(directory: Path, source_dir: Path, model, recipe: QuantizeRe
 
     directory.mkdir(parents=True, exist_ok=True)
     names = quantized_module_names(model, recipe.modules)
-    save_file(quantized_tensors(model, names), directory / WEIGHTS_FILE, metadata={"format": FORMAT})
-    spec = {"format": FORMAT, **recipe.to_dict(), "quantized": names, "kept_fp32": "embedding (tied LM head), norms",
+    tensors = quantized_tensors(model, names, recipe.head)
+    save_file(tensors, directory / WEIGHTS_FILE, metadata={"format": FORMAT})
+    kept = "embedding, norms" if recipe.head == "int8" else "embedding (tied LM head), norms"
+    spec = {"format": FORMAT, **recipe.to_dict(), "quantized": names, "head": recipe.head, "kept_fp32": kept,
             "dequantise": "weight = qweight.float() * scale[:, None]"}
     (directory / SPEC_FILE).write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
     for name in COPIED_FILES:
@@ -193,7 +175,10 @@ def load_quantized(path: Path | str, *, kernel: str = "dequant", expected_files:
     tensors = load_file(root / WEIGHTS_FILE)
     int8 = {name: [tensors.pop(f"{name}.{part}", None) for part in ("qweight", "scale", "bias")]
             for name in spec["quantized"]}
-    _load_rest(model, tensors, int8)
+    head = [tensors.pop(f"lm_head.{part}") for part in ("qweight", "scale")] if spec.get("head") == "int8" else None
+    _load_rest(model, tensors, int8, int8_head=head is not None)
+    if head is not None:
+        model.lm_head = Int8Head(*head)  # unties it: the embedding keeps its fp32 matrix
     make = dynamic_linear if kernel == "dynamic" else Int8Linear
     for name, (qweight, scale, bias) in int8.items():
         parent_name, attr = name.rsplit(".", 1)
@@ -202,13 +187,13 @@ def load_quantized(path: Path | str, *, kernel: str = "dequant", expected_files:
     return model.eval(), tokenizer
 
 
-def _load_rest(model, tensors: dict[str, torch.Tensor], int8: dict[str, list]) -> None:
-    """Load the float tensors strictly: only the int8 modules' weights (and a tied head) may be absent."""
+def _load_rest(model, tensors: dict[str, torch.Tensor], int8: dict[str, list], int8_head: bool = False) -> None:
+    """Load the float tensors strictly: only the int8 modules' weights (and a tied or int8 head) may be absent."""
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     allowed = {f"{name}.{part}" for name, (_, _, bias) in int8.items()
                for part in ("weight", "bias") if part == "weight" or bias is not None}
     tied = model.config.tie_word_embeddings
-    if tied:
+    if tied or int8_head:
         allowed.add("lm_head.weight")
     if set(missing) - allowed or unexpected:
         raise ValueError(f"quantized weights do not fit the config: missing {sorted(set(missing) - allowed)}, "
