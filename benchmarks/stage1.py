@@ -35,7 +35,15 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stage1_eval import evaluate_model, eval_inputs  # noqa: E402
+from stage1_eval import (  # noqa: E402
+    LEGACY_GEN_SUFFIX,
+    SPEED_KEY,
+    eval_inputs,
+    evaluate_quality,
+    from_legacy,
+    served_flops,
+    time_generation,
+)
 
 from breedlab.cmg.breed import breed_child  # noqa: E402
 from breedlab.cmg.recipe import RunOptions, preset_recipe  # noqa: E402
@@ -117,17 +125,29 @@ def measure(args, home, registry, parent_id: str, cache: dict) -> list[dict]:
         made: dict[str, str] = {}
         for row in plan_rows(args):
             artifact = model_for(row, domain, args, home, registry, parent_id, made)
-            key = f"{artifact.id}:{domain}:{inputs.settings_key}"
+            key, speed_key = (f"{artifact.id}:{domain}:{suffix}" for suffix in (inputs.settings_key, SPEED_KEY))
+            if key not in cache and key + LEGACY_GEN_SUFFIX in cache:
+                cache[key] = from_legacy(cache[key + LEGACY_GEN_SUFFIX], *vocab_and_hidden(registry, parent_id))
             if key not in cache:
-                cache[key] = evaluate_model(artifact, registry, inputs, args)
+                cache[key] = evaluate_quality(artifact, registry, inputs)
                 save(args, cache)
-            rows.append({**cache[key], "label": row.label, "domain": domain, "strategy": row.strategy,
-                         "int8": row.int8})
+            if speed_key not in cache:
+                cache[speed_key] = time_generation(artifact, inputs)
+                save(args, cache)
+            entry = {**cache[key], **cache[speed_key]}
+            rows.append({**entry, "flops_per_token": served_flops(entry), "label": row.label, "domain": domain,
+                         "strategy": row.strategy, "int8": row.int8})
         del inputs  # the parent held for timing
         parent = next(r for r in rows if r["domain"] == domain and r["label"] == "parent")
         for entry in (r for r in rows if r["domain"] == domain):
             add_ratios(entry, parent)
     return rows
+
+
+def vocab_and_hidden(registry, parent_id: str) -> tuple[int, int]:
+    """The parent's vocabulary and width, which every child here shares (a width-pruned child keeps d_model)."""
+    config = json.loads((registry.get(parent_id).path / "config.json").read_text())
+    return config["vocab_size"], config["hidden_size"]
 
 
 def add_ratios(row: dict, parent: dict) -> None:

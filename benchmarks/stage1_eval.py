@@ -26,6 +26,13 @@ SPEED_ROUNDS = 5
 median of the rounds' ratios. This machine's speed drifts by tens of percent from minute to minute
 (a shared host: the same model timed twice a few minutes apart gave 22 and 38 tokens/s), and
 adjacent measurements share the drift."""
+GEN_THREADS = 1
+"""torch threads while decoding at batch 1. On this 2-core host one thread decodes the fp32 parent as
+fast as two (21.3 against 20.8 tokens/s, medians of 6 alternating rounds) and makes the int8 path
+steady: with two threads it swung between 14.8 and 35.2 tokens/s, with one it stayed at 28.5-32.4
+(docs/results/decode-threads-probe.txt). Quality is scored with the run's ``--threads``."""
+LEGACY_GEN_SUFFIX = f"-gen{NEW_TOKENS}x{SPEED_ROUNDS}"
+"""Rows measured before speed was cached apart had it in their quality key; their quality is reused."""
 FLOPS_CONTEXT = 128  # FLOPs per token are quoted at this context length (decode, KV cache)
 
 
@@ -52,22 +59,35 @@ def eval_inputs(registry, parent_id: str, domain: str, args) -> EvalInputs:
     cloze = load_suite(registry, built.id)
     # "shuffled": blocks sample the whole test split (cmg/blocks.py); rows measured on its first
     # documents (one ontology, one novel) have keys without it and are never mixed with these.
-    key = f"eval{args.eval_tokens}-shuffled-cloze{args.cloze_cases}-{cloze.id[:12]}-gen{NEW_TOKENS}x{SPEED_ROUNDS}"
+    key = f"eval{args.eval_tokens}-shuffled-cloze{args.cloze_cases}-{cloze.id[:12]}"
     reference, _ = load_candidate(registry.get(parent_id))
     return EvalInputs(domain, tokenizer, blocks, cloze, key, reference.eval())
 
 
-def paired_speed(model, inputs: EvalInputs) -> tuple[float, float]:
-    """(median tokens/s of ``model``, median ratio to the parent timed next to it), batch 1, greedy."""
+SPEED_KEY = f"gen{NEW_TOKENS}x{SPEED_ROUNDS}-threads{GEN_THREADS}"
+
+
+def time_generation(artifact, inputs: EvalInputs) -> dict:
+    """Median tokens/s of the model and median ratio to the parent timed next to it, batch 1, greedy,
+    at ``GEN_THREADS``; every round's pair is kept."""
+    model, tokenizer = load_candidate(artifact)
+    model.eval()
     prompt = PROMPTS.get(inputs.domain, PROMPTS["code"])
-    rates, ratios = [], []
-    for _ in range(SPEED_ROUNDS):
-        with greedy_head(model):
-            own = generation_speed(model, inputs.tokenizer, prompt, new_tokens=NEW_TOKENS, repeats=1)
-        parent = generation_speed(inputs.reference, inputs.tokenizer, prompt, new_tokens=NEW_TOKENS, repeats=1)
-        rates.append(own)
-        ratios.append(own / parent)
-    return statistics.median(rates), statistics.median(ratios)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(GEN_THREADS)
+    try:
+        generation_speed(model, tokenizer, "warm up", new_tokens=8, repeats=1)  # one-off costs stay out
+        rounds = []
+        for _ in range(SPEED_ROUNDS):
+            with greedy_head(model):
+                own = generation_speed(model, tokenizer, prompt, new_tokens=NEW_TOKENS, repeats=1)
+            rounds.append([own, generation_speed(inputs.reference, tokenizer, prompt, new_tokens=NEW_TOKENS,
+                                                 repeats=1)])
+    finally:
+        torch.set_num_threads(threads)
+    return {"gen_tok_s": statistics.median(own for own, _ in rounds),
+            "gen_tok_s_ratio": statistics.median(own / parent for own, parent in rounds),
+            "gen_rounds": rounds, "gen_threads": GEN_THREADS}
 
 
 @torch.no_grad()
@@ -84,29 +104,46 @@ def head_agreement(model, blocks: torch.Tensor) -> dict:
             "head_argmax_misses": int((fast != full).sum()), "head_kept": int(head.kept_ids.numel())}
 
 
-def evaluate_model(artifact, registry, inputs: EvalInputs, args) -> dict:
+def evaluate_quality(artifact, registry, inputs: EvalInputs) -> dict:
+    """Everything but speed: sizes, dense FLOPs/token, accuracy, perplexities, utility, head share, cost."""
     model, tokenizer = load_candidate(artifact)
     model.eval()
     domain = score_lm(model, inputs.blocks["domain"])
     general = score_lm(model, inputs.blocks["general"])
     cloze = run_suite(inputs.cloze, model, tokenizer)
-    generation_speed(model, tokenizer, "warm up", new_tokens=8, repeats=1)  # one-off costs stay out
-    speed, speed_ratio = paired_speed(model, inputs)
     row = {
         "artifact": artifact.id, "name": artifact.manifest.name, "kind": artifact.manifest.kind,
         "parameters": _parameters(model, True), "nonembed_parameters": _parameters(model, False),
-        "flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT),
-        "gen_tok_s": speed, "gen_tok_s_ratio": speed_ratio,
+        "dense_flops_per_token": flops_per_token(model.config, FLOPS_CONTEXT),
+        "vocab_size": model.config.vocab_size, "hidden_size": model.config.hidden_size,
         "domain_accuracy": domain.accuracy, "domain_ppl": domain.perplexity, "general_ppl": general.perplexity,
         "utility": cloze.accuracy,
     }
     if isinstance(model.lm_head, DomainHead):
         row.update(head_agreement(model, inputs.blocks["domain"]))
-        vocab, hidden = model.config.vocab_size, model.config.hidden_size
-        saved = 1 - row["head_kept"] / vocab - (1 - row["head_fast_share"])  # head rows not computed
-        row["flops_per_token"] -= 2 * hidden * vocab * saved
     row.update(breed_cost(artifact, registry))
     return row
+
+
+def served_flops(row: dict) -> float:
+    """FLOPs per decode token as served: a domain head computes K/V of the head on a fast step and all
+    of it (kept, then dropped rows) on a fallback, so it saves fast_share * (1 - K/V) of the head."""
+    if "head_kept" not in row:
+        return row["dense_flops_per_token"]
+    head = 2 * row["hidden_size"] * row["vocab_size"]
+    return row["dense_flops_per_token"] - head * row["head_fast_share"] * (1 - row["head_kept"] / row["vocab_size"])
+
+
+def from_legacy(row: dict, vocab_size: int, hidden_size: int) -> dict:
+    """A row cached with speed and head-adjusted FLOPs (the old fallback recomputed the whole head)
+    as a quality row: the dense FLOPs put back, the speed fields dropped."""
+    quality = {k: v for k, v in row.items() if not k.startswith("gen_")}
+    quality.update(vocab_size=vocab_size, hidden_size=hidden_size)
+    dense = quality.pop("flops_per_token")
+    if "head_kept" in quality:
+        dense += 2 * hidden_size * vocab_size * (1 - quality["head_kept"] / vocab_size - (1 - quality["head_fast_share"]))
+    quality["dense_flops_per_token"] = dense
+    return quality
 
 
 def _parameters(model, include_embeddings: bool) -> int:

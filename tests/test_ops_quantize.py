@@ -108,6 +108,9 @@ def test_a_domain_head_over_an_int8_head_keeps_its_logits_on_the_fast_path():
         fast = head(hidden)
     assert head.fast_positions == 3 and head.fallbacks == 0
     assert torch.allclose(fast[..., kept], full(hidden)[..., kept], atol=1e-5)
+    head.other_bias.fill_(1e9)  # now every position falls back: kept + dropped rows are the full head
+    with torch.no_grad():
+        assert torch.allclose(head(hidden), full(hidden), atol=1e-5) and head.fallbacks == 3
 
 
 def test_head_fp32_keeps_the_tied_layout_and_the_identity_artifacts_had_before_the_field(lab):

@@ -9,12 +9,15 @@ base token (so any text can still be spelled) and every special token.
 
 A hard trim is wrong on every held-out token outside the set (1-2% on our
 corpora), so this head has a fallback in the manner of adaptive softmax's two
-levels: the kept logits plus one "other" score, with the full head computed
-only when "other" could win. The "other" score is a calibrated upper estimate
-of the largest dropped logit: a ridge regression of max_{j dropped} z_j on the
-hidden state (one 576-dot product), plus a margin equal to the largest
-residual seen on calibration tokens. Where the best kept logit beats it, the
-kept argmax is taken; elsewhere the full head runs (counted in ``fallbacks``).
+levels: the kept logits plus one "other" score, with the dropped ids' logits
+computed only when "other" could win. Kept and dropped rows together are the
+full head, so a fallback never recomputes the kept part: a fast step reads
+K/V of the head and a fallback all of it once. The "other" score is a
+calibrated upper estimate of the largest dropped logit: a ridge regression of
+max_{j dropped} z_j on the hidden state (one 576-dot product), plus a margin
+equal to the largest residual seen on calibration tokens. Where the best kept
+logit beats it, the kept argmax is taken; elsewhere the dropped rows run too
+(counted in ``fallbacks``).
 
 Why not a proof? The cheap certificates all fail here: a cluster bound
 ``c . h + r ||h||`` (Cauchy-Schwarz) and a PCA-residual bound both came out
@@ -151,8 +154,14 @@ class DomainHead(torch.nn.Module):
         super().__init__()
         self.full = full
         kept = tensors["kept_ids"].long()
+        dropped = torch.ones(full.out_features, dtype=torch.bool)
+        dropped[kept] = False
+        dropped = dropped.nonzero().squeeze(1)
         self.register_buffer("kept_ids", kept, persistent=False)  # (K,)
-        self.register_buffer("kept_weight", full.weight.detach()[kept].clone(), persistent=False)  # (K, D)
+        self.register_buffer("dropped_ids", dropped, persistent=False)  # (V - K,)
+        # The fallback computes only the dropped rows: kept + dropped is the full head, so a fallback
+        # costs (V - K) / V of it on top of the fast path, not all of it.
+        self.kept_head, self.dropped_head = head_rows(full, kept), head_rows(full, dropped)
         self.register_buffer("other_weight", tensors["other_weight"].float(), persistent=False)  # (D,)
         self.register_buffer("other_bias", tensors["other_bias"].float() + tensors["margin"].float(),
                              persistent=False)  # (1,): bias and margin in one
@@ -168,16 +177,37 @@ class DomainHead(torch.nn.Module):
         if not self.greedy or hidden.shape[-2] != 1 or torch.is_grad_enabled():
             return self.full(hidden)
         flat = hidden.reshape(-1, hidden.shape[-1])  # (N, D)
-        kept = flat @ self.kept_weight.T  # (N, K)
+        kept = self.kept_head(flat)  # (N, K)
         other = flat @ self.other_weight + self.other_bias  # (N,): upper estimate of the best dropped logit
         confident = kept.max(dim=-1).values > other  # (N,): no dropped id is expected to win
         logits = flat.new_full((flat.shape[0], self.full.out_features), torch.finfo(flat.dtype).min)
         logits[:, self.kept_ids] = kept
         if not bool(confident.all()):
-            logits[~confident] = self.full(flat[~confident])
+            unsure = logits[~confident]  # (M, V): the kept logits are in already
+            unsure[:, self.dropped_ids] = self.dropped_head(flat[~confident])
+            logits[~confident] = unsure
         self.fast_positions += int(confident.sum())
         self.fallbacks += int((~confident).sum())
         return logits.reshape(*hidden.shape[:-1], -1)
+
+
+class HeadRows(torch.nn.Module):
+    """Rows of a float head as a buffer (a copy the model serves, not a parameter it counts or trains)."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)  # (rows, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., rows)
+        return torch.nn.functional.linear(x, self.weight)
+
+
+def head_rows(full, ids: torch.Tensor) -> torch.nn.Module:
+    """A head computing only rows ``ids`` of ``full``: its own ``rows`` if it has one (an int8 head
+    keeps its int8 rows), else a copy of those float rows."""
+    if hasattr(full, "rows"):
+        return full.rows(ids)
+    return HeadRows(full.weight.detach()[ids].clone())
 
 
 def attach_domain_head(model, folder: Path) -> DomainHead | None:

@@ -52,6 +52,10 @@ class Int8Head(torch.nn.Module):
     def weight(self) -> torch.Tensor:  # (V, D): what code reading a head's rows (the domain head) sees
         return self.qweight.float() * self.scale[:, None]
 
+    def rows(self, ids: torch.Tensor) -> "Int8Head":
+        """The head of rows ``ids`` alone, still int8 (a domain head's kept and dropped parts)."""
+        return Int8Head(self.qweight[ids].clone(), self.scale[ids].clone(), self.block_rows)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
         blocks = [torch.nn.functional.linear(x, self.qweight[start:start + self.block_rows].to(x.dtype))
                   for start in range(0, self.out_features, self.block_rows)]
