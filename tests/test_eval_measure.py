@@ -55,6 +55,7 @@ def test_measuring_the_parent_fills_the_fitness_vector(lab, parent_fitness):
     assert f.general_ppl > 1.0 and math.isclose(f.general_regression, f.general_ppl - 10.0)
     assert 0 < f.latency_token_ms_p50 <= f.latency_token_ms_p95
     assert 0 < f.latency_request_ms_p50 <= f.latency_request_ms_p95
+    assert f.latency_threads == QUICK.threads == 1  # timed on one thread, whatever the process uses
     weights = pico.parent.manifest.files["model.safetensors"].size
     assert f.weight_bytes == weights and f.parameters > 0 and f.flops_per_token > 0
     assert f.has_nan is False and f.data_local is True and f.network_attempts == 0
@@ -72,6 +73,23 @@ def test_flops_formula_matches_the_parameter_count(lab):
     assert flops_per_token(c, 0) == 2 * matmul
     per_key = 2 * 2 * c.num_hidden_layers * c.num_attention_heads * c.head_dim
     assert flops_per_token(c, 32) - flops_per_token(c, 0) == per_key * 32
+
+
+def test_latency_is_timed_on_its_threads_and_gives_the_process_its_own_back(lab):
+    from breedlab.evaluation.latency import measure_latency
+
+    _, pico, _ = lab
+    model, tokenizer = load_model(pico.parent.path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    original = model.generate
+    model.generate = lambda **kw: seen.append(torch.get_num_threads()) or original(**kw)
+    try:
+        measure_latency(model, tokenizer, LatencySettings(prompts=("def a",), new_tokens=2, repeats=1, threads=1))
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_percentile_agrees_with_numpy():

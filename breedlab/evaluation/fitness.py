@@ -39,6 +39,8 @@ class FitnessVector:
     latency_token_ms_p95: float | None = None
     latency_request_ms_p50: float | None = None
     latency_request_ms_p95: float | None = None
+    latency_threads: int | None = None
+    """torch threads the latency was timed with (``LatencySettings.threads``)."""
     peak_rss_bytes: int | None = None
     """Peak resident memory of the process that loaded and ran the candidate alone."""
     weight_bytes: int | None = None

@@ -28,6 +28,10 @@ class LatencySettings:
     """Tokens generated per request (forced: EOS cannot end a request early)."""
     repeats: int = 3
     """Timed requests per prompt, after one untimed warm-up."""
+    threads: int | None = 1
+    """torch threads while timing (None: the process's). Batch-1 greedy decoding on a 2-core host is
+    as fast on one thread as on two for fp32 (21.3 vs 20.8 tokens/s on SmolLM2), and int8 is steady
+    on one (28.5-32.4) but swings between about 15 and 35 on two (docs/results/decode-threads-probe.txt)."""
 
 
 @dataclass
@@ -74,12 +78,17 @@ def measure_latency(model, tokenizer, settings: LatencySettings = LatencySetting
 
     model.eval()
     samples: list[float] = []
-    with torch.no_grad():
-        for prompt in settings.prompts:
-            inputs = tokenizer(prompt, return_tensors="pt")
-            _timed_request(model, tokenizer, inputs, settings.new_tokens)  # warm-up, not recorded
-            samples += [_timed_request(model, tokenizer, inputs, settings.new_tokens)
-                        for _ in range(settings.repeats)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads or threads)
+    try:
+        with torch.no_grad():
+            for prompt in settings.prompts:
+                inputs = tokenizer(prompt, return_tensors="pt")
+                _timed_request(model, tokenizer, inputs, settings.new_tokens)  # warm-up, not recorded
+                samples += [_timed_request(model, tokenizer, inputs, settings.new_tokens)
+                            for _ in range(settings.repeats)]
+    finally:
+        torch.set_num_threads(threads)
     per_token = [ms / settings.new_tokens for ms in samples]
     return LatencyResult(
         token_ms_p50=percentile(per_token, 50), token_ms_p95=percentile(per_token, 95),

@@ -207,10 +207,13 @@ def _score(fitness: FitnessVector, suite: Suite, model, tokenizer, parent_genera
 
 
 def _latency(fitness: FitnessVector, model, tokenizer, settings: LatencySettings) -> None:
+    import torch
+
     with greedy_head(model):  # latency is timed on greedy decoding, the only place a domain head's fast path runs
         timed = measure_latency(model, tokenizer, settings)
     fitness.latency_token_ms_p50, fitness.latency_token_ms_p95 = timed.token_ms_p50, timed.token_ms_p95
     fitness.latency_request_ms_p50, fitness.latency_request_ms_p95 = timed.request_ms_p50, timed.request_ms_p95
+    fitness.latency_threads = settings.threads or torch.get_num_threads()
 
 
 def _model_costs(fitness: FitnessVector, model, suites: dict[str, Suite]) -> None:
@@ -282,7 +285,8 @@ def main(argv: list[str]) -> int:
     fitness = measure_here(
         registry, request["candidate"], load_suites(registry, request["suites"]),
         parent_general_ppl=request["parent_general_ppl"], canary=request["canary"],
-        latency=LatencySettings(tuple(settings["prompts"]), settings["new_tokens"], settings["repeats"]),
+        latency=LatencySettings(tuple(settings["prompts"]), settings["new_tokens"], settings["repeats"],
+                                settings.get("threads")),
         before_scoring=None, isolated=True)
     Path(argv[1]).write_text(json.dumps(fitness.to_dict(), allow_nan=False), encoding="utf-8")
     return 0
