@@ -11,6 +11,7 @@ from breedlab.cmg.blocks import dataset_blocks
 from breedlab.cmg.domain_head import DomainHead, greedy_head
 from breedlab.cmg.inputs import dataset
 from breedlab.evaluation.cost import flops_per_token
+from breedlab.evaluation.latency import torch_threads
 from breedlab.evaluation.lm import generation_speed, score_lm
 from breedlab.evaluation.measure import load_candidate
 from breedlab.evaluation.suites import build_suite, load_suite, run_suite
@@ -73,9 +74,7 @@ def time_generation(artifact, inputs: EvalInputs) -> dict:
     model, tokenizer = load_candidate(artifact)
     model.eval()
     prompt = PROMPTS.get(inputs.domain, PROMPTS["code"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(GEN_THREADS)
-    try:
+    with torch_threads(GEN_THREADS):
         generation_speed(model, tokenizer, "warm up", new_tokens=8, repeats=1)  # one-off costs stay out
         rounds = []
         for _ in range(SPEED_ROUNDS):
@@ -83,8 +82,6 @@ def time_generation(artifact, inputs: EvalInputs) -> dict:
                 own = generation_speed(model, tokenizer, prompt, new_tokens=NEW_TOKENS, repeats=1)
             rounds.append([own, generation_speed(inputs.reference, tokenizer, prompt, new_tokens=NEW_TOKENS,
                                                  repeats=1)])
-    finally:
-        torch.set_num_threads(threads)
     return {"gen_tok_s": statistics.median(own for own, _ in rounds),
             "gen_tok_s_ratio": statistics.median(own / parent for own, parent in rounds),
             "gen_rounds": rounds, "gen_threads": GEN_THREADS}

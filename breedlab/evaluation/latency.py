@@ -10,6 +10,7 @@ per-token time is request time / new tokens.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -72,23 +73,31 @@ def _timed_request(model, tokenizer, inputs, new_tokens: int) -> float:
     return elapsed
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block on ``threads`` torch threads (None: leave them), then give the caller its own back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def measure_latency(model, tokenizer, settings: LatencySettings = LatencySettings()) -> LatencyResult:
     """p50/p95 latency per request and per generated token over every prompt and repeat."""
     import torch
 
     model.eval()
     samples: list[float] = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads or threads)
-    try:
-        with torch.no_grad():
-            for prompt in settings.prompts:
-                inputs = tokenizer(prompt, return_tensors="pt")
-                _timed_request(model, tokenizer, inputs, settings.new_tokens)  # warm-up, not recorded
-                samples += [_timed_request(model, tokenizer, inputs, settings.new_tokens)
-                            for _ in range(settings.repeats)]
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(settings.threads), torch.no_grad():
+        for prompt in settings.prompts:
+            inputs = tokenizer(prompt, return_tensors="pt")
+            _timed_request(model, tokenizer, inputs, settings.new_tokens)  # warm-up, not recorded
+            samples += [_timed_request(model, tokenizer, inputs, settings.new_tokens)
+                        for _ in range(settings.repeats)]
     per_token = [ms / settings.new_tokens for ms in samples]
     return LatencyResult(
         token_ms_p50=percentile(per_token, 50), token_ms_p95=percentile(per_token, 95),
