@@ -1,9 +1,9 @@
 """Stages 1-3 of the Genesis V1 roadmap, measured: compact children against the real parent.
 
 For each domain (code, medical), side by side in one run on one machine: the
-parent and its int8 copy; the paper's recipe (``paper`` preset: depth first,
+parent and its int8 and fp16 copies; the paper's recipe (``paper`` preset: depth first,
 LoRA only, T = 4) at p in {0.1, 0.3}; the ``compact`` preset at three sizes,
-each also stacked with int8 weight-only quantization; the retention curve of
+each also stacked with int8 and with fp16 weight-only quantization; the retention curve of
 one size over training budgets; ``uniform`` and ``scratch`` at equal budget;
 a scratch child at the same p on 20x the tokens (Stage 2; note that ``scratch``
 takes the depth-first solver's shape, not the compact child's width-pruned
@@ -52,6 +52,7 @@ from breedlab.ops.quantize import QuantizeRecipe, quantize  # noqa: E402
 from breedlab.registry import Registry  # noqa: E402
 
 console = Console(width=200)
+QUANTS = ("int8", "fp16")  # the weight-only stacks of ops/quantize.py measured beside each float model
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,19 @@ class Row:
     strategy: str  # what the json's ``strategy`` key says (parent, paper, compact, uniform, ...)
     preset: str | None = None  # None: the parent itself
     overrides: dict = field(default_factory=dict)
-    int8: bool = False  # stack int8 weight-only quantization on top
+    quant: str | None = None  # stack weight-only quantization on top: "int8" or "fp16" (ops/quantize.py)
     source: str | None = None  # a row label whose model is this one's parent (Stage 3)
 
 
 def plan_rows(args) -> list[Row]:
     budget, size = args.budget, args.curve_size
     compact = lambda p, tokens, **kw: {"ratio": p, "tokens": tokens, "pool_tokens": args.pool, **kw}  # noqa: E731
-    rows = [Row("parent", "parent"), Row("parent int8", "parent", int8=True)]
+    rows = [Row("parent", "parent")] + [Row(f"parent {q}", "parent", quant=q) for q in QUANTS]
     rows += [Row(f"paper p={p}", "paper", "paper", {"ratio": p, "tokens": budget, "pool_tokens": args.pool})
              for p in args.paper_ratios]
     for p in args.sizes:
-        rows += [Row(f"compact p={p}", "compact", "compact", compact(p, budget)),
-                 Row(f"compact p={p} int8", "compact", "compact", compact(p, budget), int8=True)]
+        rows += [Row(f"compact p={p}", "compact", "compact", compact(p, budget))]
+        rows += [Row(f"compact p={p} {q}", "compact", "compact", compact(p, budget), quant=q) for q in QUANTS]
     # The child as first bred, before the budgets sampled the whole split (its first sources only) and
     # with the preset's first calibration mix and rehearsal pool: the fix's effect on the same blocks.
     rows.append(Row(f"compact p={size} document order", "compact", "compact",
@@ -91,7 +92,7 @@ def plan_rows(args) -> list[Row]:
     if args.set:  # a recipe variant: its rows say so in their labels (the parents' rows are unchanged)
         suffix = " [" + ", ".join(f"{k}={v}" for k, v in args.set.items()) + "]"
         rows = [row if row.preset is None else
-                Row(row.label + suffix, row.strategy, row.preset, {**row.overrides, **args.set}, row.int8,
+                Row(row.label + suffix, row.strategy, row.preset, {**row.overrides, **args.set}, row.quant,
                     row.source and row.source + suffix) for row in rows]
     return [row for row in rows if not args.rows or any(fnmatch.fnmatch(row.label, pattern)
                                                         for pattern in args.rows)]
@@ -112,9 +113,11 @@ def model_for(row: Row, domain: str, args, home, registry, parent_id: str, made:
         if outcome.child is None:
             raise SystemExit(f"{row.label} was interrupted; run again to resume")
         artifact = outcome.child
-    made[row.label if not row.int8 else row.label.removesuffix(" int8")] = artifact.id
-    if row.int8:
-        artifact = quantize(registry, home, artifact.id, QuantizeRecipe(), options, drift_domain=domain).child
+    made[row.label if not row.quant else row.label.replace(f" {row.quant}", "", 1)] = artifact.id
+    if row.quant:
+        scheme = {"int8": "symmetric", "fp16": "fp16"}[row.quant]
+        artifact = quantize(registry, home, artifact.id, QuantizeRecipe(scheme=scheme), options,
+                            drift_domain=domain).child
     return artifact
 
 
@@ -136,7 +139,8 @@ def measure(args, home, registry, parent_id: str, cache: dict) -> list[dict]:
                 save(args, cache)
             entry = {**cache[key], **cache[speed_key]}
             rows.append({**entry, "flops_per_token": served_flops(entry), "label": row.label, "domain": domain,
-                         "strategy": row.strategy, "int8": row.int8})
+                         "strategy": row.strategy, "int8": row.quant == "int8",
+                         "quant": row.quant})
         del inputs  # the parent held for timing
         parent = next(r for r in rows if r["domain"] == domain and r["label"] == "parent")
         for entry in (r for r in rows if r["domain"] == domain):

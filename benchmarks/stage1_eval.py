@@ -144,11 +144,13 @@ def from_legacy(row: dict, vocab_size: int, hidden_size: int) -> dict:
 
 
 def _parameters(model, include_embeddings: bool) -> int:
-    """Weights as served: int8 layers (buffers, not parameters) count as the parameters they replace."""
-    from breedlab.ops.quantize import Int8Linear
+    """Weights as served: int8 and fp16 layers (buffers or packed, not parameters) count as the
+    parameters they replace; a separately stored head is the embedding's copy, not counted again."""
+    from breedlab.ops.quantize import Fp16Linear, Int8Linear
 
-    int8 = sum(m.qweight.numel() for m in model.modules() if isinstance(m, Int8Linear))
-    return count_parameters(model, include_embeddings=include_embeddings) + int8
+    replaced = sum(m.in_features * m.out_features for name, m in model.named_modules()
+                   if isinstance(m, (Int8Linear, Fp16Linear)) and name.startswith("model.layers."))
+    return count_parameters(model, include_embeddings=include_embeddings) + replaced
 
 
 def breed_cost(artifact, registry) -> dict:

@@ -49,9 +49,10 @@ class LabConfig:
     seed: int = 0
     pico: bool = False
     """Small recipes for pico parents (tests, quick demos)."""
-    candidates: tuple[str, ...] = ("adapter-finetune", "cmg", "cmg-int8", "quantize")
+    candidates: tuple[str, ...] = ("adapter-finetune", "cmg", "cmg-fp16", "quantize")
     """Operators that breed the candidates, in this order (the ecosystem's spawn may use fewer);
-    ``cmg-int8`` is the CMG candidate stacked with int8 quantization (it needs ``cmg`` before it)."""
+    ``cmg-fp16`` (``cmg-int8``) is the CMG candidate stacked with fp16 (int8) weight-only quantization
+    (it needs ``cmg`` before it); ``quantize`` is the champion in fp16, the cheapest rival a child has."""
 
 
 @dataclass

@@ -10,6 +10,8 @@ RETENTION_DOMAIN = "general"
 # What the lab changes in each CMG preset on a real parent: the paper's lab recipe is the one
 # docs/RESULTS.md measured (a small rehearsal pool for its 5% share); compact's is exactly
 # benchmarks/stage1.py's, so a lab after the benchmark reuses its child.
+STACKS = {"cmg-fp16", "cmg-int8"}
+"""Candidates that quantize the CMG candidate rather than the champion."""
 LAB_CMG_OVERRIDES = {"paper": {"rehearsal_pool_tokens": 8192, "warmup_steps": 4}, "compact": {}}
 
 
@@ -62,17 +64,19 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
     distill = preset_recipe(config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens,
                             pool_tokens=min(config.distill_tokens, 65_536), seed=config.seed,
                             **(cmg_small if config.pico else LAB_CMG_OVERRIDES.get(config.cmg_preset, {})))
-    recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(),
-               "quantize": QuantizeRecipe()}
+    recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
+               "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
     unknown = set(config.candidates) - set(recipes)
     if unknown:
         raise ValueError(f"the lab has no recipe for {sorted(unknown)}; known: {sorted(recipes)}")
-    if "cmg-int8" in config.candidates and "cmg" not in config.candidates[:config.candidates.index("cmg-int8")]:
-        raise ValueError("candidate 'cmg-int8' quantizes the CMG candidate: list 'cmg' before it")
+    for stack in STACKS & set(config.candidates):
+        if "cmg" not in config.candidates[:config.candidates.index(stack)]:
+            raise ValueError(f"candidate {stack!r} quantizes the CMG candidate: list 'cmg' before it")
     made, by_name = [], {}
     for name in config.candidates:
-        # cmg-int8 stacks on the CMG child (its lineage shows both steps); every other one breeds the champion
-        source, operator = (by_name["cmg"], "quantize") if name == "cmg-int8" else (champion.id, name)
+        # cmg-fp16 and cmg-int8 stack on the CMG child (its lineage shows both steps); every other one
+        # breeds the champion
+        source, operator = (by_name["cmg"], "quantize") if name in STACKS else (champion.id, name)
         console.print(f"  {name} ...")
         outcome = get_operator(operator)(registry, home, source, recipes[name], options)
         console.print(f"  {name}: {outcome.child.manifest.kind} {outcome.child.manifest.name} {outcome.child.id[:12]}")

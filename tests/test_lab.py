@@ -30,12 +30,13 @@ def lab_run(tmp_path_factory):
     return registry, run_lab(registry, home, PICO, console), console
 
 
-def test_the_lab_makes_four_candidates_and_stacks_int8_on_the_cmg_child(lab_run):
+def test_the_lab_makes_four_candidates_and_stacks_fp16_on_the_cmg_child(lab_run):
     _, result, _ = lab_run
     operators = [c.manifest.operator for c in result.candidates]
     assert operators == ["adapter-finetune", "cmg", "quantize", "quantize"]
     cmg, stacked = result.candidates[1], result.candidates[2]
-    assert stacked.manifest.parents == (cmg.id,)  # the lineage shows both steps: parent -> cmg -> int8
+    assert stacked.manifest.parents == (cmg.id,)  # the lineage shows both steps: parent -> cmg -> fp16
+    assert stacked.manifest.recipe["scheme"] == "fp16" and stacked.manifest.name.endswith("-fp16")
     others = [c for c in result.candidates if c is not stacked]
     assert all(c.manifest.parents == (result.champion.id,) for c in others)
     assert cmg.manifest.recipe["strategy"] == "mixed" and cmg.manifest.recipe["trainable"] == "full"

@@ -14,6 +14,7 @@ from breedlab.home import Home
 from breedlab.modelio import FrozenModelTampered, load_model
 from breedlab.cmg.domain_head import DomainHead
 from breedlab.ops.quantize import (
+    Fp16Linear,
     Int8Head,
     Int8Linear,
     QuantizeRecipe,
@@ -27,6 +28,7 @@ from breedlab.pico_lab import build_pico_lab
 from breedlab.registry import Registry, RegistryError
 
 OPTIONS = RunOptions(progress=False, threads=1)
+INT8 = QuantizeRecipe(scheme="symmetric")
 LAYERS = 4  # the pico parent's decoder layers
 
 
@@ -41,7 +43,7 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quantized(lab):
     home, registry, pico = lab
-    return quantize(registry, home, pico.parent.id, QuantizeRecipe(), OPTIONS, drift_domain="code").child
+    return quantize(registry, home, pico.parent.id, INT8, OPTIONS, drift_domain="code").child
 
 
 def test_per_channel_symmetric_int8_is_within_half_a_step():
@@ -115,12 +117,13 @@ def test_a_domain_head_over_an_int8_head_keeps_its_logits_on_the_fast_path():
 
 def test_head_fp32_keeps_the_tied_layout_and_the_identity_artifacts_had_before_the_field(lab):
     home, registry, pico = lab
-    assert "head" not in QuantizeRecipe(head="fp32").to_dict() and QuantizeRecipe().to_dict()["head"] == "int8"
-    legacy = quantize(registry, home, pico.parent.id, QuantizeRecipe(head="fp32"), OPTIONS, drift_domain="code").child
+    assert "head" not in QuantizeRecipe(scheme="symmetric", head="fp32").to_dict() and INT8.to_dict()["head"] == "int8"
+    legacy = quantize(registry, home, pico.parent.id, QuantizeRecipe(scheme="symmetric", head="fp32"), OPTIONS,
+                      drift_domain="code").child
     model, _ = load_quantized(legacy.path)
     assert model.lm_head.weight is model.get_input_embeddings().weight
     with pytest.raises(ValueError, match="head"):
-        QuantizeRecipe(head="int4")
+        QuantizeRecipe(scheme="symmetric", head="int4")
 
 
 def test_plain_from_pretrained_refuses_it_but_load_quantized_loads_it(quantized):
@@ -176,4 +179,85 @@ def test_recipes_are_checked_and_a_quantized_model_is_not_requantized(lab, quant
         QuantizeRecipe(modules=("lm_head",))
     assert QuantizeRecipe(modules=("up_proj", "q_proj")).modules == ("q_proj", "up_proj")
     with pytest.raises(RegistryError, match="already quantized"):
-        quantize(registry, home, quantized.id, QuantizeRecipe(), OPTIONS)
+        quantize(registry, home, quantized.id, INT8, OPTIONS)
+
+
+# --- fp16: weight-only half precision through fbgemm's packed GEMM ---------------------------------
+
+def test_fp16_linear_is_x_times_the_half_rounded_weight_in_fp32(monkeypatch):
+    from breedlab.ops import half
+
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(2, 5, 16) * 50  # large activations stay fp32
+    expected = torch.nn.functional.linear(x, weight.half().float(), bias)
+    packed = Fp16Linear(weight.half(), bias)
+    assert torch.allclose(packed(x), expected, rtol=1e-5, atol=1e-3)
+    assert torch.equal(packed.weight, weight.half().float()) and torch.equal(packed.bias, bias)
+    rows = packed.rows(torch.tensor([3, 0, 17]))
+    assert torch.allclose(rows(x), expected[..., [3, 0, 17]], rtol=1e-5, atol=1e-3)
+    monkeypatch.setattr(half, "PACKED", False)  # where fbgemm is missing: the same product, unpacked
+    plain = Fp16Linear(weight.half(), bias)
+    assert plain._packed is None and torch.allclose(plain(x), expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="float16"):
+        Fp16Linear(weight)
+    with pytest.raises(ValueError, match="does not fit"):
+        half.to_fp16(torch.tensor([[1e6]]))
+
+
+def test_fp16_recipes_take_their_scheme_shape_and_int8_identities_are_unchanged():
+    recipe = QuantizeRecipe()  # fp16 is the default scheme
+    assert recipe.scheme == "fp16" and (recipe.bits, recipe.granularity, recipe.head, recipe.suffix) == (16, "none", "fp16", "-fp16")
+    # the int8 recipe's dict is exactly what artifacts made before the fp16 scheme recorded
+    assert INT8.to_dict() == {"scheme": "symmetric", "bits": 8, "granularity": "per-output-channel",
+                                          "modules": list(LORA_TARGETS), "head": "int8"}
+    assert QuantizeRecipe(scheme="fp16", head="fp32").to_dict()["head"] == "fp32"
+    for bad in ({"scheme": "fp16", "bits": 8}, {"scheme": "fp16", "head": "int8"}, {"scheme": "int4"},
+                {"scheme": "symmetric", "bits": 16}, {"scheme": "symmetric", "granularity": "none"}):
+        with pytest.raises(ValueError):
+            QuantizeRecipe(**bad)
+
+
+@pytest.fixture(scope="module")
+def quantized_fp16(lab):
+    home, registry, pico = lab
+    return quantize(registry, home, pico.parent.id, QuantizeRecipe(scheme="fp16"), OPTIONS, drift_domain="code").child
+
+
+def test_the_fp16_folder_stores_half_weights_and_loads_them_packed(lab, quantized_fp16):
+    _, _, pico = lab
+    assert quantized_fp16.manifest.name.endswith("-fp16")
+    spec = json.loads((quantized_fp16.path / "quantization.json").read_text())
+    assert (spec["format"], spec["scheme"], spec["head"]) == ("breedlab.fp16/1", "fp16", "fp16")
+    with safe_open(quantized_fp16.path / "quantized.safetensors", "pt") as stored:
+        assert stored.get_tensor("model.layers.0.mlp.down_proj.weight").dtype == torch.float16
+        assert stored.get_tensor("lm_head.weight").dtype == torch.float16
+        assert stored.get_tensor("model.embed_tokens.weight").dtype == torch.float32
+    model, tokenizer = load_quantized(quantized_fp16.path)
+    assert sum(isinstance(m, Fp16Linear) for m in model.modules()) == LAYERS * len(LORA_TARGETS) + 1  # + the head
+    source, _ = load_model(pico.parent.path)
+    ids = torch.tensor([tokenizer("def alpha(beta):")["input_ids"]])
+    with torch.no_grad():
+        assert (model(input_ids=ids).logits - source(input_ids=ids).logits).abs().max() < 1e-2
+    with pytest.raises(ValueError, match="kernel"):
+        load_quantized(quantized_fp16.path, kernel="dequant")  # an int8 kernel cannot read half weights
+
+
+def test_fp16_drift_is_smaller_than_int8s_and_bytes_halve(quantized, quantized_fp16):
+    metrics = quantized_fp16.manifest.metrics
+    assert metrics["drift_kernel"] == "fp16" and metrics["top1_agreement"] >= 0.99
+    assert metrics["kl_mean"] < quantized.manifest.metrics["kl_mean"]
+    assert 0.45 < metrics["weight_bytes_ratio"] < 0.75  # the fp32 embedding stays beside the half weights
+
+
+def test_a_domain_head_over_an_fp16_head_keeps_its_logits_on_both_paths():
+    torch.manual_seed(0)
+    full = Fp16Linear(torch.randn(40, 8).half())
+    kept = torch.tensor([1, 5, 7, 30])
+    head = DomainHead(full, {"kept_ids": kept, "other_weight": torch.zeros(8), "other_bias": torch.tensor([-1e9]),
+                             "margin": torch.zeros(1)})
+    head.greedy = True
+    hidden = torch.randn(3, 1, 8)
+    with torch.no_grad():
+        assert torch.allclose(head(hidden)[..., kept], full(hidden)[..., kept], atol=1e-5)
+        head.other_bias.fill_(1e9)
+        assert torch.allclose(head(hidden), full(hidden), atol=1e-5) and head.fallbacks == 3

@@ -88,7 +88,7 @@ def load_candidate(artifact: Artifact):
         raise ValueError(f"{artifact.id[:12]} is a {artifact.manifest.kind}, not a model")
     expected = {name: entry.sha256 for name, entry in artifact.manifest.files.items()}
     if artifact.manifest.kind == "quantized":
-        from ..ops.quantize import load_quantized  # int8 weights need their own loader
+        from ..ops.quantize import load_quantized  # int8 and fp16 weights need their own loader
 
         verify_files(artifact.path, expected)
         model, tokenizer = load_quantized(artifact.path)
