@@ -6,7 +6,7 @@ import pytest
 
 from breedlab.cmg.profile import profile_model
 from breedlab.cmg.recipe import CMGRecipe
-from breedlab.cmg.shape_search import proxy_kl, search_depth
+from breedlab.cmg.shape_search import proxy_kl, search_depth, search_size
 from breedlab.cmg.student import plan_student
 from breedlab.cmg.student_weights import build_student
 
@@ -18,7 +18,9 @@ def profile(pico, blocks):
 
 def test_the_search_scores_each_depth_and_keeps_the_lowest_kl(pico, profile, blocks):
     recipe = CMGRecipe(domain="code", ratio=0.7, strategy="mixed", max_depth_drop=0.25)
-    record = search_depth(pico[0], profile, recipe, blocks)
+    seen = []  # the progress callback: the calibration tokens once per candidate, adding up to its total
+    record = search_depth(pico[0], profile, recipe, blocks, on_tokens=seen.append)
+    assert seen == [blocks.numel()] * 2 and sum(seen) == search_size(recipe, 4, blocks.numel())
     feasible = [c for c in record["candidates"] if c["feasible"]]
     assert [c["layers"] for c in record["candidates"]] == [4, 3]  # 25% of 4 layers: at most one dropped
     best = min(feasible, key=lambda c: c["proxy_kl"])

@@ -71,7 +71,8 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
         profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
                                               progress.phase("1/4 profiling the parent", recipe.profile_tokens),
                                               general=general_data)
-        plan, student, search = _build_student(parent, profile, recipe, tokenizer, domain_data, general_data)
+        plan, student, search = _build_student(parent, profile, recipe, tokenizer, domain_data, general_data,
+                                               progress)
         streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
                                      recipe, progress)
         model = prepare_trainable(student, recipe)
@@ -115,8 +116,9 @@ def _already_bred(registry: Registry, recipe: CMGRecipe, parent_art: Artifact, k
     return None
 
 
-def _build_student(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, general_data):
-    """(plan, student, the proxy search's record or None): ``mixed`` searches its depth first."""
+def _build_student(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, general_data, progress=None):
+    """(plan, student, the proxy search's record or None): ``mixed`` searches its depth first, with a
+    progress bar (it builds and scores up to ``max_depth_drop`` x layers + 1 untrained students)."""
     from .student import plan_student
     from .student_weights import build_student
 
@@ -124,11 +126,14 @@ def _build_student(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, g
     layers = None
     if recipe.strategy == "mixed":
         from .inputs import calibration_blocks
-        from .shape_search import search_depth
+        from .shape_search import search_depth, search_size
 
         blocks = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens, recipe.seq_len,
                                     recipe.calibration_general_share, recipe.data_order)
-        search = search_depth(parent, profile, recipe, blocks)
+        on_tokens = None if progress is None else progress.phase(
+            "1/4 choosing the depth (proxy search)", search_size(recipe, parent.config.num_hidden_layers,
+                                                                 int(blocks.numel())))
+        search = search_depth(parent, profile, recipe, blocks, on_tokens=on_tokens)
         layers = search["chosen_layers"]
     plan = plan_student(parent.config, ratio=recipe.ratio, strategy=recipe.strategy, profile=profile,
                         count_embeddings=recipe.count_embeddings, seed=recipe.seed, layers=layers)

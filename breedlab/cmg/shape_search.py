@@ -42,8 +42,16 @@ def proxy_kl(parent, student, blocks: torch.Tensor, states: list[torch.Tensor], 
     return total / count
 
 
-def search_depth(parent, profile, recipe: CMGRecipe, blocks: torch.Tensor, batch_size: int = 4) -> dict:
+def search_size(recipe: CMGRecipe, layers: int, tokens: int) -> int:
+    """Calibration tokens the search scores when it stays within its depth bound (a progress total)."""
+    return (math.floor(recipe.max_depth_drop * layers) + 1) * tokens
+
+
+def search_depth(parent, profile, recipe: CMGRecipe, blocks: torch.Tensor, batch_size: int = 4,
+                 on_tokens=None) -> dict:
     """Score every feasible depth at the recipe's ratio; return the record with ``chosen_layers``.
+
+    ``on_tokens(n)`` is called with the calibration tokens after each candidate (a progress bar).
 
     Depths within ``max_depth_drop`` come first. If none of them can hold the ratio (width pruning
     keeps every kv head, so a small p needs fewer layers), the search goes on dropping one layer
@@ -58,6 +66,8 @@ def search_depth(parent, profile, recipe: CMGRecipe, blocks: torch.Tensor, batch
         if drop > bound and any(c["feasible"] for c in candidates):
             break
         candidates.append(_candidate(parent, profile, recipe, blocks, states, batch_size, dims.layers - drop))
+        if on_tokens is not None:
+            on_tokens(int(blocks.numel()))
     feasible = [c for c in candidates if c["feasible"]]
     if not feasible:
         raise ValueError(f"no depth of this parent fits ratio {recipe.ratio}: use a larger ratio")
