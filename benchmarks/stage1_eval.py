@@ -11,7 +11,7 @@ from breedlab.cmg.blocks import dataset_blocks
 from breedlab.cmg.domain_head import DomainHead, greedy_head
 from breedlab.cmg.inputs import dataset
 from breedlab.evaluation.cost import flops_per_token
-from breedlab.evaluation.latency import torch_threads
+from breedlab.evaluation.latency import LatencySettings, torch_threads
 from breedlab.evaluation.lm import generation_speed, score_lm
 from breedlab.evaluation.measure import load_candidate
 from breedlab.evaluation.suites import build_suite, load_suite, run_suite
@@ -27,11 +27,10 @@ SPEED_ROUNDS = 5
 median of the rounds' ratios. This machine's speed drifts by tens of percent from minute to minute
 (a shared host: the same model timed twice a few minutes apart gave 22 and 38 tokens/s), and
 adjacent measurements share the drift."""
-GEN_THREADS = 1
-"""torch threads while decoding at batch 1. On this 2-core host one thread decodes the fp32 parent as
-fast as two (21.3 against 20.8 tokens/s, medians of 6 alternating rounds) and makes the int8 path
-steady: with two threads it swung between 14.8 and 35.2 tokens/s, with one it stayed at 28.5-32.4
-(docs/results/decode-threads-probe.txt). Quality is scored with the run's ``--threads``."""
+GEN_THREADS = LatencySettings().threads
+"""torch threads while decoding at batch 1: the lab's own setting (``LatencySettings.threads``, one,
+for the reason given there), so the benchmark and the fitness vector time decoding the same way.
+Quality is scored with the run's ``--threads``."""
 LEGACY_GEN_SUFFIX = f"-gen{NEW_TOKENS}x{SPEED_ROUNDS}"
 """Rows measured before speed was cached apart had it in their quality key; their quality is reused."""
 FLOPS_CONTEXT = 128  # FLOPs per token are quoted at this context length (decode, KV cache)

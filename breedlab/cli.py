@@ -186,12 +186,16 @@ def lab(
     niche: Annotated[str, typer.Option(help="the niche (domain) to breed a specialist for")],
     ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.8,
     cmg_preset: Annotated[str, typer.Option(help="the CMG candidate's recipe: compact | paper")] = "compact",
-    distill_tokens: Annotated[int, typer.Option(help="training tokens of the CMG specialist")] = 98_304,
-    finetune_tokens: Annotated[int, typer.Option(help="training tokens of the adapter fine-tune")] = 16_384,
+    distill_tokens: Annotated[Optional[int], typer.Option(help="training tokens of the CMG specialist "
+                                                           "(default: LabConfig's)")] = None,
+    finetune_tokens: Annotated[Optional[int], typer.Option(help="training tokens of the adapter fine-tune "
+                                                            "(default: LabConfig's)")] = None,
+    candidates: Annotated[Optional[str], typer.Option(help="comma-separated candidates (default: LabConfig's: "
+                                                       "adapter-finetune,cmg,cmg-fp16,quantize)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     home: HomeOption = None,
 ) -> None:
-    """Run the local breeding lab: champion, frozen suites, four candidates, fitness, packets.
+    """Run the local breeding lab: champion, frozen suites, candidates, fitness, packets.
 
     Imports the SmolLM2 parent and builds the corpora first if they are missing.
     The lab breeds and judges; promotion stays with an approver (breedlab promote).
@@ -199,11 +203,16 @@ def lab(
     from .demo import ensure_parent_and_data
     from .lab import LabConfig, run_lab
 
+    given = {"distill_tokens": distill_tokens, "finetune_tokens": finetune_tokens,
+             "candidates": candidates and tuple(name.strip() for name in candidates.split(",") if name.strip())}
+    try:
+        config = LabConfig(niche=niche, ratio=ratio, cmg_preset=cmg_preset, seed=seed,
+                           **{name: value for name, value in given.items() if value is not None})
+    except ValueError as error:  # before the parent and corpora are fetched: a bad flag fails fast
+        fail(str(error))
     resolved = Home.resolve(home)
     registry = open_registry(home)
     ensure_parent_and_data(console, resolved, registry, domains=[niche, "general"])
-    config = LabConfig(niche=niche, ratio=ratio, cmg_preset=cmg_preset, distill_tokens=distill_tokens,
-                       finetune_tokens=finetune_tokens, seed=seed)
     run_lab(registry, resolved, config, console)
 
 

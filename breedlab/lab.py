@@ -23,6 +23,8 @@ from .home import Home
 from .registry import Artifact, Registry
 
 SUITE_KINDS = ("lm", "cloze", "retention")
+CANDIDATES = ("adapter-finetune", "cmg", "cmg-fp16", "cmg-int8", "quantize")
+"""Every candidate the lab knows how to breed (``lab_steps.breed_candidates`` holds their recipes)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class LabConfig:
     """Operators that breed the candidates, in this order (the ecosystem's spawn may use fewer);
     ``cmg-fp16`` (``cmg-int8``) is the CMG candidate stacked with fp16 (int8) weight-only quantization
     (it needs ``cmg`` before it); ``quantize`` is the champion in fp16, the cheapest rival a child has."""
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.candidates if name not in CANDIDATES]
+        if unknown or not self.candidates:
+            raise ValueError(f"unknown lab candidates {unknown}; known: {', '.join(CANDIDATES)}")
 
 
 @dataclass

@@ -56,3 +56,10 @@ def test_breed_defaults_to_the_compact_preset_and_refuses_a_bad_strategy(pico_ho
 def test_breed_without_data_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["breed", *PICO_ARGS, "--home", str(tmp_path)])
     assert result.exit_code != 0 and "parent" in result.output
+
+
+def test_lab_refuses_an_unknown_candidate_before_fetching_anything(tmp_path):
+    result = CliRunner().invoke(app, ["lab", "--niche", "code", "--candidates", "cmg,cmg-int4",
+                                      "--home", str(tmp_path / "home")])
+    assert result.exit_code == 1 and "unknown lab candidates ['cmg-int4']" in result.output
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))
