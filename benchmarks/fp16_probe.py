@@ -40,10 +40,10 @@ def microseconds(call, repeats: int = 100) -> float:
 
 
 def kernel_rows() -> None:
-    x = torch.randn(1, 576)
     print("kernel, one token, one thread (us per Linear; 30 distinct weights, 2 for the head)")
     for out_features, in_features in SHAPES:
         count = 2 if out_features > 10_000 else 30
+        x = torch.randn(1, in_features)
         weights = [torch.randn(out_features, in_features) * 0.05 for _ in range(count)]
         fp16 = [Fp16Linear(w.half()) for w in weights]
         int8 = [Int8Linear(*quantize_weight(w)) for w in weights]
