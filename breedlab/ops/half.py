@@ -5,15 +5,16 @@ weight it reads, and PyTorch's CPU build ships a packed fp16 GEMM (fbgemm's ``Fb
 ``torch.ops.quantized.linear_dynamic_fp16``) that reads half-precision weights directly. The int8
 weight-only path has no such kernel here: ``Int8Linear`` dequantises into a fresh fp32 matrix on
 every call, and ``torch._weight_int8pack_mm`` was 8x slower than fp32 on this AMD host. Measured on
-one thread with 30 distinct weights per shape (so none stays in cache), one token:
+one thread with 30 distinct weights per shape (so none stays in cache), one token
+(``benchmarks/fp16_probe.py``, docs/results/fp16-probe.txt):
 
-    576 -> 1536:    fp32 390 us, int8 dequant 166 us, fp16 packed 108 us
-    1536 -> 576:    fp32 285 us, int8 dequant 677 us, fp16 packed 101 us
-    576 -> 49,152:  fp32 11.7 ms (the head),          fp16 packed 2.4 ms
+    576 -> 1536:    fp32 388 us, int8 dequant 173 us, fp16 packed 121 us
+    1536 -> 576:    fp32 257 us, int8 dequant 162 us, fp16 packed 118 us
+    576 -> 49,152:  fp32 10.5 ms, int8 head 6.4 ms,   fp16 packed 2.7 ms (the head)
 
 Only the weights are rounded (to 11 significant bits against int8's 8, with no scale to share a
 row's range); the activations stay fp32, checked to 7e-5 against ``x @ w.half().float().T``. On
-1,023 held-out code tokens the fp16 parent's NLL moved by +0.0001 nats/token (int8: +0.0019).
+2,048 held-out code tokens the fp16 parent's NLL moved by +0.0002 nats/token (int8: +0.0051).
 ``PACKED`` is False where fbgemm is not built in; the modules then compute the same product with an
 fp32 copy of the weight (exact, not fast), and the loader records which kernel ran.
 """

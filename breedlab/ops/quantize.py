@@ -5,10 +5,10 @@ the decoder layers (q, k, v, o, gate, up, down) and, by default, the LM head:
 
 ``fp16`` (``half.py``): weights rounded to IEEE half and multiplied in fp32 by
 fbgemm's packed fp16 GEMM. It is the faster and the more exact of the two on
-this CPU: the fp16 SmolLM2 parent decoded at 2.15x the fp32 one (27.3 against
-12.7 tokens/s, one thread, 3 alternating rounds) with +0.0001 nats/token of
-NLL on held-out code, where int8 decoded at 1.07x with +0.0019 on the same
-host (``benchmarks/fp16_probe.py``). It is the default, and the lab stacks it
+this CPU: the fp16 SmolLM2 parent decoded at 1.80-1.86x the fp32 one (one
+thread, 5 alternating rounds, two runs) with +0.0002 nats/token of NLL on
+2,048 held-out code tokens, where int8 decoded at 0.82-1.31x with +0.0051
+(``benchmarks/fp16_probe.py``, docs/results/fp16-probe.txt). It is the default, and the lab stacks it
 on its children (``cmg-fp16``).
 
 ``symmetric`` (int8, ``int8.py``): per output channel, ``scale[r] = max|W[r, :]| / 127``
