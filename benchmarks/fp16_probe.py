@@ -21,8 +21,8 @@ from breedlab.evaluation.latency import torch_threads
 from breedlab.evaluation.lm import generation_speed
 from breedlab.evaluation.measure import load_candidate
 from breedlab.home import Home
-from breedlab.ops.half import Fp16Linear
-from breedlab.ops.int8 import Int8Head, Int8Linear, quantize_weight
+from breedlab.kernels.half import Fp16Linear
+from breedlab.kernels.int8 import Int8Head, Int8Linear, quantize_weight
 from breedlab.ops.quantize import QuantizeRecipe, quantize
 from breedlab.registry import Registry
 

@@ -185,7 +185,7 @@ def test_recipes_are_checked_and_a_quantized_model_is_not_requantized(lab, quant
 # --- fp16: weight-only half precision through fbgemm's packed GEMM ---------------------------------
 
 def test_fp16_linear_is_x_times_the_half_rounded_weight_in_fp32(monkeypatch):
-    from breedlab.ops import half
+    from breedlab.kernels import half
 
     torch.manual_seed(0)
     weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(2, 5, 16) * 50  # large activations stay fp32

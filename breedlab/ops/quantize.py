@@ -3,7 +3,7 @@
 Two schemes (``QuantizeRecipe.scheme``), both weight-only over the Linears of
 the decoder layers (q, k, v, o, gate, up, down) and, by default, the LM head:
 
-``fp16`` (``half.py``): weights rounded to IEEE half and multiplied in fp32 by
+``fp16`` (``kernels/half.py``): weights rounded to IEEE half and multiplied in fp32 by
 fbgemm's packed fp16 GEMM. It is the faster and the more exact of the two on
 this CPU: the fp16 SmolLM2 parent decoded at 1.80-1.86x the fp32 one (one
 thread, 5 alternating rounds, two runs) with +0.0002 nats/token of NLL on
@@ -11,7 +11,7 @@ thread, 5 alternating rounds, two runs) with +0.0002 nats/token of NLL on
 (``benchmarks/fp16_probe.py``, docs/results/fp16-probe.txt). It is the default, and the lab stacks it
 on its children (``cmg-fp16``).
 
-``symmetric`` (int8, ``int8.py``): per output channel, ``scale[r] = max|W[r, :]| / 127``
+``symmetric`` (int8, ``kernels/int8.py``): per output channel, ``scale[r] = max|W[r, :]| / 127``
 and ``qweight = round(W / scale[:, None])`` in [-127, 127]; ``W ~ qweight * scale``.
 One scale per row keeps an outlier row from flattening every other row's range.
 Its LM head is int8 too (``head: int8``, the default), one scale per vocabulary
@@ -48,8 +48,8 @@ from ..home import Home
 from ..modelio import weights_digest
 from ..operators import operator
 from ..registry import Artifact, Registry, RegistryError
-from .half import Fp16Linear
-from .int8 import Int8Head, Int8Linear, dynamic_linear, quantize_weight
+from ..kernels.half import Fp16Linear
+from ..kernels.int8 import Int8Head, Int8Linear, dynamic_linear, quantize_weight
 from .quantized_folder import (FORMATS, KERNELS, WEIGHTS_FILE, load_quantized, quantized_module_names,
                                quantized_tensors, write_quantized)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..modelio import refuse_pickles, verify_files
-from .half import PACKED, Fp16Linear, to_fp16
-from .int8 import Int8Head, Int8Linear, dynamic_linear, quantize_weight
+from ..kernels.half import PACKED, Fp16Linear, to_fp16
+from ..kernels.int8 import Int8Head, Int8Linear, dynamic_linear, quantize_weight
 
 WEIGHTS_FILE = "quantized.safetensors"
 SPEC_FILE = "quantization.json"
