@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from breedlab.cmg.profile import profile_model
 from breedlab.cmg.recipe import CMGRecipe
@@ -41,3 +42,41 @@ def test_a_ratio_too_small_for_the_depth_bound_goes_deeper_and_says_so(pico, pro
     assert record["max_depth_drop_exceeded"] and record["chosen_layers"] == 2
     assert [c["feasible"] for c in record["candidates"]] == [False, False, True]
     assert record["candidates"][0]["reason"].startswith("cannot plan 0.15")
+
+
+def test_a_speed_target_takes_the_lowest_kl_among_the_shapes_fast_enough(pico, profile, blocks):
+    rigged = lambda student: 1.5 if student.config.num_hidden_layers == 3 else 1.0  # noqa: E731
+    recipe = CMGRecipe(domain="code", ratio=0.7, strategy="mixed", max_depth_drop=0.25, min_speedup=1.2)
+    record = search_depth(pico[0], profile, recipe, blocks, speedup=rigged)
+    assert [c["speedup"] for c in record["candidates"]] == [1.0, 1.5]
+    assert record["chosen_layers"] == 3 and ">= 1.2x" in record["choice"] and record["min_speedup"] == 1.2
+    # a target no shape reaches: the fastest one, and the record says none reached it
+    unreachable = search_depth(pico[0], profile, CMGRecipe(domain="code", ratio=0.7, strategy="mixed",
+                                                           max_depth_drop=0.25, min_speedup=9.0),
+                               blocks, speedup=rigged)
+    assert unreachable["chosen_layers"] == 3 and "none reached 9.0x" in unreachable["choice"]
+    # without a target nothing is timed and the record is as it always was
+    plain = search_depth(pico[0], profile, CMGRecipe(domain="code", ratio=0.7, strategy="mixed"), blocks,
+                         speedup=rigged)
+    assert "choice" not in plain and all("speedup" not in c for c in plain["candidates"])
+    with pytest.raises(ValueError, match="min_speedup"):
+        CMGRecipe(domain="code", min_speedup=0.0)
+
+
+def test_the_measured_speedup_times_fp16_students_against_the_fp16_parent(pico, blocks):
+    from breedlab.cmg.shape_speed import as_fp16, decode_speedup
+    from breedlab.kernels.half import Fp16Linear
+
+    parent = pico[0]
+    served = as_fp16(parent)
+    assert isinstance(served.lm_head, Fp16Linear) and not isinstance(parent.lm_head, Fp16Linear)  # a copy
+    with torch.no_grad():
+        ids = blocks[:1, :12]
+        assert (served(input_ids=ids).logits - parent(input_ids=ids).logits).abs().max() < 1e-2
+    threads = torch.get_num_threads()
+    ratio = decode_speedup(served, parent, blocks[:1, :8], rounds=1)
+    assert ratio > 0 and torch.get_num_threads() == threads  # the caller's threads come back
+    # and the search's own default times every feasible candidate that way
+    timed = search_depth(parent, profile_model(parent, blocks), CMGRecipe(domain="code", ratio=0.7,
+                         strategy="mixed", max_depth_drop=0.25, min_speedup=0.01), blocks)
+    assert all(c["speedup"] > 0 for c in timed["candidates"] if c["feasible"]) and "lowest KL among" in timed["choice"]

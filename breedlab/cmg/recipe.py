@@ -39,6 +39,11 @@ class CMGRecipe:
     """``mixed``: the largest share of layers the proxy search may drop (ShortGPT: 20-25% heals)."""
     proxy_tokens: int = 4096
     """``mixed``: calibration tokens each candidate shape is scored on by the proxy search."""
+    min_speedup: float | None = None
+    """``mixed``: if set, the search keeps only shapes whose decode, served in fp16, is at least this
+    many times the parent's fp16 decode (measured, ``shape_speed.py``), then takes the lowest KL among
+    them. None: the lowest KL at any speed (at p = 0.8 that keeps every layer, which in fp16 decodes
+    no faster than the parent)."""
     calibration_general_share: float = 0.0
     """Share of the profiling tokens drawn from general text (cross-calibration, arXiv 2502.18424)."""
     count_embeddings: bool = False
@@ -118,6 +123,8 @@ class CMGRecipe:
             raise ValueError("domain_head_coverage must be in (0, 1]")
         if self.data_order not in ORDERS:
             raise ValueError(f"data_order must be one of {ORDERS}, got {self.data_order!r}")
+        if self.min_speedup is not None and self.min_speedup <= 0:
+            raise ValueError(f"min_speedup must be positive, got {self.min_speedup}")
         if self.temperature <= 0 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("temperature, steps and batch_size must be positive")
 
