@@ -69,11 +69,12 @@ def _run_home(home: Home, profile: str) -> Home:
 
 
 def _replay(console, run_home, registry, profile, parts, trace, progress: bool):
+    from .cmg.progress import progress_columns
     from .demo_story import Story
 
-    story = Story(console, run_home, registry, profile, parts)
-    with Progress(console=console, disable=not progress, transient=True) as bar:
-        task = bar.add_task("replaying traffic", total=sum(len(w) for w in trace))
+    with Progress(*progress_columns(), console=console, disable=not progress, transient=True) as bar:
+        story = Story(console, run_home, registry, profile, parts, bar if progress else None)
+        task = bar.add_task("replaying traffic", total=sum(len(w) for w in trace), stats="queries")
         for index, window in enumerate(trace):
             for query in window:
                 story.eco.serve(query)
@@ -121,8 +122,17 @@ def _serving_ratio(registry: Registry, windows: list[dict], profile) -> float:
                 served[model] = served.get(model, 0) + count
     if not served:
         return float(profile.lab.get("ratio", 0.3))
-    ratios = {m: float(registry.get(m).manifest.recipe.get("ratio") or 1.0) for m in served}
+    ratios = {m: _recipe_ratio(registry, m) for m in served}
     return sum(ratios[m] * n for m, n in served.items()) / sum(served.values())
+
+
+def _recipe_ratio(registry: Registry, model_id: str) -> float:
+    """The recipe's p of a model; a quantized stack has its source's p (fp16 weights change bytes, not
+    parameters)."""
+    artifact = registry.get(model_id)
+    while artifact.manifest.operator == "quantize" and artifact.manifest.parents:
+        artifact = registry.get(artifact.manifest.parents[0])
+    return float(artifact.manifest.recipe.get("ratio") or 1.0)
 
 
 def _child_flops_ratio(models: list[dict], parent: Artifact, windows: list[dict]) -> float | None:

@@ -11,7 +11,9 @@ import time
 from dataclasses import replace
 
 from rich.console import Console
+from rich.progress import Progress
 
+from .cmg.progress import SharedDisplay
 from .ecosystem.runner import Ecosystem
 from .ecosystem.spawn import reevaluate, run_spawn
 from .ecosystem.steward import Authority, close_window
@@ -23,8 +25,10 @@ STYLE = {"spawn-requested": "bold yellow", "promoted": "bold green", "retired": 
 
 
 class Story:
-    def __init__(self, console: Console, home, registry: Registry, profile, parts):
+    def __init__(self, console: Console, home, registry: Registry, profile, parts, bar: Progress | None = None):
         self.console, self.home, self.registry, self.profile = console, home, registry, profile
+        self.bar = bar
+        """The replay's live bar: a spawn's lab draws its steps and breed bars into it."""
         self.eco = Ecosystem(parts)
         self.governance = load_governance(home.root)
         self.lab_config = profile.lab_config(profile.niches[0])
@@ -36,13 +40,16 @@ class Story:
         self.authority = Authority(self.governance, self.governance.approvers[0], self._spawn, self._reevaluate)
 
     def _spawn(self, request):
-        """The lab's full output goes to a log file; the timeline gets one line per candidate."""
+        """The lab's full output goes to a log file; the console shows its steps and breed bars live
+        (tokens/s, ETA), and one line per candidate at the end."""
         log = self.home.logs_dir / f"spawn-{request.domain}-day{len(self.windows) + 1}.log"
         self.console.print(f"        [yellow]breeding for {request.domain}[/] (lab log: {log})", highlight=False)
+        display = None if self.bar is None else SharedDisplay(self.console, self.bar, label=f"{request.domain} lab")
         with open(log, "w", encoding="utf-8") as stream:
             lab_console = Console(file=stream, width=160, force_terminal=False)
             result = run_spawn(self.registry, self.home, request, self.lab_config, self.governance,
-                               self.eco.parts.parent_id, approver=self.authority.approver, console=lab_console)
+                               self.eco.parts.parent_id, approver=self.authority.approver, console=lab_console,
+                               display=display)
         self.fitness.update(result.fitness)
         parent = result.fitness.get(self.eco.parts.parent_id)
         for model_id, f in result.fitness.items():

@@ -77,25 +77,35 @@ class LabResult:
     selection: Any = None
 
 
-def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console | None = None) -> LabResult:
+def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console | None = None,
+            display: Any = None) -> LabResult:
+    """Breed and judge the niche's candidates. ``console`` gets the whole story; ``display`` (a
+    ``cmg.progress.SharedDisplay``, the demo's) gets the current step and the live breed bars."""
     from .evaluation.gates import load_evaluation_config
     from .governance.config import load_governance
-    from .lab_steps import breed_candidates, build_suites, champion_of, measure_all, say
+    from .lab_steps import breed_candidates, build_suites, champion_of, measure_all
+    from .lab_steps import say as say_to
     from .lab_verdict import judge, select_and_release
 
     console = console or Console()
+
+    def say(text: str) -> None:
+        say_to(console, text)
+        if display is not None:
+            display.step(text)
+
     governance, evaluation = load_governance(home.root), load_evaluation_config()
-    say(console, "1/6 champion")
+    say("1/6 champion")
     champion = champion_of(registry, config.niche)
-    say(console, "2/6 frozen evaluation suites")
+    say("2/6 frozen evaluation suites")
     suites = build_suites(registry, champion, config)
-    say(console, f"3/6 candidates: {', '.join(config.candidates)}")
-    candidates = breed_candidates(registry, home, champion, config, governance.breeder, console)
-    say(console, "4/6 fitness vectors (each model in its own guarded process)")
-    fitness = measure_all(registry, champion, candidates, suites, console)
-    say(console, "5/6 gates, champion-challenger tests, evidence packets")
+    say(f"3/6 candidates: {', '.join(config.candidates)}")
+    candidates = breed_candidates(registry, home, champion, config, governance.breeder, console, display)
+    say("4/6 fitness vectors (each model in its own guarded process)")
+    fitness = measure_all(registry, champion, candidates, suites, console, display)
+    say("5/6 gates, champion-challenger tests, evidence packets")
     result = LabResult(champion, suites, candidates, fitness)
     budgets = judge(registry, result, config, evaluation, governance, console)
-    say(console, "6/6 population and release packet")
+    say("6/6 population and release packet")
     select_and_release(registry, result, config, evaluation, budgets, console)
     return result

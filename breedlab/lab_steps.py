@@ -7,12 +7,26 @@ from rich.console import Console
 from .registry import Artifact, Registry, RegistryError
 
 RETENTION_DOMAIN = "general"
-# What the lab changes in each CMG preset on a real parent: the paper's lab recipe is the one
-# docs/RESULTS.md measured (a small rehearsal pool for its 5% share); compact's is exactly
-# benchmarks/stage1.py's, so a lab after the benchmark reuses its child.
 STACKS = {"cmg-fp16", "cmg-int8"}
 """Candidates that quantize the CMG candidate rather than the champion."""
-LAB_CMG_OVERRIDES = {"paper": {"rehearsal_pool_tokens": 8192, "warmup_steps": 4}, "compact": {}}
+# What the lab changes in the paper's preset on a real parent: the lab recipe docs/RESULTS.md measured
+# (a small rehearsal pool for its 5% share). compact's is `_lab_overrides`: from 65,536 tokens up it is
+# exactly benchmarks/stage1.py's, so a lab after the benchmark reuses its child.
+LAB_CMG_OVERRIDES = {"paper": {"rehearsal_pool_tokens": 8192, "warmup_steps": 4}}
+
+
+def _pool(config) -> int:
+    """Teacher-cached tokens per stream: the budget, at most 65,536 (the benchmark's pools)."""
+    return min(config.distill_tokens, 65_536)
+
+
+def _lab_overrides(config) -> dict:
+    """A compact child's rehearsal pool is no larger than its domain pool: a small budget (the demo's)
+    should not pay a 65,536-token general teacher cache to draw a quarter of it. From 65,536 training
+    tokens up this is the preset's own pool, so the lab's child is still the benchmark's."""
+    if config.cmg_preset == "compact":
+        return {"rehearsal_pool_tokens": _pool(config)}
+    return LAB_CMG_OVERRIDES.get(config.cmg_preset, {})
 
 
 def say(console: Console, text: str) -> None:
@@ -47,7 +61,7 @@ def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, st
 
 
 def breed_candidates(registry: Registry, home, champion: Artifact, config, breeder: str,
-                     console: Console) -> list[Artifact]:
+                     console: Console, display=None) -> list[Artifact]:
     """The configured candidates of the champion (by default adapter fine-tune, CMG specialist, the
     specialist in int8 and the champion in int8), bred as the breeding identity."""
     from .cmg.recipe import RunOptions, preset_recipe
@@ -57,13 +71,15 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
 
     small = dict(batch_size=4, seq_len=64, warmup_steps=2, lora_rank=8, lora_alpha=16) if config.pico else {}
     cmg_small = {**small, "profile_tokens": 1024, "proxy_tokens": 512, "rehearsal_pool_tokens": 8192}
-    options = RunOptions(actor=breeder, progress=console.is_terminal)
+    # the bars go to the caller's display (the demo's), else to stderr: live on a terminal, plain lines
+    # with tokens/s and ETA anywhere else (a nohup log), never minutes of silence
+    options = RunOptions(actor=breeder, progress=True, display=display)
     finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
                                      pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
                                      seed=config.seed, **small)
     distill = preset_recipe(config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens,
-                            pool_tokens=min(config.distill_tokens, 65_536), seed=config.seed,
-                            **(cmg_small if config.pico else LAB_CMG_OVERRIDES.get(config.cmg_preset, {})))
+                            pool_tokens=_pool(config), seed=config.seed,
+                            **(cmg_small if config.pico else _lab_overrides(config)))
     recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
                "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
     unknown = set(config.candidates) - set(recipes)
@@ -78,6 +94,8 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
         # breeds the champion
         source, operator = (by_name["cmg"], "quantize") if name in STACKS else (champion.id, name)
         console.print(f"  {name} ...")
+        if display is not None:
+            display.step(f"breeding {name} ({len(made) + 1}/{len(config.candidates)})")
         outcome = get_operator(operator)(registry, home, source, recipes[name], options)
         console.print(f"  {name}: {outcome.child.manifest.kind} {outcome.child.manifest.name} {outcome.child.id[:12]}")
         by_name[name] = outcome.child.id
@@ -86,7 +104,7 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
 
 
 def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifact], suites: dict[str, str],
-                console: Console) -> dict:
+                console: Console, display=None) -> dict:
     """Fitness vectors of the champion then each candidate, same suites, same machine, one run."""
     from .evaluation.measure import measure_candidate
 
@@ -95,8 +113,10 @@ def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifac
     parent_ppl = fitness[champion.id].general_ppl
     fitness[champion.id].general_regression = 0.0  # the champion is its own baseline
     fitness[champion.id].general_ppl_ratio = 1.0
-    for candidate in candidates:
+    for number, candidate in enumerate(candidates, 1):
         console.print(f"  measuring {candidate.manifest.name} ...")
+        if display is not None:
+            display.step(f"measuring {candidate.manifest.name} ({number}/{len(candidates)})")
         fitness[candidate.id] = measure_candidate(registry, candidate.id, suites, canary=canary,
                                                   parent_general_ppl=parent_ppl)
     for artifact in (champion, *candidates):

@@ -87,6 +87,18 @@ def test_the_timeline_printed_says_what_happened(demo_run):
         assert needle in stdout, needle
 
 
+def test_a_lab_inside_the_demo_shows_its_progress_on_the_console(demo_run):
+    """Not minutes of silence while a child breeds: the lab's steps and the breed's bars, as plain lines
+    here (the console is a pipe), with tokens/s and an ETA, prefixed by the niche's lab."""
+    _, _, _, stdout = demo_run
+    lines = stdout.splitlines()
+    assert any("code lab: 3/6 candidates" in line for line in lines)
+    assert any("code lab: breeding cmg" in line for line in lines)
+    training = [line for line in lines if "code lab: 3/4 distilling" in line]
+    assert training and all("tok/s" in line and "ETA" in line for line in training)
+    assert any("medical lab: measuring" in line for line in lines)
+
+
 def test_the_report_renders_in_headless_chromium(demo_run, tmp_path):
     folder, registry, _, _ = demo_run
     report = folder / "report.html"
@@ -100,3 +112,17 @@ def test_the_report_renders_in_headless_chromium(demo_run, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(png, Path(keep) / "demo-report.png")
+
+
+def test_the_full_profile_breeds_compact_children_and_has_a_phase_for_them():
+    """`make demo` (the full profile) breeds the lab's compact recipe stacked in fp16, and its trace has a
+    phase whose niche traffic is at least 80%, where issue 11's saving is read."""
+    from breedlab.demo_setup import load_profile
+
+    profile = load_profile("full")
+    config = profile.lab_config("code")
+    assert config.cmg_preset == "compact" and config.ratio < 1.0
+    assert config.candidates.index("cmg") < config.candidates.index("cmg-fp16")
+    niche_shares = [sum(share for domain, share in phase["mix"].items() if domain not in profile.parent_domains)
+                    for phase in profile.phases]
+    assert max(niche_shares) >= 0.8

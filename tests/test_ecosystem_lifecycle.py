@@ -181,3 +181,23 @@ def test_the_population_budget_defers_a_spawn(lab):
     result = run_spawn(lab.registry, lab.home, SpawnRequest("medical", 0.9, {}), lab.lab_config, tight,
                        lab.parent.id, approver="approver", console=QUIET)
     assert result.child is None and lab.registry.events(lab.parent.id)[-1].type == "spawn-deferred"
+
+
+def test_a_spawn_the_lab_already_judged_a_no_op_is_deferred_not_run_again(lab, spawned):
+    """Same champion, recipe and data give the same verdict (breeds are deterministic and reused), so a
+    detector that fires again after a no-op costs a log line, not another lab; a changed recipe runs."""
+    from breedlab.ecosystem.spawn import lab_key
+
+    config = replace(lab.lab_config, niche="medical")
+    key = lab_key(lab.registry, config)
+    assert key == lab_key(lab.registry, config)
+    assert key != lab_key(lab.registry, replace(config, distill_tokens=config.distill_tokens * 2))
+    release = lab.registry.find(kind="packet")[0]
+    lab.registry.record("spawn-no-op", lab.parent.id, actor="breeder", reason="test: the lab found nothing",
+                        data={"domain": "medical", "release": release.id, "lab_key": key})
+    models = len(lab.registry.find(kind="child"))
+    result = run_spawn(lab.registry, lab.home, SpawnRequest("medical", 0.9, {}), lab.lab_config, lab.governance,
+                       lab.parent.id, approver="approver", console=QUIET)
+    event = lab.registry.events(lab.parent.id)[-1]
+    assert result.child is None and event.type == "spawn-deferred" and event.data["lab_key"] == key
+    assert "already judged" in event.reason and len(lab.registry.find(kind="child")) == models

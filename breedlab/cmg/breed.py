@@ -67,7 +67,7 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
     parent, tokenizer = load_frozen(parent_art)
     parent_digest = weights_digest(parent)
     checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
-    with BreedProgress(options.progress, recipe) as progress:
+    with BreedProgress(options.progress, recipe, display=options.display) as progress:
         profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
                                               progress.phase("1/4 profiling the parent", recipe.profile_tokens),
                                               general=general_data)

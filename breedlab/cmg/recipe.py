@@ -188,3 +188,5 @@ class RunOptions:
     """Where checkpoints go; default ``<home>/cache/breeds``."""
     actor: str = "breeder"
     """Identity recorded as the candidate's creator (governance keeps it from approving its own work)."""
+    display: Any = None
+    """A ``cmg.progress.SharedDisplay`` to draw the progress into (the demo's live display); None: its own."""

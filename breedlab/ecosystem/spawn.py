@@ -10,11 +10,18 @@ identity from ``governance.yaml`` that reads the packet and promotes (or does
 nothing on a no-op). A spawn that cannot start, or that ends in no-op, is an
 event too (``spawn-deferred``, ``spawn-no-op``), so the log explains why a
 domain with demand still has no child.
+
+A no-op records the key of what the lab judged (its config, the champion and the
+datasets). Breeding is deterministic and the lab reuses bred artifacts, so the same
+key again can only give the same verdict: the spawn is deferred instead of paying
+for the same measurements (minutes per model on the real parent) every cooldown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
 
 from rich.console import Console
 
@@ -47,8 +54,23 @@ def budget_problem(registry: Registry, governance: GovernanceConfig, domain: str
     return None
 
 
+def lab_key(registry: Registry, config) -> str:
+    """What a lab for ``config`` would judge: its config, the niche's champion and every dataset's id."""
+    from ..lab_steps import champion_of
+
+    datasets = sorted(a.id for a in registry.find(kind="dataset"))
+    payload = {"config": asdict(config), "champion": champion_of(registry, config.niche).id, "datasets": datasets}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _judged_no_op(registry: Registry, key: str):
+    """The ``spawn-no-op`` event of an earlier lab with this key, if any."""
+    events, _ = registry.log.read()
+    return next((e for e in reversed(events) if e.type == "spawn-no-op" and e.data.get("lab_key") == key), None)
+
+
 def run_spawn(registry: Registry, home, request, lab_config, governance: GovernanceConfig, parent_id: str,
-              *, approver: str, console: Console) -> SpawnResult:
+              *, approver: str, console: Console, display=None) -> SpawnResult:
     """Breed and evaluate a child for ``request.domain``; the approver promotes the useful specialist to shadow."""
     from ..lab import run_lab
 
@@ -58,12 +80,21 @@ def run_spawn(registry: Registry, home, request, lab_config, governance: Governa
         registry.record("spawn-deferred", parent_id, actor=governance.breeder, reason=problem,
                         data={"domain": domain, "sigma": request.sigma})
         return SpawnResult(domain, None, None, {}, problem)
-    result = run_lab(registry, home, replace(lab_config, niche=domain), console)
+    config = replace(lab_config, niche=domain)
+    key = lab_key(registry, config)
+    judged = _judged_no_op(registry, key)
+    if judged is not None:
+        reason = (f"the lab already judged this niche with the same champion, recipe and data (release "
+                  f"{judged.data['release'][:12]}: no-op); it would judge the same again")
+        registry.record("spawn-deferred", parent_id, actor=governance.breeder, reason=reason,
+                        data={"domain": domain, "sigma": request.sigma, "lab_key": key})
+        return SpawnResult(domain, None, None, {}, reason)
+    result = run_lab(registry, home, config, console, display)
     selection = result.selection
     if not selection.useful_specialist:
         reason = "no candidate earned promotion: " + "; ".join(selection.reasons)
         registry.record("spawn-no-op", parent_id, actor=governance.breeder, reason=reason,
-                        data={"domain": domain, "release": result.release.id})
+                        data={"domain": domain, "release": result.release.id, "lab_key": key})
         return SpawnResult(domain, None, result.release, result.fitness, reason)
     child = registry.get(selection.useful_specialist)
     packet = result.evidence[child.id]

@@ -139,7 +139,7 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
     parent, tokenizer = load_frozen(parent_art)
     parent_digest = weights_digest(parent)
     checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
-    with BreedProgress(options.progress, cmg) as progress:
+    with BreedProgress(options.progress, cmg, display=options.display) as progress:
         streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data,
                                              general_data, cmg, progress)
         model = prepare_trainable(_exact_copy(parent, parent_digest), cmg)

@@ -149,7 +149,7 @@ def merge_distill(registry: Registry, home: Home, parent_id: str, recipe: MergeD
     digests = {ref: weights_digest(m) for ref, m in {base_art.id: base, **teachers}.items()}
     cmg = recipe.to_cmg("+".join(teacher_of))
     checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
-    with BreedProgress(options.progress, cmg) as progress:
+    with BreedProgress(options.progress, cmg, display=options.display) as progress:
         streams, caches = _streams(registry, base_art, base, tokenizer, teacher_of, teachers, data, general,
                                    cmg, progress)
         plan, student = _student(base, cmg)
