@@ -129,10 +129,9 @@ def _serving_ratio(registry: Registry, windows: list[dict], profile) -> float:
 def _recipe_ratio(registry: Registry, model_id: str) -> float:
     """The recipe's p of a model; a quantized stack has its source's p (fp16 weights change bytes, not
     parameters)."""
-    artifact = registry.get(model_id)
-    while artifact.manifest.operator == "quantize" and artifact.manifest.parents:
-        artifact = registry.get(artifact.manifest.parents[0])
-    return float(artifact.manifest.recipe.get("ratio") or 1.0)
+    from .registry.lineage import full_precision
+
+    return float(full_precision(registry, registry.get(model_id)).manifest.recipe.get("ratio") or 1.0)
 
 
 def _child_flops_ratio(models: list[dict], parent: Artifact, windows: list[dict]) -> float | None:

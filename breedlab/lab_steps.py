@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from .registry import Artifact, Registry, RegistryError
+from .registry.lineage import full_precision
 
 RETENTION_DOMAIN = "general"
 STACKS = {"cmg-fp16", "cmg-int8"}
@@ -89,10 +90,13 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
         if "cmg" not in config.candidates[:config.candidates.index(stack)]:
             raise ValueError(f"candidate {stack!r} quantizes the CMG candidate: list 'cmg' before it")
     made, by_name = [], {}
+    # a champion served quantized is bred from its full-precision source (nothing trains int8 or fp16
+    # weights); the candidates are still judged against the champion as served
+    seed = full_precision(registry, champion)
     for name in config.candidates:
         # cmg-fp16 and cmg-int8 stack on the CMG child (its lineage shows both steps); every other one
         # breeds the champion
-        source, operator = (by_name["cmg"], "quantize") if name in STACKS else (champion.id, name)
+        source, operator = (by_name["cmg"], "quantize") if name in STACKS else (seed.id, name)
         console.print(f"  {name} ...")
         if display is not None:
             display.step(f"breeding {name} ({len(made) + 1}/{len(config.candidates)})")
@@ -109,6 +113,8 @@ def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifac
     from .evaluation.measure import measure_candidate
 
     canary = _canary(registry, champion)
+    if display is not None:
+        display.step(f"measuring the champion {champion.manifest.name}")
     fitness = {champion.id: measure_candidate(registry, champion.id, suites, canary=canary)}
     parent_ppl = fitness[champion.id].general_ppl
     fitness[champion.id].general_regression = 0.0  # the champion is its own baseline

@@ -192,6 +192,11 @@ def test_a_spawn_the_lab_already_judged_a_no_op_is_deferred_not_run_again(lab, s
     key = lab_key(lab.registry, config)
     assert key == lab_key(lab.registry, config)
     assert key != lab_key(lab.registry, replace(config, distill_tokens=config.distill_tokens * 2))
+    cache = lab.home.cache_dir / "derived.json"
+    cache.write_text("{\"note\": \"a teacher cache the lab made\"}")
+    lab.registry.register("dataset", "medical/train/teacher-test", {"derived.json": cache}, operator="teacher-logits",
+                          recipe={}, parents=[lab.parent.id], actor="breeder")
+    assert lab_key(lab.registry, config) == key  # what the lab itself derives is not new data
     release = lab.registry.find(kind="packet")[0]
     lab.registry.record("spawn-no-op", lab.parent.id, actor="breeder", reason="test: the lab found nothing",
                         data={"domain": "medical", "release": release.id, "lab_key": key})
@@ -201,3 +206,27 @@ def test_a_spawn_the_lab_already_judged_a_no_op_is_deferred_not_run_again(lab, s
     event = lab.registry.events(lab.parent.id)[-1]
     assert result.child is None and event.type == "spawn-deferred" and event.data["lab_key"] == key
     assert "already judged" in event.reason and len(lab.registry.find(kind="child")) == models
+
+
+def test_a_quantized_stack_serves_its_sources_niche_and_descendants_breed_from_the_source(lab, spawned):
+    """The demo crashed here once: a crowned fp16 stack has the quantization's recipe (no domain), so the
+    detector saw no specialist and spawned again, and the lab tried to breed from fp16 weights."""
+    from breedlab.cmg.recipe import RunOptions
+    from breedlab.ecosystem.detector import registered_specialist
+    from breedlab.lab_steps import breed_candidates
+    from breedlab.ops.quantize import QuantizeRecipe, quantize
+    from breedlab.registry.lineage import full_precision
+
+    source = spawned.child
+    stack = quantize(lab.registry, lab.home, source.id, QuantizeRecipe(scheme="fp16"), RunOptions(progress=False)).child
+    assert full_precision(lab.registry, stack).id == source.id and full_precision(lab.registry, source).id == source.id
+    if lab.registry.get(source.id).state in ("shadow", "canary", "champion"):
+        lab.registry.transition(source.id, "rejected", event_type="rejected", actor="lifecycle", reason="test",
+                                data={"niche": "code"})
+    assert not registered_specialist(lab.registry)("code")
+    lab.registry.transition(stack.id, "canary", event_type="promoted", actor="approver", reason="test",
+                            data={"niche": "code"})
+    assert registered_specialist(lab.registry)("code")  # the stack, read through its source
+    config = replace(lab.lab_config, niche="code", candidates=("cmg",))
+    child, = breed_candidates(lab.registry, lab.home, lab.registry.get(stack.id), config, "breeder", QUIET)
+    assert list(child.manifest.parents) == [source.id]

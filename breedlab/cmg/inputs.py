@@ -17,7 +17,7 @@ def load_frozen(artifact: Artifact):
     if artifact.manifest.kind not in MODEL_KINDS:
         raise RegistryError(f"{artifact.id[:12]} is a {artifact.manifest.kind}, not a model that can parent a child")
     if artifact.manifest.kind == "quantized":
-        raise RegistryError(f"{artifact.id[:12]} is int8-quantized for serving; breed from its full-precision source")
+        raise RegistryError(f"{artifact.id[:12]} is quantized for serving (int8 or fp16 weights); breed from its full-precision source")
     expected = {name: entry.sha256 for name, entry in artifact.manifest.files.items()}
     model, tokenizer = load_model(artifact.path, expected_files=expected)
     for param in model.parameters():

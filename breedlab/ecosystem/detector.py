@@ -109,11 +109,14 @@ def parent_nll_gap(model, tokenizer, *, seq_len: int = 32, max_blocks: int = 16)
 
 def registered_specialist(registry) -> Callable[[str], bool]:
     """Default adequacy test: any bred model (child, adapter, merged, ...) in an active state whose recipe
-    names D as its domain, or among its ``domains`` (a merged specialist serves several)."""
+    names D as its domain, or among its ``domains`` (a merged specialist serves several). A quantized stack
+    is read through its full-precision source, whose recipe says what the stack is for."""
+    from ..registry.lineage import full_precision
+
     def has_specialist(domain: str) -> bool:
         for state in ACTIVE_STATES:
             for model in registry.find(state=state):
-                recipe = model.manifest.recipe
+                recipe = full_precision(registry, model).manifest.recipe
                 if model.manifest.kind not in ("parent", "router-policy") and \
                         (recipe.get("domain") == domain or domain in (recipe.get("domains") or ())):
                     return True

@@ -55,10 +55,11 @@ def budget_problem(registry: Registry, governance: GovernanceConfig, domain: str
 
 
 def lab_key(registry: Registry, config) -> str:
-    """What a lab for ``config`` would judge: its config, the niche's champion and every dataset's id."""
+    """What a lab for ``config`` would judge: its config, the niche's champion and the source datasets.
+    Datasets derived from a model (teacher caches) are left out: the lab makes them from the others."""
     from ..lab_steps import champion_of
 
-    datasets = sorted(a.id for a in registry.find(kind="dataset"))
+    datasets = sorted(a.id for a in registry.find(kind="dataset") if not a.manifest.parents)
     payload = {"config": asdict(config), "champion": champion_of(registry, config.niche).id, "datasets": datasets}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
