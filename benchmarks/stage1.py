@@ -94,8 +94,9 @@ def plan_rows(args) -> list[Row]:
         rows = [row if row.preset is None else
                 Row(row.label + suffix, row.strategy, row.preset, {**row.overrides, **args.set}, row.quant,
                     row.source and row.source + suffix) for row in rows]
-    return [row for row in rows if not args.rows or any(fnmatch.fnmatch(row.label, pattern)
-                                                        for pattern in args.rows)]
+    # The fp32 parent always stays: every ratio is to it (its row is cached after the first run).
+    return [row for row in rows if not args.rows or row.label == "parent"
+            or any(fnmatch.fnmatch(row.label, pattern) for pattern in args.rows)]
 
 
 def model_for(row: Row, domain: str, args, home, registry, parent_id: str, made: dict):
