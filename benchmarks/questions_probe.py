@@ -14,24 +14,19 @@ import argparse
 from collections import Counter
 
 from breedlab.data.questions import load_questions, question_domains
-from breedlab.ecosystem.embed import shared_embedder
 from breedlab.ecosystem.router import load_policy
 from breedlab.registry import Registry
-
-
-def newest_policy(registry: Registry):
-    policies = [a for a in registry.find(kind="router-policy") if a.state not in ("retired", "rejected")]
-    if not policies:
-        raise SystemExit("no router-policy in this registry: run `breedlab demo` first")
-    return policies[-1]
+from breedlab.server.setup import policy_embedder, router_policy_artifact
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", required=True)
     args = parser.parse_args()
-    artifact = newest_policy(Registry.open(args.registry))
-    policy = load_policy(artifact, embedder=shared_embedder())
+    artifact = router_policy_artifact(Registry.open(args.registry), "newest")  # the server's choice
+    if artifact is None:
+        raise SystemExit("no router-policy in this registry: run `breedlab demo` first")
+    policy = load_policy(artifact, embedder=policy_embedder(artifact))
     specialists = {domain: f"{domain}-specialist" for domain in policy.domains}
     print(f"policy {artifact.manifest.name} {artifact.id[:12]} ({type(policy).name}, threshold "
           f"{policy.threshold:.3f}, domains {', '.join(policy.domains)})")

@@ -41,10 +41,11 @@ def load_questions(domain: str, directory: Path = QUESTION_DIR) -> list[Question
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        questions.append(_parse_line(path, number, line, domain))
-        if questions[-1].text in seen:
-            raise ValueError(f"{path.name} line {number}: duplicate question {questions[-1].text!r}")
-        seen.add(questions[-1].text)
+        question = _parse_line(path, number, line, domain)
+        if question.text in seen:
+            raise ValueError(f"{path.name} line {number}: duplicate question {question.text!r}")
+        seen.add(question.text)
+        questions.append(question)
     return questions
 
 

@@ -48,13 +48,14 @@ def load_router_policy(registry: Registry, config: ServerConfig):
     """(policy, its artifact), or (None, None) when there is none and no datasets to fit one."""
     from ..ecosystem.router import load_policy
 
-    artifact = _policy_artifact(registry, config.router_policy)
+    artifact = router_policy_artifact(registry, config.router_policy)
     if artifact is None:
         return _fit_policy(registry, config.fit_policy)
-    return load_policy(artifact, embedder=_embedder_for(artifact)), artifact
+    return load_policy(artifact, embedder=policy_embedder(artifact)), artifact
 
 
-def _policy_artifact(registry: Registry, choice: str) -> Artifact | None:
+def router_policy_artifact(registry: Registry, choice: str) -> Artifact | None:
+    """The router-policy the server routes by: ``newest`` (None if the home has none) or a name/id prefix."""
     policies = [a for a in registry.find(kind="router-policy") if a.state not in ("retired", "rejected")]
     if choice == "newest":
         return policies[0] if policies else None
@@ -64,7 +65,8 @@ def _policy_artifact(registry: Registry, choice: str) -> Artifact | None:
     return named[0]
 
 
-def _embedder_for(artifact: Artifact):
+def policy_embedder(artifact: Artifact):
+    """The shared embedder if the policy's kind scores embeddings, else None (no model loaded)."""
     from ..ecosystem.router_policies import policy_class
 
     if not policy_class(artifact.manifest.recipe["policy"]).uses_embeddings:
