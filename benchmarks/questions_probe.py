@@ -1,6 +1,7 @@
 """Probe (issue 12): how the router a home already has treats the hand-written questions.
 
-Loads the newest non-retired ``router-policy`` of a home (what the server routes by), pretends every
+Loads the router policy a home routes by (its champion; for a home from before issue 12, which has
+none, the newest non-retired ``router-policy``, what the server routed by then), pretends every
 known domain has an active specialist, and counts, per question set, where the questions go: to their
 own domain's specialist (served accuracy), to another specialist, or kept on the parent. For
 ``general`` and ``out-of-domain`` the right answer is the parent.
@@ -16,19 +17,22 @@ from collections import Counter
 from breedlab.data.questions import load_questions, question_domains
 from breedlab.ecosystem.router import load_policy
 from breedlab.registry import Registry
-from breedlab.server.setup import policy_embedder, router_policy_artifact
+from breedlab.ecosystem.router_candidates import champion_policy
+from breedlab.server.setup import policy_embedder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", required=True)
     args = parser.parse_args()
-    artifact = router_policy_artifact(Registry.open(args.registry), "newest")  # the server's choice
+    registry = Registry.open(args.registry)
+    artifact = champion_policy(registry) or next(
+        (a for a in registry.find(kind="router-policy") if a.state not in ("retired", "rejected")), None)
     if artifact is None:
         raise SystemExit("no router-policy in this registry: run `breedlab demo` first")
     policy = load_policy(artifact, embedder=policy_embedder(artifact))
     specialists = {domain: f"{domain}-specialist" for domain in policy.domains}
-    print(f"policy {artifact.manifest.name} {artifact.id[:12]} ({type(policy).name}, threshold "
+    print(f"policy {artifact.manifest.name} {artifact.id[:12]} ({artifact.state}, {type(policy).name}, threshold "
           f"{policy.threshold:.3f}, domains {', '.join(policy.domains)})")
     print(f"{'set':<14} {'n':>3} {'own specialist':>15} {'other specialist':>17} {'parent':>7}")
     for name in question_domains():

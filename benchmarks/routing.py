@@ -1,19 +1,22 @@
-"""Routing benchmark (issue 5, item 3): every router policy on the REAL corpora.
+"""Routing benchmark (issue 12): every router policy on the frozen routing suite of the REAL corpora.
 
-Fits each policy on query-sized snippets (1-3 sentences or lines) cut from the
-train splits of the known domains, calibrates its threshold on the validation
-splits (with ``general`` as the out-of-domain traffic the parent keeps), and
-evaluates on held-out snippets from the test splits. Prints one table with the
-random baseline side by side and writes docs/results/routing.md + routing.json.
-Targets: accuracy >= 95% and p50 overhead < 5 ms per query.
+Known niches code, legal, medical, sysadmin; ``general`` is the parent's own domain (learnt
+as a class that always routes to the parent). Each policy is fitted by the shipped recipe
+(``router_candidates.fit_calibrated``): train-split snippets plus the parent's synthetic
+queries about train documents (30% of each domain's rows), calibrated on validation
+snippets and queries. One table per policy over the suite's groups (router_data.py):
 
-Training data: up to ``--train-snippets`` per domain from ALL train documents (one
-shuffled pool per domain). Embedding policies fit on the first
-``--embed-train-snippets`` of that same pool, because embedding ~45k snippets with
-MiniLM takes about half an hour on 2 cores; with 10x their old data they still
-stay under 90% (routing.md), so the cap does not decide the comparison.
+- snippets: held-out test-split snippets;
+- queries: the parent's synthetic queries about held-out test documents;
+- questions: the hand-written questions of breedlab/data/question_sets (never trained on);
+- out-of-domain: the hand-written general and out-of-domain sets (all must stay on the parent).
 
-    nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/routing.py --registry /tmp/demo-home/registry
+``adapted`` is the hybrid refitted with "live" traffic labelled by the task monitor (its
+MiniLM centroids, provenance ``monitor``): the validation-split queries and snippets.
+
+Needs the synthetic-query datasets (``breedlab data queries``, see docs/RESULTS.md).
+
+    nice -n 19 env OMP_NUM_THREADS=2 .venv/bin/python benchmarks/routing.py --registry /tmp/bhome/registry
 """
 
 from __future__ import annotations
@@ -22,176 +25,127 @@ import argparse
 import json
 import os
 import platform
-import random
-import re
 import sys
 import time
 from pathlib import Path
 
-from breedlab.data.read import iter_texts
+from breedlab.demo_setup import calibrated_centroids
 from breedlab.ecosystem.embed import MemoEmbedder, shared_embedder
-from breedlab.ecosystem.router import calibrate, fit
-from breedlab.ecosystem.router_policies import policy_class
-from breedlab.ecosystem.router_eval import evaluate_policy
+from breedlab.ecosystem.monitor import MonitorConfig, load_section
+from breedlab.ecosystem.router_candidates import FitRecipe, fit_calibrated
+from breedlab.ecosystem.router_data import GROUPS, build_routing_suite, load_routing_suite, routing_sets
+from breedlab.ecosystem.router_evidence import measure
 from breedlab.registry import Registry
 
 KNOWN = ("code", "legal", "medical", "sysadmin")
-OUT_OF_DOMAIN = "general"
-POLICY_NAMES = ("linear", "centroid", "knn", "keyword", "random")
-UNIT = re.compile(r"(?<=[.!?])\s+|\n+")  # sentence ends, or line breaks (code, shell)
+PARENT_DOMAINS = ("general",)
+EMBED_SNIPPETS = 1500  # per domain for policies that embed every training row (~40 ms a text here)
+TEXT_SNIPPETS = 6000
+POLICIES = {  # name -> (policy kind, train snippets per domain, params)
+    "linear": ("linear", TEXT_SNIPPETS, {}),
+    "keyword": ("keyword", TEXT_SNIPPETS, {}),
+    "centroid": ("centroid", EMBED_SNIPPETS, {}),
+    "knn": ("knn", EMBED_SNIPPETS, {}),
+    "embed-linear": ("embed-linear", EMBED_SNIPPETS, {}),
+    "hybrid": ("hybrid", TEXT_SNIPPETS, {"head_rows": 2000}),
+    "random": ("random", EMBED_SNIPPETS, {}),
+}
 
 
-def snippets(texts: list[str], limit: int, seed: int) -> list[str]:
-    """Cut documents into query-sized snippets of 1-3 consecutive sentences or lines
-    (40-400 characters, because a routed query is short), then sample ``limit`` of them."""
-    rng = random.Random(seed)
-    out = []
-    for text in texts:
-        units = [u.strip() for u in UNIT.split(text) if u and len(u.strip()) > 3]
-        i = 0
-        while i < len(units):
-            n = rng.randint(1, 3)
-            piece = " ".join(units[i:i + n])
-            i += n
-            if 40 <= len(piece) <= 400:
-                out.append(piece)
-    rng.shuffle(out)
-    return out[:limit]
-
-
-def split_snippets(registry: Registry, domain: str, split: str, docs: int, limit: int, seed: int):
-    """Snippets from the first ``docs`` documents of ``domain/split``, and the dataset id."""
-    artifact = registry.find(kind="dataset", name=f"{domain}/{split}")[0]
-    texts = []
-    for text in iter_texts(artifact.path):
-        texts.append(text)
-        if len(texts) >= docs:
-            break
-    return snippets(texts, limit, seed), artifact.id
-
-
-def load_data(registry: Registry, args) -> tuple[dict, list[str]]:
-    """{split: {domain: snippets}} for known domains and general, plus the data ids."""
-    data: dict[str, dict[str, list[str]]] = {"train": {}, "validation": {}, "test": {}}
-    plan = {"train": (args.train_docs, args.train_snippets), "validation": (100, args.val_snippets),
-            "test": (args.test_docs, args.test_snippets)}
-    ids = []
-    for domain in (*KNOWN, OUT_OF_DOMAIN):
-        for split, (docs, limit) in plan.items():
-            data[split][domain], data_id = split_snippets(registry, domain, split, docs, limit, args.seed)
-            ids.append(data_id)
-    return data, ids
+def monitor_labels(registry: Registry, embedder, seed: int, known) -> dict[str, list[str]]:
+    """The validation split's snippets and queries as live traffic, labelled by the monitor's centroids."""
+    domains = [*known, *PARENT_DOMAINS]
+    centroids = calibrated_centroids(registry, domains, embedder, load_section(MonitorConfig, "monitor"), seed=seed)
+    texts = [t for texts in routing_sets(registry, domains, seed=seed + 1, train_snippets=0,
+                                         validation_snippets=60)["validation"].values() for t in texts]
+    labels: dict[str, list[str]] = {}
+    for text, domain in zip(texts, centroids.assign(embedder.embed(texts))):
+        if domain is not None:
+            labels.setdefault(domain, []).append(text)
+    return labels
 
 
 def run(args) -> dict:
     registry = Registry.open(Path(args.registry))
-    data, data_ids = load_data(registry, args)
     embedder = shared_embedder()
-    memo = MemoEmbedder(embedder)
-    known = lambda split: {d: data[split][d] for d in KNOWN}
+    memo = MemoEmbedder(embedder)  # fitting several policies on the same rows embeds each row once
+    known = tuple(args.niches)
+    suite = build_routing_suite(registry, list(known), list(PARENT_DOMAINS), seed=args.seed)
+    groups = load_routing_suite(suite)
     rows = []
-    for name in POLICY_NAMES:
+    names = [n for n in (*POLICIES, "adapted") if not args.only or n in args.only]
+    for name in names:
+        kind, snippets, params = POLICIES["hybrid" if name == "adapted" else name]
+        recipe = FitRecipe(kind, known, PARENT_DOMAINS, seed=args.seed, train_snippets=snippets, params=params)
+        labels = monitor_labels(registry, memo, args.seed, known) if name == "adapted" else None
         start = time.perf_counter()
-        train = known("train")
-        if policy_class(name).uses_embeddings:
-            train = {d: texts[:args.embed_train_snippets] for d, texts in train.items()}
-        policy = fit(name, train, embedder=memo, seed=args.seed)
-        calibrate(policy, known("validation"), out_of_domain=data["validation"][OUT_OF_DOMAIN])
+        policy = fit_calibrated(registry, recipe, memo, labelled=labels)
         fit_s = time.perf_counter() - start
-        report = evaluate_policy(policy, known("test"), embedder=embedder,
-                                 out_of_domain=data["test"][OUT_OF_DOMAIN], timing_queries=args.timing)
-        rows.append({**report.to_dict(), "fit_and_calibrate_s": round(fit_s, 2),
-                     "train_snippets": {d: len(t) for d, t in train.items()}})
-        print(f"{name}: accuracy {report.accuracy:.3f}, p50 {report.overhead_ms_p50:.2f} ms", flush=True)
-    sizes = {split: {d: len(v) for d, v in by.items()} for split, by in data.items()}
-    return {"rows": rows, "snippets": sizes, "data_ids": data_ids, "embedder": embedder.name,
+        report = measure(policy, groups, embedder, args.timing)  # timed with the real embedder, no memo
+        rows.append({"policy": name, "kind": kind, "train_snippets": snippets, "params": params,
+                     "fit_and_calibrate_s": round(fit_s, 1), "threshold": policy.threshold,
+                     "calibration": policy.calibration, "report": report,
+                     "labels": {d: len(t) for d, t in (labels or {}).items()}})
+        o = report["overall"]
+        print(f"{name}: served queries {o['served_queries']:.3f}, snippets {o['served_snippets']:.3f}, "
+              f"ood kept {o['ood_kept']:.3f}, p50 {o['p50_ms']:.2f} ms ({fit_s:.0f} s)", flush=True)
+    return {"rows": rows, "suite": suite.id, "cases": suite.manifest.recipe["cases"], "embedder": embedder.name,
             "host": platform.node(), "settings": vars(args), "command": " ".join(["python", *sys.argv]),
             "run_options": f"nice {os.nice(0)}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU used"}
 
 
-NOTES = """## Definitions
-
-- accuracy: the policy's argmax domain equals the true domain, over all held-out in-domain
-  snippets (router_eval.py, unchanged from the first version of this benchmark).
-- served accuracy: confident (>= threshold) AND right, over the same snippets: a snippet
-  kept on the parent counts as not routed. The threshold trades it against the parent share.
-- OOD kept on parent: share of held-out `general` snippets below the threshold.
-- p50/p95: wall time to route ONE query alone (featurise or embed, score, decide), 200
-  queries timed one at a time after one warm-up call, nice 19, OMP_NUM_THREADS=1.
-- threshold: the calibration rule in router.py (95% precision on validation, and at most
-  5% of validation `general` snippets above it).
-
-## Data
-
-Snippets are cut exactly as before (1-3 sentences or lines, 40-400 characters). What
-changed against the first run (centroid 0.843, knn 0.857): training snippets now come
-from all train documents (it used the first 200), up to 12000 per domain for text
-policies (legal has only ~11k) and the first 1500 of the same shuffled pool for the
-embedding policies. Validation and test snippets are unchanged. Datasets are
-content-addressed: routing.json lists the 15 dataset ids this run read.
-
-## Tried and not kept (scratch runs on the same splits, not regenerated by this script)
-
-- Embedding policies with 6000 snippets per domain from 2000 documents: centroid 0.844,
-  knn (k=10) 0.898, logistic regression on the MiniLM embeddings 0.892; their per-query
-  embedding (10-30 ms on 2 cores) alone misses the 5 ms target.
-- Hybrids of the linear policy and embedding logistic regression (probability mean,
-  geometric mean, cascade that embeds only when the linear model is unsure): 0.938-0.948,
-  no better than linear alone at 6000 snippets per domain, and the embedded share pays ~15 ms.
-- Linear variants at 12000 snippets per domain: 2**20 hash columns 0.957, case-preserving
-  features with word-shape tokens 0.957, default (2**18, lower-cased) 0.955; at 6000 per
-  domain from 2000 documents 0.946, at 600 per domain from 200 documents 0.850; all
-  snippets capped at 25000 per domain with class-balanced weights 0.958 (not worth 2x fit time).
-"""
+def _cell(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def wilson_interval(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial share: how far the held-out accuracy could
-    move with another draw of ``n`` test snippets (it is not symmetric near 1)."""
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * (share * (1 - share) / n + z * z / (4 * n * n)) ** 0.5
-    return centre - half, centre + half
+def policy_table(row: dict) -> list[str]:
+    r = row["report"]
+    lines = [f"### {row['policy']}", "",
+             f"Kind `{row['kind']}`, {row['train_snippets']} train snippets per domain, params {row['params']}, "
+             f"fit + calibrate {row['fit_and_calibrate_s']} s; router p50 / p95 with the monitor's embedding "
+             f"shared: {r['overall']['p50_ms']:.2f} / {r['overall']['p95_ms']:.2f} ms.", "",
+             "| group | in-domain n | accuracy | served accuracy | OOD n | OOD kept on parent | p50 ms | p95 ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for group in GROUPS:
+        g = r[group]
+        lines.append(f"| {group} | {g['queries']} | {_cell(g.get('accuracy'))} | {_cell(g.get('served_accuracy'))} | "
+                     f"{g['ood_queries']} | {_cell(g.get('ood_parent_share'))} | {_cell(g.get('p50_full_ms'), 2)} | "
+                     f"{_cell(g.get('p95_full_ms'), 2)} |")
+    return lines + [""]
 
 
 def markdown(result: dict) -> str:
-    """The one table, random baseline included, with the issue's targets."""
-    s = result["settings"]
-    lines = ["# Routing benchmark (real corpora)", "",
-             (f"Known domains: {', '.join(KNOWN)}; out-of-domain: {OUT_OF_DOMAIN}. "
-              f"Embedder: {result['embedder']}. Held-out snippets: {result['snippets']['test']}."),
-             (f"Training snippets per domain: text policies {result['snippets']['train']}; embedding "
-              f"policies the first {s['embed_train_snippets']} of each. Machine: {result['machine']}."
-              ).replace("'general': ", "'general' (unused): "),
-             "", f"    {result['command']}    # {result['run_options']}", "",
-             "Targets (issue 5): accuracy >= 95%, p50 overhead < 5 ms per query.", "",
-             ("| policy | accuracy | accuracy 95% interval | confident accuracy | served accuracy | "
-              "parent share | OOD kept on parent | threshold | p50 ms | p95 ms | both targets |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        conf = "n/a" if r["accuracy_confident"] is None else f"{r['accuracy_confident']:.3f}"
-        met = "yes" if r["accuracy"] >= 0.95 and r["overhead_ms_p50"] < 5.0 else "no"
-        low, high = wilson_interval(r["accuracy"], r["queries"])
-        lines.append(f"| {r['policy']} | {r['accuracy']:.3f} | {low:.3f}-{high:.3f} | {conf} | {r['served_accuracy']:.3f} | "
-                     f"{r['parent_share']:.3f} | {r['ood_parent_share']:.3f} | {r['threshold']:.3f} | "
-                     f"{r['overhead_ms_p50']:.2f} | {r['overhead_ms_p95']:.2f} | {met} |")
-    lines += ["", "Per-domain accuracy:", ""]
-    for r in result["rows"]:
-        lines.append(f"- {r['policy']}: " + ", ".join(f"{d} {a:.3f}" for d, a in r["per_domain"].items()))
-    return "\n".join(lines) + "\n\n" + NOTES
+    lines = ["# Routing benchmark (issue 12): the frozen routing suite, real corpora", "",
+             f"Niches {', '.join(result['settings']['niches'])}; parent domain {', '.join(PARENT_DOMAINS)}. Suite `{result['suite'][:12]}` "
+             f"({result['cases']} cases). Embedder: {result['embedder']}. Machine: {result['machine']}.", "",
+             f"    {result['command']}    # {result['run_options']}", "",
+             "Targets: served accuracy >= 0.90 on in-domain questions with >= 0.95 of out-of-domain kept on the "
+             "parent; snippet accuracy >= 0.98; p50 overhead <= 5 ms.", "",
+             "| policy | snippet accuracy | served: snippets | served: queries | served: questions | "
+             "OOD kept (out-of-domain set) | OOD kept (all) | p50 ms shared | p50 ms alone (questions) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        r = row["report"]
+        lines.append(f"| {row['policy']} | {_cell(r['snippets'].get('accuracy'))} | "
+                     f"{_cell(r['snippets'].get('served_accuracy'))} | {_cell(r['queries'].get('served_accuracy'))} | "
+                     f"{_cell(r['questions'].get('served_accuracy'))} | "
+                     f"{_cell(r['out-of-domain'].get('ood_parent_share'))} | {_cell(r['overall']['ood_kept'])} | "
+                     f"{r['overall']['p50_ms']:.2f} | {_cell(r['questions'].get('p50_full_ms'), 2)} |")
+    lines += ["", "## One table per policy", ""]
+    for row in result["rows"]:
+        lines += policy_table(row)
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--registry", default="/tmp/demo-home/registry")
-    parser.add_argument("--train-docs", type=int, default=100_000, help="documents per train split (default: all)")
-    parser.add_argument("--train-snippets", type=int, default=12_000, help="per domain, text policies")
-    parser.add_argument("--embed-train-snippets", type=int, default=1_500, help="per domain, embedding policies")
-    parser.add_argument("--val-snippets", type=int, default=150)
-    parser.add_argument("--test-docs", type=int, default=200)
-    parser.add_argument("--test-snippets", type=int, default=300)
-    parser.add_argument("--timing", type=int, default=200, help="queries timed one at a time")
+    parser.add_argument("--registry", default="/tmp/bhome/registry")
+    parser.add_argument("--timing", type=int, default=60, help="queries timed one at a time per group")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", help="policies to run (default: all)")
+    parser.add_argument("--niches", nargs="+", default=list(KNOWN), help="the served niches (default: all four)")
+    parser.add_argument("--name", default="routing", help="output files: NAME.md and NAME.json")
     parser.add_argument("--out", default="docs/results")
     args = parser.parse_args()
     result = run(args)
@@ -199,8 +153,8 @@ def main() -> None:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "routing.md").write_text(text)
-    (out / "routing.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out / f"{args.name}.md").write_text(text)
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

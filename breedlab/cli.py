@@ -77,6 +77,30 @@ def data_build(
     print_build_report(console, report)
 
 
+@data_app.command("queries")
+def data_queries(
+    domain: Annotated[list[str], typer.Option(help="domains to write queries for (repeatable)")],
+    split: Annotated[list[str], typer.Option(help="splits whose documents are shown (repeatable)")] = ["test"],
+    docs: Annotated[int, typer.Option(help="documents per split, one query each")] = 120,
+    batch_size: Annotated[int, typer.Option(help="prompts generated together")] = 16,
+    seed: Annotated[int, typer.Option(help="sampling seed (batch b uses seed + b)")] = 0,
+    topics: Annotated[Optional[list[str]], typer.Option(help="parent domains that also get questions about "
+                                                        "everyday topics (repeatable)")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Have the parent write user-style queries about each document; register them as datasets."""
+    from .ecosystem.query_synth import QuerySynthRecipe
+    from .views import synthesize_queries
+
+    recipe = QuerySynthRecipe(docs=docs, batch_size=batch_size, seed=seed)
+    registry = open_registry(home)
+    for artifact in synthesize_queries(console, Home.resolve(home), registry, domain, split, recipe,
+                                       topic_domains=tuple(topics or ())):
+        counts = artifact.manifest.metrics["filter"]
+        console.print(f"{artifact.manifest.name} [cyan]{artifact.id[:12]}[/]: kept {counts['kept']} of "
+                      f"{counts['generated']} ({artifact.manifest.metrics['generation_s']} s)")
+
+
 @registry_app.command("list")
 def registry_list(
     kind: Annotated[Optional[str], typer.Option(help="only this kind")] = None,
@@ -247,6 +271,40 @@ def promote(
     for event in events:
         console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')} "
                       f"({event.reason})")
+
+
+@app.command("router-variant")
+def router_variant_command(
+    variant: Annotated[str, typer.Argument(help="refit | threshold | policy")],
+    policy: Annotated[Optional[str], typer.Option(help="the policy kind, for 'policy' (e.g. hybrid, linear)")] = None,
+    target: Annotated[Optional[float], typer.Option(help="the precision target, for 'threshold'")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Derive a candidate router policy from the champion and judge it on the frozen routing suite.
+
+    'refit' adds the monitor's, feedback and admin labels of the server's live traffic (text kept only).
+    The packet is evidence; the approver promotes: breedlab promote ID --to shadow --niche router."""
+    from .ecosystem.embed import query_embedder
+    from .ecosystem.labels import LabelStore
+    from .ecosystem.monitor import load_section
+    from .ecosystem.router_candidates import champion_policy, evaluate_candidate, router_variant
+    from .ecosystem.router_evidence import RouterConfig
+
+    resolved, registry = Home.resolve(home), open_registry(home)
+    champion = champion_policy(registry)
+    if champion is None:
+        fail("no champion router policy to vary; `breedlab serve` or `breedlab demo` crowns the first one")
+    config = load_section(RouterConfig, "router")
+    labels = LabelStore(resolved.logs_dir / "labels.sqlite").training_labels(config.provenances) \
+        if variant == "refit" else None
+    try:
+        candidate = router_variant(registry, champion, variant, query_embedder(), labelled=labels, policy=policy,
+                                   target=target, config=config)
+    except ValueError as error:
+        fail(str(error))
+    packet = evaluate_candidate(registry, candidate, query_embedder(), config)
+    console.print(f"candidate [cyan]{candidate.id[:12]}[/] ({candidate.manifest.recipe['policy']}): routing evidence "
+                  f"{packet.id[:12]} says [bold]{packet.manifest.metrics['outcome']}[/]")
 
 
 @app.command()

@@ -32,7 +32,8 @@ DEMO_ACTOR = "breedlab-demo"
 def run_demo(console: Console, home: Home, *, profile_name: str = "full", progress: bool = True) -> Path:
     """Replay the profile's trace through a fresh ecosystem; return the report's path."""
     from .demo_setup import build_parts, load_profile, parent_and_data
-    from .ecosystem.trace import Phase, build_trace, domain_pools
+    from .ecosystem.query_synth import query_texts
+    from .ecosystem.trace import Phase, build_trace, domain_pools, with_queries
 
     started = time.perf_counter()
     profile = load_profile(profile_name)
@@ -44,7 +45,10 @@ def run_demo(console: Console, home: Home, *, profile_name: str = "full", progre
     parts = build_parts(run_home, registry, profile, parent, console)
     phases = [Phase(p["name"], p["windows"], dict(p["mix"])) for p in profile.phases]
     pools = domain_pools(registry, list(profile.domains), seed=profile.seed)
-    trace = build_trace(pools, phases, queries_per_window=profile.queries_per_window, seed=profile.seed)
+    asked = {d: query_texts(registry, d, "test") for d in profile.domains}  # about held-out documents only
+    pools = with_queries(pools, asked, profile.queries.get("trace_share", 0.0))
+    trace = build_trace(pools, phases, queries_per_window=profile.queries_per_window, seed=profile.seed,
+                        query_texts=frozenset(t for texts in asked.values() for t in texts))
     console.rule(f"2. the trace: {len(trace)} windows x {profile.queries_per_window} held-out queries")
     windows, events, fitness = _replay(console, run_home, registry, profile, parts, trace, progress)
     console.rule("3. the report")

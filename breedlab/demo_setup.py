@@ -35,6 +35,18 @@ class DemoProfile:
     rollout: dict = field(default_factory=dict)
     lifecycle: dict = field(default_factory=dict)
     max_query_tokens: int = 64
+    router: dict = field(default_factory=dict)
+    """``policy`` and the ``FitRecipe`` fields (query_share, train_snippets, params, target) of the router."""
+    adaptation: dict = field(default_factory=dict)
+    """Overrides of ecosystem.yaml's ``router`` section (``RouterConfig``): online adaptation's schedule."""
+    queries: dict = field(default_factory=dict)
+    """Synthetic queries: ``train_docs`` and ``heldout_docs`` (one query each, by the parent) and
+    ``trace_share``, the share of each domain's trace that is query-shaped (from test documents only)."""
+
+    def router_fit(self) -> dict:
+        """The router's ``FitRecipe`` fields set by this profile."""
+        fields = ("query_share", "train_snippets", "params", "target", "suite_questions")
+        return {k: v for k, v in self.router.items() if k in fields}
 
     def lab_config(self, niche: str):
         """The ``LabConfig`` each spawn of this profile runs (YAML lists become the config's tuples)."""
@@ -85,50 +97,61 @@ def labelled_snippets(registry: Registry, domains, split: str, *, seed: int, lim
     return {d: texts[:limit] for d, texts in pools.items()}
 
 
-def fit_router(registry: Registry, profile: DemoProfile, embedder):
-    """The default router policy over the profile's niches, its own domains as out-of-domain."""
-    return fit_and_register_router(registry, profile.niches, profile.parent_domains, embedder,
-                                   policy_name=_default_policy(), seed=profile.seed, data_domains=profile.domains)
+def fit_router(home: Home, registry: Registry, profile: DemoProfile, embedder, *, console: Console):
+    """The champion router policy over the profile's niches (its own domains are parent classes):
+    the parent writes the synthetic queries first, then ``ensure_champion`` fits, judges and crowns."""
+    from .ecosystem.router_candidates import FitRecipe, ensure_champion
+    from .governance.config import load_governance
 
-
-def fit_and_register_router(registry: Registry, niches, parent_domains, embedder, *, policy_name: str, seed: int,
-                            data_domains, recipe: dict | None = None):
-    """Fit ``policy_name`` on the niches' train snippets, calibrate it with the parent's domains as
-    out-of-domain, register it with the train/validation splits of ``data_domains`` as its data.
-    The demo and the server (a home without a router policy) both fit here; ``recipe`` adds fields."""
-    from .ecosystem.router import calibrate, fit, register_policy
-
-    # Many training snippets: the default (linear) policy needs thousands, and fits them in seconds.
-    train = labelled_snippets(registry, niches, "train", seed=seed, limit=3000, max_docs=3000)
-    validation = labelled_snippets(registry, niches, "validation", seed=seed)
-    ood = labelled_snippets(registry, parent_domains, "validation", seed=seed)
-    policy = fit(policy_name, train, embedder=embedder, seed=seed)
-    calibrate(policy, validation, out_of_domain=[t for texts in ood.values() for t in texts])
-    data = [registry.find(kind="dataset", name=f"{d}/{s}")[0].id for d in data_domains for s in ("train", "validation")]
-    artifact = register_policy(registry, policy, name=f"router/{policy_name}", data_ids=data,
-                               recipe={"niches": list(niches), "out_of_domain": list(parent_domains),
-                                       **(recipe or {})})
+    write_queries(home, registry, profile, console)
+    governance = load_governance(None)
+    recipe = FitRecipe(profile.router.get("policy", _default_policy()), tuple(profile.niches),
+                       tuple(profile.parent_domains), seed=profile.seed, **profile.router_fit())
+    policy, artifact, packet = ensure_champion(registry, governance, recipe, embedder,
+                                               approver=governance.approvers[0])
+    if artifact is None:
+        console.print(f"[yellow]router: the fitted policy failed its routing evidence ({packet[:12]}); "
+                      "the parent serves every query[/]")
     return policy, artifact
+
+
+def write_queries(home: Home, registry: Registry, profile: DemoProfile, console: Console) -> None:
+    """Synthetic queries for every profile domain: train and validation to fit, test for the trace."""
+    from .ecosystem.query_synth import QuerySynthRecipe
+    from .views import synthesize_queries
+
+    if not profile.queries:
+        return
+    plan = {"train": profile.queries.get("train_docs", 100), "validation": profile.queries.get("heldout_docs", 40),
+            "test": profile.queries.get("heldout_docs", 40)}
+    for split, docs in plan.items():
+        recipe = QuerySynthRecipe(docs=docs, seed=profile.seed)
+        synthesize_queries(console, home, registry, list(profile.domains), [split], recipe,
+                           topic_domains=tuple(profile.parent_domains) if split != "test" else ())
 
 
 def _default_policy() -> str:
     from .ecosystem import router
 
-    return getattr(router, "DEFAULT_POLICY", "centroid")
+    return router.DEFAULT_POLICY
 
 
 def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Artifact, console: Console):
     """Every part the ecosystem runs with, configured from the shipped files and the profile."""
     from .ecosystem.detector import Detector, load_detector_config, parent_nll_gap, registered_specialist
-    from .ecosystem.embed import shared_embedder
+    from .ecosystem.embed import query_embedder
+    from .ecosystem.labels import LabelStore
     from .ecosystem.lifecycle import load_lifecycle_config
+    from .ecosystem.monitor import load_section
+    from .ecosystem.router_evidence import RouterConfig
     from .ecosystem.rollout import load_rollout_config
     from .ecosystem.runner import EcosystemParts
     from .ecosystem.serving import ModelPool
 
-    embedder = shared_embedder()
-    policy, policy_artifact = fit_router(registry, profile, embedder)
-    console.print(f"router: {policy.name} policy {policy_artifact.id[:12]}, threshold {policy.threshold:.3f}")
+    embedder = query_embedder()  # one embedding per query, for the router and the monitor
+    policy, policy_artifact = fit_router(home, registry, profile, embedder, console=console)
+    if policy_artifact is not None:
+        console.print(f"router: champion {policy.name} policy {policy_artifact.id[:12]}")
     pool = ModelPool(registry, max_tokens=profile.max_query_tokens)
     model, tokenizer = pool.load(parent.id)
     monitor = build_monitor(home.logs_dir / f"demo-{profile.name}-queries.sqlite", registry, profile, embedder,
@@ -142,7 +165,10 @@ def build_parts(home: Home, registry: Registry, profile: DemoProfile, parent: Ar
                         has_specialist=lambda d: d in profile.parent_domains or specialist(d))
     return EcosystemParts(registry, parent.id, pool, policy, monitor, detector,
                           overridden(load_rollout_config(), profile.rollout),
-                          overridden(load_lifecycle_config(), profile.lifecycle))
+                          overridden(load_lifecycle_config(), profile.lifecycle),
+                          labels=LabelStore(home.logs_dir / f"demo-{profile.name}-labels.sqlite"),
+                          router_config=overridden(load_section(RouterConfig, "router"), profile.adaptation),
+                          router_log=home.logs_dir / f"demo-{profile.name}-router-shadow.sqlite")
 
 
 def build_monitor(path, registry: Registry, profile: DemoProfile, embedder, *, gap_fn, console: Console):

@@ -44,7 +44,7 @@ def data():
 def fitted(embedder, data):
     """Every policy, fitted on train and calibrated on validation (+ general as OOD)."""
     policies = {}
-    for name in ("centroid", "knn", "keyword", "linear", "random"):
+    for name in ("centroid", "knn", "keyword", "linear", "embed-linear", "hybrid", "random"):
         policy = fit(name, data["train"], embedder=embedder, seed=0)
         calibrate(policy, data["validation"], out_of_domain=data["ood_validation"])
         policies[name] = policy
@@ -91,7 +91,7 @@ def test_domain_without_an_active_specialist_routes_to_the_parent(fitted, data):
     assert sum(r.domain == "code" for r in routes) >= 0.9 * len(routes)
 
 
-@pytest.mark.parametrize("name", ["centroid", "knn", "keyword", "linear", "random"])
+@pytest.mark.parametrize("name", ["centroid", "knn", "keyword", "linear", "embed-linear", "hybrid", "random"])
 def test_policy_round_trips_through_the_registry(tmp_path, fitted, data, embedder, name):
     registry = Registry.open(tmp_path / "registry")
     policy = fitted[name]

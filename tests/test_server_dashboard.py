@@ -17,6 +17,7 @@ from browser import dump_dom, png_is_blank, png_size, screenshot
 from server_fixture import quick_home, running_server
 
 from breedlab.data.read import iter_documents
+from breedlab.ecosystem.report_style import short_id
 from breedlab.governance.niche import current_champion
 from breedlab.registry import Registry
 
@@ -73,7 +74,10 @@ def test_the_page_is_self_contained_and_reads_without_javascript(served):
 def test_the_json_follows_the_registry_and_the_page_polls_it(served):
     base_url, registry = served
     first = httpx.get(base_url + "/dashboard/state.json").json()
-    assert set(first["html"]) == {"lineage", "routing", "models", "events"}
+    assert set(first["html"]) == {"lineage", "routing", "models", "router", "events"}
+    router = registry.find(kind="router-policy", state="champion")[0]  # crowned with evidence at set-up
+    assert [r["id"] for r in first["router"] if r["state"] == "champion"] == [router.id]
+    assert short_id(router.id) in first["html"]["router"]
     medical, parent = current_champion(registry, "medical"), registry.find(kind="parent")[0]
     served = [(k, n) for m in first["routing"] for k, n in m["served"].items()]
     assert sum(n for _, n in served) == 12  # the fixture's 12 requests

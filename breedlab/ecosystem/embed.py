@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +56,12 @@ def shared_embedder() -> Embedder:
     return Embedder()
 
 
+@lru_cache(maxsize=1)
+def query_embedder() -> QueryEmbeddingCache:
+    """The process's embedding cache of live queries, which the monitor and the router share."""
+    return QueryEmbeddingCache(shared_embedder())
+
+
 class MemoEmbedder:
     """An embedder memoised per text, for work that embeds the same texts again (fitting
     several policies on one training set, tests). Never for timing a router: its overhead
@@ -66,3 +74,35 @@ class MemoEmbedder:
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
         self.cache.update(zip(missing, self.inner.embed(missing)))
         return np.stack([self.cache[t] for t in texts]) if texts else self.inner.embed([])
+
+
+class QueryEmbeddingCache:
+    """The one embedding of each live query, shared by the task monitor and the router.
+
+    Both embed the same text within one request (the router to decide, the monitor to
+    log), so the server and the demo hand both this wrapper: the second call is a dict
+    lookup. Bounded (least recently used goes first), because it sees every query; the
+    ``computed`` counter lets a test prove a query is embedded once.
+    """
+
+    def __init__(self, inner, size: int = 4096):
+        self.inner, self.name, self.size = inner, inner.name, int(size)
+        self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.computed = 0
+        self._lock = threading.Lock()  # the server's monitor embeds on its own thread
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self._embed_locked(texts)
+
+    def _embed_locked(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            self.computed += len(missing)
+            self.cache.update(zip(missing, self.inner.embed(missing)))
+        for text in texts:
+            self.cache.move_to_end(text)
+        out = np.stack([self.cache[t] for t in texts]) if texts else self.inner.embed([])
+        while len(self.cache) > self.size:
+            self.cache.popitem(last=False)
+        return out

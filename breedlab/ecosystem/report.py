@@ -139,7 +139,17 @@ def _window(w: Any, path: str) -> dict:
             "mix": _counts(w, "mix", path), "served": _counts(w, "served", path),
             "sigma": _counts(w, "sigma", path) if w.get("sigma") is not None else {},
             "flops": _pair(w.get("flops"), f"{path}.flops"),
-            "latency_ms": None if latency is None else _pair(latency, f"{path}.latency_ms")}
+            "latency_ms": None if latency is None else _pair(latency, f"{path}.latency_ms"),
+            "routing": _routing(w.get("routing"), f"{path}.routing")}
+
+
+def _routing(r: Any, path: str) -> dict:
+    """shape -> {queries, right} (absent in timelines written before issue 12: empty)."""
+    if r is None:
+        return {}
+    r = _obj(r, path)
+    return {shape: {"queries": _get(_obj(v, f"{path}.{shape}"), "queries", int, path),
+                    "right": _get(_obj(v, f"{path}.{shape}"), "right", int, path)} for shape, v in r.items()}
 
 
 def _event(e: Any, path: str) -> dict:

@@ -69,10 +69,22 @@ def _summary(t: dict) -> str:
              ("pruned / retired", str(len(pruned)), f"merges refused: {refused}"),
              ("final coverage", pct(c["coverage"]), "of queries served by children"),
              ("saved (measured)", times(c["saving_flops"]), f'FLOPs; wall time {times(c["saving_time"])}'),
-             ("paper Table 3", times(c["paper_table3"]), f'{esc(c["paper_cell"])}; {PAPER_TABLE3_STATUS}')]
+             ("paper Table 3", times(c["paper_table3"]), f'{esc(c["paper_cell"])}; {PAPER_TABLE3_STATUS}'),
+             ("routed right", *_routing_stat(t["windows"]))]
     cards = "".join(f'<div class="stat"><div class="k">{k}</div><div class="v">{v}</div>'
                     f'<div class="s">{s}</div></div>' for k, v, s in stats)
     return f'<div class="strip" id="summary">{cards}</div>'
+
+
+def _routing_stat(windows: list[dict]) -> tuple[str, str]:
+    """Share of query-shaped traffic the router sent where it belongs (own niche, or the parent), and snippets'."""
+    totals = {}
+    for w in windows:
+        for shape, counts in w.get("routing", {}).items():
+            n, right = totals.get(shape, (0, 0))
+            totals[shape] = (n + counts["queries"], right + counts["right"])
+    share = lambda shape: pct(totals[shape][1] / totals[shape][0]) if totals.get(shape, (0,))[0] else "n/a"  # noqa: E731
+    return share("query"), f"of query-shaped traffic; snippets {share('snippet')}"
 
 
 def _section(key: str, title: str, lead: str, body: str) -> str:

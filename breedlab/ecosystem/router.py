@@ -34,7 +34,7 @@ UNREACHABLE = 2.0  # above every score: all policies score on [0, 1]
 
 # The policy the ecosystem uses unless told otherwise: "linear" (hashed n-gram logistic
 # regression) is the most accurate on the real corpora and needs no embedding per query,
-# so it alone meets both issue 5 targets (docs/results/routing.md).
+# so it alone meets both issue 5 targets (docs/results/routing-issue5.md).
 DEFAULT_POLICY = "linear"
 
 __all__ = [
@@ -51,18 +51,22 @@ __all__ = [
 
 
 def fit(policy_name: str, labelled: dict[str, list[str]], *, embedder: Any = None, seed: int = 0,
-        params: dict | None = None) -> Policy:
+        params: dict | None = None, parent_domains: list[str] | tuple = ()) -> Policy:
     """Fit ``policy_name`` on ``labelled`` (domain -> texts); threshold starts at 0.
 
-    Domains are sorted so that column order, and so the saved policy, is deterministic.
+    ``parent_domains`` (keys of ``labelled``) are learnt as classes that always route to the
+    parent. Domains are sorted so that column order, and so the saved policy, is deterministic.
     """
     cls = policy_class(policy_name)
     domains = sorted(labelled)
     params = dict(params or {})
     common = {"embedder": embedder if cls.uses_embeddings else None,
-              "embedder_name": getattr(embedder, "name", "") if cls.uses_embeddings else ""}
+              "embedder_name": getattr(embedder, "name", "") if cls.uses_embeddings else "",
+              "parent_domains": list(parent_domains)}
     if policy_name == "random":
         return cls(domains, seed=params.get("seed", seed), **common)
+    if hasattr(cls, "fit_parts"):  # composite policies (hybrid) fit their parts themselves
+        return cls.fit_parts(domains, labelled, params, embedder=embedder, parent_domains=list(parent_domains))
     if not cls.uses_embeddings:  # text policies (keyword, linear) fit on the texts themselves
         return cls.fit_texts(domains, labelled, params, **common)
     if embedder is None:
@@ -74,15 +78,21 @@ def fit(policy_name: str, labelled: dict[str, list[str]], *, embedder: Any = Non
 def calibrate(policy: Policy, validation: dict[str, list[str]], *,
               out_of_domain: list[str] | None = None, target: float = 0.95,
               ood_leak: float = 0.05, min_support: int | None = None) -> float:
-    """Set ``policy.threshold`` by the rule in the module docstring; return it."""
+    """Set ``policy.threshold`` by the rule in the module docstring; return it.
+
+    A confidence is the policy's ``leak_scores``: a query whose argmax is a parent domain is
+    not confident (it stays on the parent whatever the threshold)."""
+    if hasattr(policy, "calibrate_parts"):  # composite policies (hybrid) calibrate each part
+        return policy.calibrate_parts(calibrate, validation, out_of_domain=out_of_domain, target=target,
+                                      ood_leak=ood_leak, min_support=min_support)
     texts, truth = _flatten(validation, policy.domains)
     scores = policy.scores(texts)  # (N, D)
-    confidence, correct = scores.max(axis=1), scores.argmax(axis=1) == truth
+    confidence, correct = policy.leak_scores(scores), scores.argmax(axis=1) == truth
     support = min_support if min_support is not None else max(10, len(texts) // 10)
     t_precision = precision_threshold(confidence, correct, target, support)
     t_ood = 0.0
     if out_of_domain:
-        ood_conf = policy.scores(out_of_domain).max(axis=1)
+        ood_conf = policy.leak_scores(policy.scores(out_of_domain))
         # strictly above the quantile: at most ood_leak of OOD queries are confident
         t_ood = float(np.nextafter(np.quantile(ood_conf, 1.0 - ood_leak), np.float32(np.inf)))
     policy.threshold = max(t_precision, t_ood)
@@ -119,14 +129,16 @@ def _flatten(labelled: dict[str, list[str]], domains: list[str]) -> tuple[list[s
 # ----- the registry ---------------------------------------------------------------------
 
 def register_policy(registry: Registry, policy: Policy, *, name: str, data_ids: list[str] | tuple = (),
-                    recipe: dict | None = None) -> Artifact:
+                    recipe: dict | None = None, operator: str = "router-fit",
+                    parents: tuple[str, ...] = ()) -> Artifact:
     """Store ``policy`` as a ``router-policy`` artifact: policy.json + <tensors>.safetensors."""
     with tempfile.TemporaryDirectory(prefix="router-policy-") as tmp:
         files = _write_policy(policy, Path(tmp))
         return registry.register(
-            "router-policy", name, files, operator="router-fit",
+            "router-policy", name, files, operator=operator, parents=tuple(parents),
             recipe={**(recipe or {}), "policy": policy.name, "params": policy.params(),
-                    "threshold": policy.threshold, "embedder": policy.embedder_name},
+                    "threshold": policy.threshold, "embedder": policy.embedder_name,
+                    "parent_domains": policy.parent_domains},
             data=tuple(data_ids), metrics={"calibration": policy.calibration},
         )
 
@@ -135,7 +147,7 @@ def _write_policy(policy: Policy, folder: Path) -> dict[str, Path]:
     """Write the policy's files; the tensor file is named for its first tensor."""
     document = {"policy": policy.name, "domains": policy.domains, "threshold": policy.threshold,
                 "calibration": policy.calibration, "params": policy.params(),
-                "embedder": policy.embedder_name}
+                "embedder": policy.embedder_name, "parent_domains": policy.parent_domains}
     files = {"policy.json": folder / "policy.json"}
     files["policy.json"].write_text(json.dumps(document, sort_keys=True, indent=2) + "\n")
     tensors = policy.tensors()
@@ -159,7 +171,8 @@ def load_policy(artifact: Artifact, *, embedder: Any = None) -> Policy:
     params = {k: v for k, v in document["params"].items() if k != "top_terms"}
     policy = cls(document["domains"], **tensors, **params, threshold=document["threshold"],
                  embedder=embedder if cls.uses_embeddings else None,
-                 embedder_name=document["embedder"], calibration=document["calibration"])
+                 embedder_name=document["embedder"], calibration=document["calibration"],
+                 parent_domains=document.get("parent_domains", []))
     if cls.uses_embeddings and embedder is not None and embedder.name != document["embedder"]:
         raise ValueError(f"policy was fitted with {document['embedder']!r}, got {embedder.name!r}")
     return policy

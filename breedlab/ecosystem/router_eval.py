@@ -53,9 +53,10 @@ def evaluate_policy(policy: Policy, labelled_heldout: dict[str, list[str]], *, e
     """
     if embedder is not None and policy.uses_embeddings:
         policy.embedder = embedder
+    labelled_heldout = {d: t for d, t in labelled_heldout.items() if t}  # an empty set is no evidence
     texts, truth = _flatten(labelled_heldout, policy.domains)
     scores = policy.scores(texts)  # (N, D)
-    predicted, confident = scores.argmax(axis=1), scores.max(axis=1) >= policy.threshold
+    predicted, confident = scores.argmax(axis=1), policy.leak_scores(scores) >= policy.threshold
     correct = predicted == truth
     D = len(policy.domains)
     confusion = np.zeros((D, D), dtype=np.int64)
@@ -63,7 +64,7 @@ def evaluate_policy(policy: Policy, labelled_heldout: dict[str, list[str]], *, e
     per_domain = {d: float(correct[truth == i].mean()) for i, d in enumerate(policy.domains) if (truth == i).any()}
     ood_parent = None
     if out_of_domain:
-        ood_parent = float((policy.scores(out_of_domain).max(axis=1) < policy.threshold).mean())
+        ood_parent = float((policy.leak_scores(policy.scores(out_of_domain)) < policy.threshold).mean())
     latencies = single_query_latencies(policy, texts, timing_queries)
     return RoutingReport(
         policy=policy.name, accuracy=float(correct.mean()),

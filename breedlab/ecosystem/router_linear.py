@@ -4,7 +4,7 @@ character n-grams. No embedding, so a query costs well under a millisecond.
 Why lexical: the known domains differ in surface form as much as in meaning
 (Python syntax, licence boilerplate, ICD-10 codes, man-page idiom), and character
 n-grams see that form; on the real corpora this beats every MiniLM-based policy
-(docs/results/routing.md), at 1-2% of their per-query cost.
+(docs/results/routing-issue5.md), at 1-2% of their per-query cost.
 
 Features (``HashedNgrams``): word unigrams and bigrams and character n-grams of
 the lower-cased, whitespace-collapsed text, each hashed with CRC-32 (stable across

@@ -41,8 +41,16 @@ class Policy(ABC):
     uses_embeddings: bool = True
 
     def __init__(self, domains: list[str], *, threshold: float = 0.0, embedder: Any = None,
-                 embedder_name: str = "", calibration: dict | None = None):
+                 embedder_name: str = "", calibration: dict | None = None,
+                 parent_domains: list[str] | tuple = ()):
         self.domains = list(domains)
+        # Classes the policy knows but never serves: the parent's own domains. Learning them as
+        # classes (not only as a threshold's out-of-domain quantile) keeps "how do I bake bread?"
+        # off the code child, although it is phrased like "how do I reverse a list?".
+        self.parent_domains = [d for d in self.domains if d in set(parent_domains)]
+        unknown = set(parent_domains) - set(self.domains)
+        if unknown:
+            raise ValueError(f"parent domains outside the policy's domains: {sorted(unknown)}")
         self.threshold = float(threshold)
         self.embedder = embedder
         self.embedder_name = embedder_name or getattr(embedder, "name", "")
@@ -70,14 +78,27 @@ class Policy(ABC):
         return self.routes_from_scores(self.scores(texts), specialists)
 
     def routes_from_scores(self, scores: np.ndarray, specialists: Mapping[str, str]) -> list[Route]:
-        """The shared decision rule: argmax, then the parent unless confident AND served."""
+        """The shared decision rule: argmax, then the parent unless confident AND served
+        (a parent domain is never served, however confident)."""
         routes = []
         for row in scores:
             best = int(np.argmax(row))
             domain, confidence = self.domains[best], float(row[best])
-            confident = confidence >= self.threshold
-            routes.append(Route(domain, specialists.get(domain) if confident else None, confidence))
+            served = confidence >= self.threshold and domain not in self.parent_domains
+            routes.append(Route(domain, specialists.get(domain) if served else None, confidence))
         return routes
+
+    def leak_scores(self, scores: np.ndarray) -> np.ndarray:
+        """(N,) the best score where the argmax is a niche, 0 where it is a parent domain: a row
+        leaves the parent exactly when this is >= the threshold (calibration and evaluation use it)."""
+        best = scores.argmax(axis=1)
+        parent_columns = np.isin(np.array(self.domains), self.parent_domains)
+        return np.where(parent_columns[best], 0.0, scores.max(axis=1))
+
+    @property
+    def niches(self) -> list[str]:
+        """The domains a query may be served in: every known domain but the parent's."""
+        return [d for d in self.domains if d not in self.parent_domains]
 
 
 POLICIES: dict[str, type[Policy]] = {}
@@ -230,4 +251,4 @@ def _contrast(own: float, other: float, eps: float) -> float:
 
 # Policies in their own modules register themselves on import; imported last because
 # they subclass Policy from this module (the name table must see them wherever it is used).
-from . import router_linear  # noqa: E402,F401
+from . import router_head, router_hybrid, router_linear  # noqa: E402,F401

@@ -41,6 +41,8 @@ class WindowTally:
     flops_shadow: float = 0.0
     ms_served: float = 0.0
     ms_parent_only: float = 0.0
+    routing: dict = field(default_factory=dict)
+    """shape -> [queries, routed right]: right is the query's own niche, or the parent for a parent domain."""
 
 
 @dataclass
@@ -56,6 +58,12 @@ class EcosystemParts:
     detector: object
     rollout: RolloutConfig
     lifecycle: LifecycleConfig
+    labels: object = None
+    """``labels.LabelStore`` the monitor's confident assignments go to (None: no labels kept)."""
+    router_config: object = None
+    """``router_evidence.RouterConfig`` of online adaptation (None: the router is never refitted)."""
+    router_log: object = None
+    """SQLite file where a shadow router policy's routes are recorded."""
 
 
 class Ecosystem:
@@ -66,12 +74,15 @@ class Ecosystem:
         self.watches: dict[str, ChildWatch] = {}  # niche -> champion child under watch
         self.routes: dict[str, str] = {}  # niche -> champion child id
         self.tally = WindowTally()
+        self.policy_shadow = None  # router_shadow.PolicyShadow of a router policy in shadow
+        self.labels_seen = 0  # the last label id a refit learnt from
+        self.shadow_log = parts.router_log
         self.refresh_routes()
 
     def refresh_routes(self) -> None:
         """Niches with a champion child, read from the registry (the single source of truth)."""
         self.routes = {}
-        for niche in self.parts.policy.domains:
+        for niche in self.parts.policy.niches:
             champion = current_champion(self.registry, niche)
             if champion is not None:
                 self.routes[niche] = champion.id
@@ -79,7 +90,8 @@ class Ecosystem:
     def serve(self, query: Query, *, measure_baseline: bool = True) -> Served:
         route = self.parts.policy.route([query.text], self.routes)[0]
         # A niche's traffic is what the router confidently assigns to it; the rest is the parent's.
-        niche = route.domain if route.confidence >= self.parts.policy.threshold else None
+        policy = self.parts.policy
+        niche = route.domain if route.confidence >= policy.threshold and route.domain in policy.niches else None
         rollout = self.rollouts.get(niche) if niche else None
         target = route.target
         if rollout is not None and rollout.stage == "canary" and takes_canary(query.text, self.parts.rollout):
@@ -89,8 +101,13 @@ class Ecosystem:
         if niche is not None:
             self._shadow_work(niche, target, served, baseline, query.text)
         self._count(query, target, served, baseline)
-        self.parts.monitor.log(query.text, model=target or self.parts.parent_id, latency_ms=served.latency_ms,
-                               tokens=served.tokens)
+        self._count_route(query, niche)
+        label = self.parts.monitor.log(query.text, model=target or self.parts.parent_id,
+                                       latency_ms=served.latency_ms, tokens=served.tokens)
+        if label is not None and self.parts.labels is not None:
+            self.parts.labels.add(query.text, label, "monitor", keep_text=self.parts.monitor.store_text)
+        if self.policy_shadow is not None:  # its route is recorded beside the champion's, never used
+            self.policy_shadow.observe(query.text, route, policy, label)
         return served
 
     def _shadow_work(self, niche: str, target: str | None, served: Served, baseline: Served | None,
@@ -120,6 +137,13 @@ class Ecosystem:
         tally.ms_served += served.latency_ms
         tally.flops_parent_only += baseline.flops if baseline else served.flops
         tally.ms_parent_only += baseline.latency_ms if baseline else served.latency_ms
+
+    def _count_route(self, query: Query, niche: str | None) -> None:
+        """Router accuracy as the trace's labels see it (the ecosystem itself never reads them)."""
+        right = niche == query.domain if query.domain in self.parts.policy.niches else niche is None
+        counts = self.tally.routing.setdefault(query.shape, [0, 0])
+        counts[0] += 1
+        counts[1] += int(right)
 
     def take_tally(self) -> WindowTally:
         tally, self.tally = self.tally, WindowTally()

@@ -16,6 +16,7 @@ from ..governance.config import GovernanceConfig
 from ..governance.promotion import promote
 from .lifecycle import ChildWatch, conclude_revalidation, degraded, flag, prune, record_usage
 from .rollout import Rollout, judge
+from .router_steward import adapt_router
 from .runner import PARENT, Ecosystem
 
 
@@ -44,13 +45,16 @@ def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str
         result = authority.spawn(request)
         if result.child is not None:
             eco.rollouts[request.domain] = Rollout(result.child.id, request.domain)
+    router = adapt_router(eco, authority, index)
     eco.refresh_routes()
     total = sum(tally.served.values())
     return {"index": index, "phase": phase, "queries": total, "mix": dict(sorted(tally.mix.items())),
             "served": dict(sorted(tally.served.items())), "sigma": sigma,
             "flops": {"served": tally.flops_served, "parent_only": tally.flops_parent_only,
                       "shadow": tally.flops_shadow},
-            "latency_ms": {"served": tally.ms_served, "parent_only": tally.ms_parent_only}}
+            "latency_ms": {"served": tally.ms_served, "parent_only": tally.ms_parent_only},
+            "routing": {shape: {"queries": n, "right": right} for shape, (n, right) in sorted(tally.routing.items())},
+            **({"router": router} if router else {})}
 
 
 def _judge_rollouts(eco: Ecosystem, authority: Authority) -> None:

@@ -42,6 +42,8 @@ class Query:
     """The true domain (the trace's label; the ecosystem never sees it)."""
     window: int
     phase: str
+    shape: str = "snippet"
+    """``snippet`` (cut from a held-out document) or ``query`` (the parent's question about one)."""
 
 
 def snippets(texts: list[str], *, min_chars: int, max_chars: int, rng: random.Random) -> list[str]:
@@ -81,8 +83,27 @@ def domain_pools(registry, domains: list[str], *, seed: int, split: str = "test"
     return pools
 
 
+def with_queries(pools: dict[str, list[str]], queries: dict[str, list[str]], share: float) -> dict[str, list[str]]:
+    """Each pool with ``queries`` of its domain spread through it, so that about ``share`` of what the
+    trace draws from it is query-shaped (queries cycle when there are fewer than needed)."""
+    out = {}
+    for domain, pool in pools.items():
+        asked = queries.get(domain, [])
+        if not asked or share <= 0:
+            out[domain] = list(pool)
+            continue
+        mixed, q = [], 0
+        for text in pool:
+            while q < share * (len(mixed) + 1):  # keep the running query share at ``share``
+                mixed.append(asked[q % len(asked)])
+                q += 1
+            mixed.append(text)
+        out[domain] = mixed
+    return out
+
+
 def build_trace(pools: dict[str, list[str]], phases: list[Phase], *, queries_per_window: int,
-                seed: int) -> list[list[Query]]:
+                seed: int, query_texts: frozenset = frozenset()) -> list[list[Query]]:
     """Windows of queries following each phase's mix; a pool is cycled if the trace outgrows it."""
     unknown = {d for p in phases for d in p.mix} - set(pools)
     if unknown:
@@ -96,7 +117,9 @@ def build_trace(pools: dict[str, list[str]], phases: list[Phase], *, queries_per
             window = []
             for domain in domains:
                 pool = pools[domain]
-                window.append(Query(pool[cursor[domain] % len(pool)], domain, len(windows), phase.name))
+                text = pool[cursor[domain] % len(pool)]
+                window.append(Query(text, domain, len(windows), phase.name,
+                                    "query" if text in query_texts else "snippet"))
                 cursor[domain] += 1
             windows.append(window)
     return windows

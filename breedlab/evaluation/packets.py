@@ -45,6 +45,9 @@ REQUIRED_KEYS = {
                  "gates": list, "statistics": dict, "decision": dict, "unmeasured": dict},
     "release": {"population": list, "decision": str, "no_op": bool, "reasons": list,
                 "rollback_target": str, "evidence": list, "outcomes": dict},
+    # a router policy's evaluation on the frozen routing suite (ecosystem/router_evidence.py)
+    "routing": {"candidate": str, "champion": str, "suite": str, "machine": dict, "reports": dict,
+                "gates": list, "decision": dict},
 }
 
 
@@ -135,6 +138,20 @@ def write_release_packet(registry: Registry, selection: Selection, evidence_ids:
                      parents=evidence_ids, data=[], metrics={"decision": body["decision"]})
 
 
+def write_routing_packet(registry: Registry, *, candidate: str, champion: str | None, suite: str,
+                         reports: dict, gates: list[dict], decision: dict, niche: str = "router") -> Artifact:
+    """Register a router policy's routing evidence; ``champion`` None: judged against the parent-only route."""
+    body = _plain({"schema": PACKET_SCHEMA, "type": "routing", "created_utc": utc_now(), "niche": _niche(niche),
+                   "candidate": candidate, "champion": champion or "parent-only", "suite": suite,
+                   "machine": {"writer": describe_machine()}, "reports": reports, "gates": gates,
+                   "decision": decision})
+    recipe = {"packet": "routing", "niche": niche, "candidate": candidate, "champion": champion, "suite": suite}
+    parents = [candidate, *([champion] if champion else [])]
+    return _register(registry, body, f"routing/{candidate[:12]}", operator="evaluate-router", recipe=recipe,
+                     parents=parents, data=[suite], metrics={"outcome": decision["outcome"],
+                                                           "gates_passed": all(g["passed"] for g in gates)})
+
+
 def load_packet(registry: Registry, packet_id: str) -> dict[str, Any]:
     """The packet's JSON content, after checking it against the schema; PacketError if it fails."""
     artifact = registry.get(packet_id)
@@ -165,7 +182,7 @@ def validate_packet(body: Any, *, source: str = "packet") -> dict[str, Any]:
         raise PacketError(f"{source}: wrong types for {wrong}")
     if not UTC.match(body["created_utc"]):
         raise PacketError(f"{source}: created_utc {body['created_utc']!r} is not a UTC timestamp ending in Z")
-    if body["type"] == "evidence" and body["decision"].get("outcome") not in ("promote", "reject", "no-op"):
+    if body["type"] in ("evidence", "routing") and body["decision"].get("outcome") not in ("promote", "reject", "no-op"):
         raise PacketError(f"{source}: unknown decision outcome {body['decision'].get('outcome')!r}")
     return body
 
@@ -206,7 +223,8 @@ def _plain(value: Any) -> Any:
 
 def render_markdown(body: dict[str, Any]) -> str:
     """packet.md for an evidence or release packet body."""
-    lines = _render_evidence(body) if body["type"] == "evidence" else _render_release(body)
+    render = {"evidence": _render_evidence, "release": _render_release, "routing": _render_routing}[body["type"]]
+    lines = render(body)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -251,6 +269,20 @@ def _render_release(body: dict[str, Any]) -> list[str]:
                 ("no-op", _cell(body["no_op"])), *[("evidence packet", f"`{e}`") for e in body["evidence"]],
             ]), "", "## Every candidate's outcome", "",
             *_table(("candidate", "outcome"), [(f"`{c}`", o) for c, o in body["outcomes"].items()])]
+
+
+def _render_routing(body: dict[str, Any]) -> list[str]:
+    sides = [s for s in ("champion", "candidate") if body["reports"].get(s)]
+    groups = sorted({g for s in sides for g in body["reports"][s] if g != "overall"})
+    keys = ("served_accuracy", "accuracy", "ood_parent_share", "p50_full_ms")
+    return [f"# Routing evidence: candidate {body['candidate'][:12]} vs {body['champion'][:12]}", "",
+            f"**Decision: {body['decision']['outcome']}**", "", *[f"- {r}" for r in body["decision"]["reasons"]],
+            "", f"Suite `{body['suite']}`.", "", "## Gates", "",
+            *_table(("gate", "result", "value", "limit", "reason"), [
+                (g["name"], "pass" if g["passed"] else "FAIL", _cell(g["value"]), _cell(g["limit"]), g["reason"])
+                for g in body["gates"]]), "", "## Per group", "",
+            *_table(("side", "group", *keys), [(s, g, *[_cell(body["reports"][s].get(g, {}).get(k)) for k in keys])
+                                                for s in sides for g in groups])]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -88,7 +88,7 @@ def passing_evidence(registry: Registry, candidate_id: str, niche: str) -> str:
             body = load_packet(registry, packet.id)
         except PacketError:
             continue  # a malformed packet is no evidence; verify reports it, promotion just skips it
-        if body.get("type") == "evidence" and body.get("niche") == niche and body.get("candidate") == candidate_id \
+        if body.get("type") in ("evidence", "routing") and body.get("niche") == niche and body.get("candidate") == candidate_id \
                 and body.get("decision", {}).get("outcome") == "promote" \
                 and all(g.get("passed") for g in body.get("gates", [])):
             return packet.id

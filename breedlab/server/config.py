@@ -38,10 +38,9 @@ class ServerConfig:
     """Longest wait for a slot (then 503), and longest generation (then it stops, finish_reason 'length')."""
     drain_timeout_s: float = 30.0
     """On shutdown: how long in-flight requests may take to finish; new ones get 503 meanwhile."""
-    router_policy: str = "newest"
-    """Which router-policy artifact routes ``auto``: 'newest', an artifact name or an id prefix."""
-    fit_policy: str = "linear"
-    """Policy fitted (and registered) only when the registry holds no router-policy at all."""
+    fit_policy: str = "hybrid"
+    """Policy fitted, judged and (on passing evidence) crowned only when the home has no champion
+    router policy; ``auto`` is routed by the champion policy alone."""
     shadow: bool = True
     """Whether shadow children answer copies of their niche's traffic."""
     shadow_queue_limit: int = 64

@@ -33,9 +33,29 @@ def snapshot(registry: Registry, routing: list[dict]) -> dict:
     recent = [_event(e) for e in events[-RECENT_EVENTS:]][::-1]
     routing = [{"minute": m["minute"], "served": _by_id(m["served"], models)} for m in routing]
     body = {"parent": parent, "models": [m for m in models if m is not parent], "routing": routing,
-            "events": recent, "event_count": len(events)}
+            "router": router_policies(registry), "events": recent, "event_count": len(events)}
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {**body, "version": version, "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def router_policies(registry: Registry) -> list[dict]:
+    """Every router policy that went past candidate, oldest first, with its routing packet's suite numbers:
+    the champion policy and its served accuracy over time."""
+    from ..evaluation.packets import PacketError, load_packet
+
+    measured: dict[str, dict] = {}
+    for packet in registry.find(kind="packet"):
+        if packet.manifest.recipe.get("packet") == "routing" and packet.manifest.recipe["candidate"] not in measured:
+            try:
+                measured[packet.manifest.recipe["candidate"]] = load_packet(registry, packet.id)["reports"] \
+                    .get("candidate", {}).get("overall", {})
+            except PacketError:
+                continue
+    rows = [{"id": a.id, "name": a.manifest.name, "state": a.state, "policy": a.manifest.recipe.get("policy"),
+             "created": a.manifest.created, **{k: measured.get(a.id, {}).get(k) for k in
+                                               ("served_queries", "served_snippets", "ood_kept", "p50_ms")}}
+            for a in registry.find(kind="router-policy") if a.state not in ("candidate",)]
+    return sorted(rows, key=lambda r: r["created"])
 
 
 def _by_id(served: dict[str, int], models: list[dict]) -> dict[str, int]:

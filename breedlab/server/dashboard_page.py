@@ -29,7 +29,7 @@ from ..ecosystem.report_svg import Plot, event_markers, stacked_share
 DASH = "\u2013"  # an empty cell
 ROUTING_MINUTES = 30  # bars on the chart: one per minute that saw traffic, the newest 30
 SECTIONS = (("lineage", "Lineage"), ("routing", "Routing share over time"), ("models", "Models: state and fitness"),
-            ("events", "Recent events"))
+            ("router", "Router policies"), ("events", "Recent events"))
 EXTRA_CSS = """
 header .live { display:inline-flex; align-items:center; gap:6px; }
 header .dot { width:9px; height:9px; border-radius:50%; background:#94a3b8; display:inline-block; }
@@ -88,7 +88,22 @@ def render_sections(snap: dict) -> dict[str, str]:
     colors = model_colors(snap)
     names = {m["id"]: m["name"] for m in [snap["parent"], *snap["models"]] if m}
     return {"lineage": _lineage(snap), "routing": _routing(snap, names, colors),
-            "models": _models(snap, colors), "events": _events(snap, names)}
+            "models": _models(snap, colors), "router": _router(snap), "events": _events(snap, names)}
+
+
+def _router(snap: dict) -> str:
+    """The router policies past candidate, oldest first: which one routes, and what its suite measured."""
+    cell = lambda v: DASH if v is None else f"{v:.3f}"  # noqa: E731
+    rows = [f'<tr><td><code>{esc(short_id(r["id"]))}</code></td><td>{esc(r["policy"] or "")}</td>'
+            f'<td><span class="badge">{esc(r["state"])}</span></td><td class="mono">{esc((r["created"] or "")[:19])}</td>'
+            f'<td class="n">{cell(r["served_queries"])}</td><td class="n">{cell(r["served_snippets"])}</td>'
+            f'<td class="n">{cell(r["ood_kept"])}</td><td class="n">{cell(r["p50_ms"])}</td></tr>'
+            for r in snap.get("router", [])]
+    head = ("<tr><th>policy</th><th>kind</th><th>state</th><th>registered (UTC)</th><th>served: queries</th>"
+            "<th>served: snippets</th><th>OOD kept</th><th>p50 ms</th></tr>")
+    return (f'<table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p class="lead">Served accuracy on the frozen routing suite, from each policy\'s routing packet; '
+            'only the champion routes live traffic.</p>')
 
 
 def model_colors(snap: dict) -> dict[str, str]:

@@ -118,6 +118,9 @@ def decide_auto(policy, text: str, routes: dict[str, str], stages: dict[str, tup
     if not confident:
         return Decision("auto", parent_id, "parent", route.confidence,
                         f"{numbers}: below the calibrated threshold, the parent serves (no-op route)")
+    if route.domain not in policy.niches:  # a parent domain the policy learnt as a class: never a niche
+        return Decision("auto", parent_id, "parent", route.confidence,
+                        f"{numbers}: the parent's own domain, the parent serves (no-op route)")
     child, stage = stages.get(route.domain, (None, None))
     if stage == "canary" and takes_canary(text, rollout):
         return Decision("auto", child, route.domain, route.confidence,

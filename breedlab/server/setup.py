@@ -1,10 +1,10 @@
 """Finding what the server runs with in a home: its parent, its router policy, its task monitor.
 
-The router policy is the newest registered ``router-policy`` artifact (or the
-one ``ServerConfig.router_policy`` names). Only a registry with none gets one
-fitted here, by the demo's own ``fit_router`` over the registered domains
-(the parent's domains, from the shipped full demo profile, are its
-out-of-domain set), and registered, so the next start loads it. The monitor
+The router policy is the champion ``router-policy`` (niche ``router``): a candidate
+never routes. Only a registry with no champion gets one fitted here, by the demo's
+own recipe over the registered domains (the parent's domains, from the shipped full
+demo profile, are its parent classes), judged on the frozen routing suite and
+crowned by the approver on passing evidence, so the next start loads it. The monitor
 is configured as the demo configures it (``demo_setup.build_parts``): centroids
 of the policy's domains, thresholds calibrated on their validation snippets.
 """
@@ -44,53 +44,55 @@ def choose_parent(registry: Registry) -> Artifact:
     return parents[0]
 
 
-def load_router_policy(registry: Registry, config: ServerConfig):
-    """(policy, its artifact), or (None, None) when there is none and no datasets to fit one."""
+def load_router_policy(registry: Registry, config: ServerConfig, governance=None):
+    """(policy, its artifact) of the champion router policy; (None, None) when there is none and none
+    can be had. A home without a champion gets one fitted, judged on the frozen routing suite against
+    the parent-only route and, on passing evidence, promoted by the approver (``ensure_champion``)."""
     from ..ecosystem.router import load_policy
+    from ..ecosystem.router_candidates import champion_policy
 
-    artifact = router_policy_artifact(registry, config.router_policy)
+    artifact = champion_policy(registry)
     if artifact is None:
-        return _fit_policy(registry, config.fit_policy)
+        return _fit_policy(registry, config.fit_policy, governance)
     return load_policy(artifact, embedder=policy_embedder(artifact)), artifact
 
 
-def router_policy_artifact(registry: Registry, choice: str) -> Artifact | None:
-    """The router-policy the server routes by: ``newest`` (None if the home has none) or a name/id prefix."""
-    policies = [a for a in registry.find(kind="router-policy") if a.state not in ("retired", "rejected")]
-    if choice == "newest":
-        return policies[0] if policies else None
-    named = [a for a in policies if a.manifest.name == choice or a.id.startswith(choice.lower())]
-    if not named:
-        raise RegistryError(f"no router-policy artifact matches {choice!r} (server.router_policy)")
-    return named[0]
-
-
 def policy_embedder(artifact: Artifact):
-    """The shared embedder if the policy's kind scores embeddings, else None (no model loaded)."""
+    """The query embedding cache shared with the monitor if the policy's kind embeds, else None."""
     from ..ecosystem.router_policies import policy_class
 
     if not policy_class(artifact.manifest.recipe["policy"]).uses_embeddings:
         return None
-    from ..ecosystem.embed import shared_embedder
+    from ..ecosystem.embed import query_embedder
 
-    return shared_embedder()
+    return query_embedder()
 
 
-def _fit_policy(registry: Registry, policy_name: str):
-    """Fit, calibrate and register ``policy_name`` as the demo does (``demo_setup.fit_and_register_router``)."""
-    from ..demo_setup import fit_and_register_router, load_profile
-    from ..ecosystem.embed import shared_embedder
+def _fit_policy(registry: Registry, policy_name: str, governance):
+    """Fit, judge and (on passing evidence) crown ``policy_name`` as the demo does (``demo_setup``)."""
+    from ..demo_setup import load_profile
+    from ..ecosystem.embed import query_embedder
+    from ..ecosystem.router_candidates import FitRecipe, ensure_champion
+    from ..governance.config import load_governance
 
+    governance = governance or load_governance(None)
     domains = _domains_with(registry, ("train", "validation"))
-    parent_domains = [d for d in load_profile("full").parent_domains if d in domains]
+    profile = load_profile("full")
+    parent_domains = [d for d in profile.parent_domains if d in domains]
     niches = [d for d in domains if d not in parent_domains]
     if not niches:
         log.warning("no router policy and no niche datasets: the parent serves every request")
         return None, None
-    policy, artifact = fit_and_register_router(registry, niches, parent_domains, shared_embedder(),
-                                               policy_name=policy_name, seed=0, data_domains=domains,
-                                               recipe={"fitted_by": "serve"})
-    log.warning("no router policy was registered: fitted %s %s", policy_name, artifact.id[:12])
+    shipped = profile.router_fit() if policy_name == profile.router.get("policy") else {}  # params are per kind
+    recipe = FitRecipe(policy_name, tuple(niches), tuple(parent_domains), seed=0, **shipped)
+    policy, artifact, packet = ensure_champion(registry, governance, recipe, query_embedder(),
+                                               approver=governance.approvers[0], extra={"fitted_by": "serve"})
+    if artifact is None:
+        log.warning("the fitted router policy failed its routing evidence (%s): the parent serves every request",
+                    packet[:12])
+        return None, None
+    log.warning("no champion router policy: fitted %s %s, crowned on evidence %s", policy_name, artifact.id[:12],
+                (packet or "-")[:12])
     return policy, artifact
 
 
@@ -103,10 +105,10 @@ def _domains_with(registry: Registry, splits: tuple[str, ...]) -> list[str]:
 def open_monitor(home, registry: Registry, policy_artifact: Artifact | None, parent, config: ServerConfig):
     """The server's task monitor (its own SQLite file under the home's logs)."""
     from ..ecosystem.detector import parent_nll_gap
-    from ..ecosystem.embed import shared_embedder
+    from ..ecosystem.embed import query_embedder
     from ..ecosystem.monitor import MonitorConfig, TaskMonitor, load_section
 
-    embedder = shared_embedder()
+    embedder = query_embedder()  # the router's embedding of a query is the monitor's
     monitor_config = load_section(MonitorConfig, "monitor")
     recipe = policy_artifact.manifest.recipe if policy_artifact else {}
     trained = _domains_with(registry, ("train",))

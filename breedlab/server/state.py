@@ -67,6 +67,8 @@ class ServerState:
     limiter: Limiter | None = None
     draining: bool = False
     inflight: int = 0
+    policy_shadow: object = None
+    """``router_shadow.PolicyShadow`` of the router policy in shadow, or None."""
     _seen_seq: int = -1
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,9 +81,11 @@ class ServerState:
         host = ModelHost(registry, parent.id, actor=config.lifecycle.actor,
                          on_fallback=lambda child, _: metrics.fallbacks.labels(child[:12]).inc())
         loaded = host.get(parent.id)  # the parent must load: there is no fallback for the fallback
-        policy, policy_artifact = load_router_policy(registry, config)
-        monitor = MonitorLog(lambda: open_monitor(home, registry, policy_artifact, loaded, config))
-        state = cls(home=home, config=config, registry=registry, governance=load_governance(home.root),
+        governance = load_governance(home.root)
+        policy, policy_artifact = load_router_policy(registry, config, governance)
+        monitor = MonitorLog(lambda: open_monitor(home, registry, policy_artifact, loaded, config),
+                             labels_path=home.logs_dir / "labels.sqlite")
+        state = cls(home=home, config=config, registry=registry, governance=governance,
                     parent_id=parent.id, policy=policy, policy_id=policy_artifact.id if policy_artifact else None,
                     metrics=metrics, host=host, monitor=monitor, rollouts=None,
                     history=RoutingHistory(config.history_minutes))
@@ -106,7 +110,8 @@ class ServerState:
         """Re-read champions, shadow/canary children and the served catalogue from the registry."""
         with self._refresh_lock:
             seq = self._head()
-            niches = list(self.policy.domains) if self.policy is not None else []
+            self._sync_policies()
+            niches = list(self.policy.niches) if self.policy is not None else []
             routes = {}
             for niche in niches:
                 champion = current_champion(self.registry, niche)
@@ -120,6 +125,24 @@ class ServerState:
                 if model_id not in {a.id for a in self.catalogue.models.values()}:
                     self.host.release(model_id)  # retired or rejected: free its memory
             self._seen_seq = seq
+
+    def _sync_policies(self) -> None:
+        """Route by the champion router policy (a newly crowned one replaces the old); shadow the
+        policy in shadow state, if any: its routes are recorded (``router_shadow``), never used."""
+        from ..ecosystem.router import load_policy
+        from ..ecosystem.router_candidates import champion_policy
+        from ..ecosystem.router_shadow import PolicyShadow
+        from .setup import policy_embedder
+
+        champion = champion_policy(self.registry)
+        if champion is not None and champion.id != self.policy_id:
+            self.policy, self.policy_id = load_policy(champion, embedder=policy_embedder(champion)), champion.id
+        shadows = self.registry.find(kind="router-policy", state="shadow")
+        if not shadows:
+            self.policy_shadow = None
+        elif self.policy_shadow is None or self.policy_shadow.policy_id != shadows[0].id:
+            policy = load_policy(shadows[0], embedder=policy_embedder(shadows[0]))
+            self.policy_shadow = PolicyShadow(self.home.logs_dir / "router-shadow.sqlite", shadows[0].id, policy)
 
     def refresh_if_changed(self) -> None:
         """Refresh when the event log moved since the last refresh (cheap: reads the log's tail)."""
@@ -138,8 +161,12 @@ class ServerState:
         if self.policy is None:
             return Decision("auto", self.parent_id, "parent", None,
                             "no router policy: the parent serves everything (no-op route)")
-        return decide_auto(self.policy, text, self.routes, self.rollouts.stages(), self.config.rollout,
-                           self.parent_id)
+        decision = decide_auto(self.policy, text, self.routes, self.rollouts.stages(), self.config.rollout,
+                               self.parent_id)
+        if self.policy_shadow is not None:  # computed and recorded beside the champion's, never used
+            champion_route = self.policy.route([text], self.routes)[0]
+            self.policy_shadow.observe(text, champion_route, self.policy, label=None)
+        return decision
 
     def close(self) -> None:
         """Stop background work: a breeding worker is stopped (it resumes on the next trigger), shadow

@@ -61,13 +61,18 @@ class Metrics:
 class MonitorLog:
     """The task monitor, written from its own thread; ``make_monitor`` runs there once."""
 
-    def __init__(self, make_monitor) -> None:
+    def __init__(self, make_monitor, labels_path=None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="breedlab-monitor")
-        self._ready: Future = self._executor.submit(self._open, make_monitor)
+        self._ready: Future = self._executor.submit(self._open, make_monitor, labels_path)
         self.monitor = None
+        self.labels = None
 
-    def _open(self, make_monitor) -> None:
+    def _open(self, make_monitor, labels_path) -> None:
         self.monitor = make_monitor()
+        if labels_path is not None:  # the monitor's confident assignments, with their provenance
+            from ..ecosystem.labels import LabelStore
+
+            self.labels = LabelStore(labels_path)
 
     def wait_ready(self) -> None:
         """Block until the monitor is open (raises what opening it raised)."""
@@ -78,7 +83,10 @@ class MonitorLog:
 
     def _log(self, text: str, model: str, latency_ms: float, tokens: int) -> str | None:
         try:
-            return self.monitor.log(text, model=model, latency_ms=latency_ms, tokens=tokens)
+            domain = self.monitor.log(text, model=model, latency_ms=latency_ms, tokens=tokens)
+            if domain is not None and self.labels is not None:
+                self.labels.add(text, domain, "monitor", keep_text=self.monitor.store_text)
+            return domain
         except Exception as error:  # telemetry must never take a request down with it
             log.error("task monitor log failed: %s", error)
             return None
