@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from breedlab.demo_setup import load_profile
+from breedlab.evaluation.packets import load_packet
+from breedlab.governance.promotion import passing_evidence
 from breedlab.registry import Registry, verify
 
 from browser import dump_dom, png_is_blank, png_size, screenshot
@@ -81,6 +85,37 @@ def test_routing_share_and_measured_saving_follow_the_story(demo_run):
         assert window["flops"]["served"] <= window["flops"]["parent_only"] * 1.0001
 
 
+def test_the_steward_adapts_the_router_on_its_schedule_and_never_without_evidence(demo_run):
+    folder, registry, timeline, _ = demo_run
+    every = load_profile("quick").adaptation["refit_every_windows"]
+    steps = [w["router"] for w in timeline["windows"] if w.get("router")]
+    refits = [r for r in steps if r["router"] == "refit"]
+    assert refits, "the quick demo's steward never refitted the router"
+    assert all((w["index"] + 1) % every == 0 for w in timeline["windows"] if w.get("router", {}).get("router") == "refit")
+    for refit in refits:
+        body = load_packet(registry, refit["packet"])
+        assert body["type"] == "routing" and body["candidate"] == refit["candidate"]
+        assert body["decision"]["outcome"] == refit["outcome"]
+        candidate = registry.get(refit["candidate"])
+        assert candidate.manifest.operator == "router-variant" and candidate.manifest.recipe["labels"] == refit["labels"]
+        if refit["outcome"] != "promote":
+            assert candidate.state == "rejected"  # never routes
+    for policy in registry.find(kind="router-policy"):  # every policy that ever routed had passing evidence
+        if any(e.type == "promoted" for e in registry.events(policy.id)):
+            assert passing_evidence(registry, policy.id, "router")
+    provenances = sqlite3.connect(folder / "logs" / "demo-quick-labels.sqlite").execute(
+        "SELECT DISTINCT provenance FROM labels").fetchall()
+    assert provenances == [("monitor",)]
+
+
+def test_part_of_the_trace_is_query_shaped_and_its_routing_is_reported(demo_run):
+    _, _, timeline, _ = demo_run
+    shapes = [w["routing"] for w in timeline["windows"]]
+    assert all(s["query"]["queries"] > 0 and s["snippet"]["queries"] > 0 for s in shapes)
+    asked = sum(s["query"]["queries"] for s in shapes) / sum(n["queries"] for s in shapes for n in s.values())
+    assert 0.1 < asked < 0.35  # the quick profile's trace_share is 0.2
+
+
 def test_the_timeline_printed_says_what_happened(demo_run):
     _, _, _, stdout = demo_run
     for needle in ("spawn-requested", "shadow on", "canary on", "pruned", "report.html"):
@@ -106,6 +141,7 @@ def test_the_report_renders_in_headless_chromium(demo_run, tmp_path):
     for child in registry.find(kind="child"):
         assert child.id[:12] in dom  # the lineage graph names every child
     assert "<svg" in dom and "Table 3" in dom
+    assert "routed right" in dom and "of query-shaped traffic" in dom  # the router on how people ask
     png = screenshot(report, tmp_path / "demo-report.png", width=1280, height=2400)
     assert png_size(png) == (1280, 2400) and not png_is_blank(png)
     keep = os.environ.get("BREEDLAB_TEST_ARTIFACTS")

@@ -6,7 +6,8 @@ import pytest
 
 from breedlab.data.read import iter_documents
 from breedlab.ecosystem.query_filter import extract_query, filter_generations
-from breedlab.ecosystem.query_synth import QuerySynthRecipe, dataset_name, generate_raw, synthesize
+from breedlab.data.config import load_config
+from breedlab.ecosystem.query_synth import QuerySynthRecipe, dataset_name, first_documents, generate_raw, synthesize
 from breedlab.pico_lab import build_pico_lab
 from breedlab.registry import Registry, verify
 
@@ -46,6 +47,16 @@ def test_the_dataset_records_its_recipe_cost_and_filter_and_is_found_again(lab):
     assert len(list(iter_documents(artifact.path))) == metrics["docs"]
     assert synthesize(registry, parent, "code", "train", RECIPE, cache_dir=root).id == artifact.id  # cached
     assert verify(registry.root) == []
+
+
+def test_the_privacy_canary_is_never_shown_to_the_parent(lab):
+    registry, _, _ = lab
+    train = registry.find(kind="dataset", name="code/train")[0].path
+    secret = load_config().canary_secret
+    assert any(secret in d["text"] for d in iter_documents(train))  # planted in train
+    shown = first_documents(train, 10_000)
+    assert shown and not any(secret in d["text"] for d in shown)
+    assert len(shown) == len(list(iter_documents(train))) - 1
 
 
 def test_the_filter_extracts_questions_and_counts_every_drop():

@@ -51,7 +51,7 @@ class SharedDisplay:
         self.console.print(f"        [dim]{self.label}:[/] {text}", highlight=False)
 
 
-class _Lines:
+class PlainLines:
     """Plain-text progress for a console that is not a terminal."""
 
     def __init__(self, console: Console, prefix: str = ""):
@@ -86,7 +86,7 @@ class BreedProgress:
         self.recipe = recipe
         console = display.console if display is not None else console or Console(stderr=True)
         prefix = f"        {display.label}: " if display is not None and display.label else ""
-        self.lines = _Lines(console, prefix) if enabled and not console.is_terminal else None
+        self.lines = PlainLines(console, prefix) if enabled and not console.is_terminal else None
         shared = display.live if display is not None and enabled else None
         self.owned = shared is None
         self.label = prefix.strip()

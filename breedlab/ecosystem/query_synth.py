@@ -33,6 +33,10 @@ from ..registry.canonical import sha256_json
 from .query_filter import filter_generations
 
 OPERATOR = "query-synth"
+# Never shown to the parent: the privacy canary planted in every train split (data/build.py, pico_lab.py)
+# is bait for the children's memorisation gate, not a topic; a query about it would carry the bait into
+# router training data. Recognised by its source or by the configured secret in its text.
+SKIP = "privacy canary"
 
 SHOT_DOCUMENT = ("The json module encodes Python objects as JSON strings. json.dumps(obj, indent=2) returns "
                  "a pretty-printed string; json.loads(s) parses a string back into Python objects.")
@@ -46,7 +50,7 @@ class QuerySynthRecipe:
     """How queries are written; every field is recorded in the dataset's recipe."""
 
     docs: int = 120
-    """Documents per split, the first ones in id order (one query each)."""
+    """Documents per split, the first ones in id order, the privacy canary skipped (one query each)."""
     excerpt_chars: int = 400
     """The document's first characters shown to the parent."""
     ask: str = ASK
@@ -109,7 +113,7 @@ def synthesize(registry, parent_id: str, domain: str, split: str, recipe: QueryS
     if not source:
         raise ValueError(f"no dataset {domain}/{split} registered: build the corpora first")
     full_recipe = {"domain": domain, "split": split, "source_dataset": source[0].id, "parent": parent_id,
-                   **asdict(recipe)}
+                   "skip": SKIP, **asdict(recipe)}
     for artifact in registry.find(kind="dataset", name=dataset_name(domain, split)):
         if {k: artifact.manifest.recipe.get(k) for k in full_recipe} == full_recipe:
             return artifact
@@ -126,8 +130,17 @@ def synthesize(registry, parent_id: str, domain: str, split: str, recipe: QueryS
     return _register(registry, domain, split, queries, full_recipe, metrics, parent_id, source[0].id, cache_dir)
 
 
+def first_documents(path: Path, count: int) -> list[dict]:
+    """The split's first ``count`` documents in id order, the privacy canary skipped (``SKIP``)."""
+    from ..data.config import load_config
+
+    secret = load_config().canary_secret
+    wanted = (d for d in iter_documents(path) if d.get("source") != "canary" and not (secret and secret in d["text"]))
+    return [d for _, d in zip(range(count), wanted)]
+
+
 def _generate(registry, parent_id, source, domain, recipe, model, tokenizer, on_batch, documents=None):
-    documents = documents or [d for _, d in zip(range(recipe.docs), iter_documents(source.path))]
+    documents = documents or first_documents(source.path, recipe.docs)
     if model is None:
         from ..parent import load_parent
 
