@@ -12,7 +12,7 @@ snippets and queries. One table per policy over the suite's groups (router_data.
 - out-of-domain: the hand-written general and out-of-domain sets (all must stay on the parent).
 
 ``adapted`` is the hybrid refitted with "live" traffic labelled by the task monitor (its
-MiniLM centroids, provenance ``monitor``): the validation-split queries and snippets.
+MiniLM centroids, provenance ``monitor``): validation-split snippets (its queries calibrate it, so they are not also trained on).
 
 Needs the synthetic-query datasets (``breedlab data queries``, see docs/RESULTS.md).
 
@@ -47,13 +47,15 @@ POLICIES = {  # name -> (policy kind, train snippets per domain, params)
     "centroid": ("centroid", EMBED_SNIPPETS, {}),
     "knn": ("knn", EMBED_SNIPPETS, {}),
     "embed-linear": ("embed-linear", EMBED_SNIPPETS, {}),
-    "hybrid": ("hybrid", TEXT_SNIPPETS, {"head_rows": 2000}),
+    # the shipped hybrid: n-gram when a snippet-shaped text is sure, else kNN (k = 100) on the embedding
+    "hybrid": ("hybrid", TEXT_SNIPPETS, {"head_rows": 2000, "fallback": "knn", "head": {"k": 100}}),
+    "hybrid-head": ("hybrid", TEXT_SNIPPETS, {"head_rows": 2000}),  # the same with the embed-linear head
     "random": ("random", EMBED_SNIPPETS, {}),
 }
 
 
 def monitor_labels(registry: Registry, embedder, seed: int, known) -> dict[str, list[str]]:
-    """The validation split's snippets and queries as live traffic, labelled by the monitor's centroids."""
+    """The validation split's snippets as live traffic, labelled by the monitor's centroids."""
     domains = [*known, *PARENT_DOMAINS]
     centroids = calibrated_centroids(registry, domains, embedder, load_section(MonitorConfig, "monitor"), seed=seed)
     texts = [t for texts in routing_sets(registry, domains, seed=seed + 1, train_snippets=0,

@@ -133,3 +133,15 @@ def test_precision_threshold_rule():
     correct = np.array([True, True, True, False, False])
     assert precision_threshold(confidence, correct, 0.95) == 0.7
     assert precision_threshold(confidence, np.zeros(5, bool), 0.95) == UNREACHABLE
+
+
+def test_each_named_out_of_domain_set_may_leak_at_most_its_share(data):
+    policy = fit("linear", data["train"])
+    questions = [f"how do i {' '.join(t.split()[1:4]).lower()}?" for t in synthetic_documents("general", 20, 3)]
+    sets = {"snippets": data["ood_validation"], "everyday questions": questions}
+    calibrate(policy, data["validation"], out_of_domain=sets, ood_leak=0.05)
+    record = policy.calibration["t_ood_by_set"]
+    assert set(record) == set(sets) and policy.calibration["t_ood"] == max(record.values())
+    for texts in sets.values():  # both bounds hold at once, not only pooled
+        assert (policy.leak_scores(policy.scores(texts)) >= policy.threshold).mean() <= 0.05
+    assert policy.calibration["ood_queries"] == 40

@@ -51,11 +51,13 @@ __all__ = [
 
 
 def fit(policy_name: str, labelled: dict[str, list[str]], *, embedder: Any = None, seed: int = 0,
-        params: dict | None = None, parent_domains: list[str] | tuple = ()) -> Policy:
+        params: dict | None = None, parent_domains: list[str] | tuple = (),
+        query_texts: frozenset = frozenset()) -> Policy:
     """Fit ``policy_name`` on ``labelled`` (domain -> texts); threshold starts at 0.
 
     ``parent_domains`` (keys of ``labelled``) are learnt as classes that always route to the
-    parent. Domains are sorted so that column order, and so the saved policy, is deterministic.
+    parent. ``query_texts``: the rows that are query-shaped (the hybrid's shape gate learns from
+    them). Domains are sorted so that column order, and so the saved policy, is deterministic.
     """
     cls = policy_class(policy_name)
     domains = sorted(labelled)
@@ -66,7 +68,8 @@ def fit(policy_name: str, labelled: dict[str, list[str]], *, embedder: Any = Non
     if policy_name == "random":
         return cls(domains, seed=params.get("seed", seed), **common)
     if hasattr(cls, "fit_parts"):  # composite policies (hybrid) fit their parts themselves
-        return cls.fit_parts(domains, labelled, params, embedder=embedder, parent_domains=list(parent_domains))
+        return cls.fit_parts(domains, labelled, params, embedder=embedder, parent_domains=list(parent_domains),
+                             query_texts=frozenset(query_texts))
     if not cls.uses_embeddings:  # text policies (keyword, linear) fit on the texts themselves
         return cls.fit_texts(domains, labelled, params, **common)
     if embedder is None:
@@ -76,12 +79,14 @@ def fit(policy_name: str, labelled: dict[str, list[str]], *, embedder: Any = Non
 
 
 def calibrate(policy: Policy, validation: dict[str, list[str]], *,
-              out_of_domain: list[str] | None = None, target: float = 0.95,
+              out_of_domain: list[str] | dict[str, list[str]] | None = None, target: float = 0.95,
               ood_leak: float = 0.05, min_support: int | None = None) -> float:
     """Set ``policy.threshold`` by the rule in the module docstring; return it.
 
     A confidence is the policy's ``leak_scores``: a query whose argmax is a parent domain is
-    not confident (it stays on the parent whatever the threshold)."""
+    not confident (it stays on the parent whatever the threshold). ``out_of_domain`` may be
+    several named sets (book snippets, everyday questions): each may leak at most ``ood_leak``,
+    so question-shaped text is not outvoted by a larger set of snippets."""
     if hasattr(policy, "calibrate_parts"):  # composite policies (hybrid) calibrate each part
         return policy.calibrate_parts(calibrate, validation, out_of_domain=out_of_domain, target=target,
                                       ood_leak=ood_leak, min_support=min_support)
@@ -90,16 +95,20 @@ def calibrate(policy: Policy, validation: dict[str, list[str]], *,
     confidence, correct = policy.leak_scores(scores), scores.argmax(axis=1) == truth
     support = min_support if min_support is not None else max(10, len(texts) // 10)
     t_precision = precision_threshold(confidence, correct, target, support)
-    t_ood = 0.0
-    if out_of_domain:
-        ood_conf = policy.leak_scores(policy.scores(out_of_domain))
-        # strictly above the quantile: at most ood_leak of OOD queries are confident
-        t_ood = float(np.nextafter(np.quantile(ood_conf, 1.0 - ood_leak), np.float32(np.inf)))
+    ood_sets = out_of_domain if isinstance(out_of_domain, dict) else {"out-of-domain": out_of_domain or []}
+    t_ood_by = {}
+    for name, ood in ood_sets.items():
+        if ood:
+            ood_conf = policy.leak_scores(policy.scores(ood))
+            # strictly above the quantile: at most ood_leak of OOD queries are confident
+            t_ood_by[name] = float(np.nextafter(np.quantile(ood_conf, 1.0 - ood_leak), np.float32(np.inf)))
+    t_ood = max(t_ood_by.values(), default=0.0)
     policy.threshold = max(t_precision, t_ood)
     policy.calibration = {"rule": "max(precision, out-of-domain)", "target": target,
                           "ood_leak": ood_leak, "t_precision": t_precision, "t_ood": t_ood,
-                          "min_support": support,
-                          "validation_queries": len(texts), "ood_queries": len(out_of_domain or [])}
+                          "min_support": support, "validation_queries": len(texts),
+                          "ood_queries": sum(len(v or []) for v in ood_sets.values()),
+                          **({"t_ood_by_set": t_ood_by} if isinstance(out_of_domain, dict) else {})}
     return policy.threshold
 
 

@@ -24,6 +24,7 @@ from ..governance.niche import current_champion
 from ..governance.promotion import promote
 from ..registry import Artifact, Registry
 from .router import UNREACHABLE, calibrate, fit, load_policy, register_policy
+from .query_synth import query_texts
 from .router_data import build_routing_suite, load_routing_suite, mixed, routing_sets
 from .router_evidence import ROUTER_NICHE, RouterConfig, decide, gates_as_dicts, measure, routing_gates
 
@@ -58,11 +59,23 @@ def fit_calibrated(registry: Registry, recipe: FitRecipe, embedder, *, labelled:
     for domain, texts in (labelled or {}).items():
         if domain in train and texts:
             train[domain] = mixed(train[domain], texts, label_share)
+    queries = frozenset(t for texts in sets["train_queries"].values() for t in texts)
     policy = fit(recipe.policy, train, embedder=embedder, seed=recipe.seed, parent_domains=recipe.parent_domains,
-                 params=recipe.params)
-    ood = [t for d in recipe.parent_domains for t in sets["validation"][d]]
-    calibrate(policy, {d: sets["validation"][d] for d in recipe.niches}, out_of_domain=ood, target=recipe.target)
+                 params=recipe.params, query_texts=queries)
+    calibrate(policy, {d: sets["validation"][d] for d in recipe.niches},
+              out_of_domain=out_of_domain_sets(registry, sets, recipe.parent_domains), target=recipe.target)
     return policy
+
+
+def out_of_domain_sets(registry: Registry, sets: dict, parent_domains) -> dict[str, list[str]]:
+    """What must stay on the parent, by shape: the parent domains' validation snippets, and the parent's
+    validation questions about everyday topics (clean out-of-domain questions, unlike its questions
+    about book passages, which may touch a niche's subject); each may leak at most ``ood_leak``."""
+    out = {"snippets": [t for d in parent_domains for t in sets["validation"][d]]}
+    everyday = [t for d in parent_domains for t in query_texts(registry, d, "validation", topics=True)]
+    if everyday:
+        out["everyday questions"] = everyday
+    return out
 
 
 def data_ids(registry: Registry, domains) -> list[str]:
