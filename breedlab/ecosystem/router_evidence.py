@@ -21,7 +21,6 @@ suite correctly than the champion, ``no-op`` when it passes but is not better, a
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from ..evaluation.gates import GateResult
 from .embed import QueryEmbeddingCache
 from .router_data import PARENT
-from .router_eval import evaluate_policy, single_query_latencies
+from .router_eval import evaluate_policy, evenly_spaced, single_query_latencies, time_routes
 
 ROUTER_NICHE = "router"
 
@@ -95,15 +94,10 @@ def served_latencies(policy, texts: list[str], embedder, count: int) -> np.ndarr
         return single_query_latencies(policy, texts, count)
     cache = QueryEmbeddingCache(embedder)
     policy.embedder = cache
-    picks = [texts[i] for i in np.linspace(0, len(texts) - 1, num=min(count, len(texts)), dtype=int)]
+    picks = evenly_spaced(texts, count)
     cache.embed(picks)  # what the monitor did for each of these queries
     try:
-        times = []
-        for text in picks:
-            start = time.perf_counter()
-            policy.routes_from_scores(policy.scores([text]), {})
-            times.append((time.perf_counter() - start) * 1000.0)
-        return np.array(times)
+        return time_routes(policy, picks)
     finally:
         policy.embedder = embedder
 
