@@ -36,7 +36,8 @@ class DemoProfile:
     lifecycle: dict = field(default_factory=dict)
     max_query_tokens: int = 64
     router: dict = field(default_factory=dict)
-    """``policy`` and the ``FitRecipe`` fields (query_share, train_snippets, params, target) of the router."""
+    """``policy`` and the ``FitRecipe`` fields (query_share, train_snippets, params, target) of the router, and
+    ``parent_classes``: domains outside the trace the router learns as classes that stay on the parent."""
     adaptation: dict = field(default_factory=dict)
     """Overrides of ecosystem.yaml's ``router`` section (``RouterConfig``): online adaptation's schedule."""
     queries: dict = field(default_factory=dict)
@@ -53,6 +54,16 @@ class DemoProfile:
         from .lab import LabConfig
 
         return overridden(LabConfig(niche=niche), self.lab)
+
+    @property
+    def router_parent_domains(self) -> tuple[str, ...]:
+        """What the router keeps on the parent: the parent's domains and the ``parent_classes`` it learns."""
+        return (*self.parent_domains, *[d for d in self.router.get("parent_classes", ()) if d not in self.domains])
+
+    @property
+    def data_domains(self) -> list[str]:
+        """Every domain whose corpora and synthetic queries the demo needs: the trace's and the router's."""
+        return [*self.domains, *[d for d in self.router_parent_domains if d not in self.domains]]
 
     @property
     def niches(self) -> list[str]:
@@ -77,7 +88,7 @@ def parent_and_data(console: Console, home: Home, registry: Registry, profile: D
     from .demo import crown_parent, ensure_parent_and_data
 
     if profile.parent != "pico":
-        return ensure_parent_and_data(console, home, registry, domains=list(profile.domains),
+        return ensure_parent_and_data(console, home, registry, domains=profile.data_domains,
                                       parent_source=profile.parent)
     found = registry.find(kind="parent", name="pico-parent")
     if found and all(registry.find(kind="dataset", name=f"{d}/test") for d in profile.domains):
@@ -106,7 +117,7 @@ def fit_router(home: Home, registry: Registry, profile: DemoProfile, embedder, *
     write_queries(home, registry, profile, console)
     governance = load_governance(None)
     recipe = FitRecipe(profile.router.get("policy", _default_policy()), tuple(profile.niches),
-                       tuple(profile.parent_domains), seed=profile.seed, **profile.router_fit())
+                       profile.router_parent_domains, seed=profile.seed, **profile.router_fit())
     policy, artifact, packet = ensure_champion(registry, governance, recipe, embedder,
                                                approver=governance.approvers[0])
     if artifact is None:
@@ -126,7 +137,7 @@ def write_queries(home: Home, registry: Registry, profile: DemoProfile, console:
             "test": profile.queries.get("heldout_docs", 40)}
     for split, docs in plan.items():
         recipe = QuerySynthRecipe(docs=docs, seed=profile.seed)
-        synthesize_queries(console, home, registry, list(profile.domains), [split], recipe,
+        synthesize_queries(console, home, registry, profile.data_domains, [split], recipe,
                            topic_domains=tuple(profile.parent_domains) if split != "test" else ())
 
 

@@ -162,3 +162,14 @@ def test_the_full_profile_breeds_compact_children_and_has_a_phase_for_them():
     niche_shares = [sum(share for domain, share in phase["mix"].items() if domain not in profile.parent_domains)
                     for phase in profile.phases]
     assert max(niche_shares) >= 0.8
+
+
+def test_the_full_profile_router_keeps_the_domains_it_does_not_serve_on_the_parent():
+    """The full demo serves code and medical; legal and sysadmin questions are learnt as parent classes
+    (their corpora and queries are built for it), and the fitted policy is a hybrid with its kNN fallback."""
+    profile = load_profile("full")
+    assert profile.niches == ["code", "medical"]
+    assert profile.router_parent_domains == ("general", "legal", "sysadmin")
+    assert profile.data_domains == ["code", "medical", "general", "legal", "sysadmin"]
+    assert profile.router["policy"] == "hybrid" and profile.router_fit()["params"]["fallback"] == "knn"
+    assert load_profile("quick").router_parent_domains == ("general",)
