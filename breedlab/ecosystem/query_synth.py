@@ -114,20 +114,29 @@ def synthesize(registry, parent_id: str, domain: str, split: str, recipe: QueryS
         raise ValueError(f"no dataset {domain}/{split} registered: build the corpora first")
     full_recipe = {"domain": domain, "split": split, "source_dataset": source[0].id, "parent": parent_id,
                    "skip": SKIP, **asdict(recipe)}
-    for artifact in registry.find(kind="dataset", name=dataset_name(domain, split)):
+    return _found_or_made(registry, dataset_name(domain, split), domain, full_recipe, parent_id, source[0].id,
+                          cache_dir, lambda: _generate(registry, parent_id, source[0], domain, recipe, model,
+                                                       tokenizer, on_batch))
+
+
+def _found_or_made(registry, name: str, domain: str, full_recipe: dict, parent_id: str, source_id: str | None,
+                   cache_dir: Path | None, generate: Callable[[], tuple[list, dict]]) -> Any:
+    """The dataset ``name`` registered with ``full_recipe``; else the queries cached for that recipe (a fresh
+    demo registry reuses them), else ``generate()``'s, cached; registered either way."""
+    for artifact in registry.find(kind="dataset", name=name):
         if {k: artifact.manifest.recipe.get(k) for k in full_recipe} == full_recipe:
             return artifact
     stored = _cache_path(cache_dir, full_recipe)
     if stored is not None and stored.is_file():  # generated before for this parent, data and recipe
         saved = json.loads(stored.read_text(encoding="utf-8"))
-        queries = [Document(**q) for q in saved["queries"]]
-        return _register(registry, domain, split, queries, full_recipe, saved["metrics"], parent_id, source[0].id,
-                         cache_dir)
-    queries, metrics = _generate(registry, parent_id, source[0], domain, recipe, model, tokenizer, on_batch)
-    if stored is not None:
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(stored, json.dumps({"queries": [asdict(q) for q in queries], "metrics": metrics}).encode())
-    return _register(registry, domain, split, queries, full_recipe, metrics, parent_id, source[0].id, cache_dir)
+        queries, metrics = [Document(**q) for q in saved["queries"]], saved["metrics"]
+    else:
+        queries, metrics = generate()
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(stored, json.dumps({"queries": [asdict(q) for q in queries],
+                                                   "metrics": metrics}).encode())
+    return _register(registry, name, domain, queries, full_recipe, metrics, parent_id, source_id, cache_dir)
 
 
 def first_documents(path: Path, count: int) -> list[dict]:
@@ -163,14 +172,12 @@ def _cache_path(cache_dir: Path | None, recipe: dict) -> Path | None:
     return None if cache_dir is None else Path(cache_dir) / "queries" / f"{sha256_json(recipe)[:24]}.json"
 
 
-def _register(registry, domain, split, queries, recipe, metrics, parent_id, source_id, cache_dir,
-              name: str | None = None):
+def _register(registry, name, domain, queries, recipe, metrics, parent_id, source_id, cache_dir):
     scratch = Path(tempfile.mkdtemp(prefix="query-synth-", dir=cache_dir))
     try:
         files = write_shards(queries, domain, scratch, shard_docs=10_000)
-        return registry.register("dataset", name or dataset_name(domain, split), files, operator=OPERATOR,
-                                 recipe=recipe, parents=(parent_id,), data=(source_id,) if source_id else (),
-                                 metrics=metrics, move=True)
+        return registry.register("dataset", name, files, operator=OPERATOR, recipe=recipe, parents=(parent_id,),
+                                 data=(source_id,) if source_id else (), metrics=metrics, move=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -210,22 +217,7 @@ def synthesize_topics(registry, parent_id: str, domain: str, split: str, *, samp
     recipe = QuerySynthRecipe(docs=len(topics) * samples, ask=TOPIC_ASK, shot_document=TOPIC_SHOT, seed=seed)
     full_recipe = {"domain": domain, "split": split, "topics": topics, "samples": samples, "parent": parent_id,
                    **asdict(recipe)}
-    for artifact in registry.find(kind="dataset", name=topic_dataset_name(domain, split)):
-        if {k: artifact.manifest.recipe.get(k) for k in full_recipe} == full_recipe:
-            return artifact
     documents = [{"id": f"topic-{i:03d}-{k}", "text": t} for i, t in enumerate(topics) for k in range(samples)]
-    stored = _cache_path(cache_dir, full_recipe)
-    if stored is not None and stored.is_file():
-        saved = json.loads(stored.read_text(encoding="utf-8"))
-        queries, metrics = [Document(**q) for q in saved["queries"]], saved["metrics"]
-    else:
-        queries, metrics = _generate(registry, parent_id, None, domain, recipe, model, tokenizer, on_batch,
-                                     documents=documents)
-        if stored is not None:
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(stored, json.dumps({"queries": [asdict(q) for q in queries],
-                                                   "metrics": metrics}).encode())
-    return _register(registry, domain, split, queries, full_recipe, metrics, parent_id, None, cache_dir,
-                     name=topic_dataset_name(domain, split))
-
-
+    return _found_or_made(registry, topic_dataset_name(domain, split), domain, full_recipe, parent_id, None, cache_dir,
+                          lambda: _generate(registry, parent_id, None, domain, recipe, model, tokenizer, on_batch,
+                                            documents=documents))

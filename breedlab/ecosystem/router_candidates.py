@@ -88,12 +88,7 @@ def register_candidate(registry: Registry, policy, recipe: FitRecipe, *, operato
                        parents: tuple[str, ...] = (), extra: dict | None = None) -> Artifact:
     return register_policy(registry, policy, name=f"router/{recipe.policy}",
                            data_ids=data_ids(registry, [*recipe.niches, *recipe.parent_domains]),
-                           recipe={"niches": list(recipe.niches), "out_of_domain": list(recipe.parent_domains),
-                                   "query_share": recipe.query_share, "target": recipe.target,
-                                   "seed": recipe.seed, "train_snippets": recipe.train_snippets,
-                                   "suite_questions": recipe.suite_questions,
-                                   "fit_params": dict(recipe.params), **(extra or {})},
-                           operator=operator, parents=parents)
+                           recipe={**_recipe_fields(recipe), **(extra or {})}, operator=operator, parents=parents)
 
 
 def router_variant(registry: Registry, base: Artifact, variant: str, embedder, *, labelled: dict | None = None,
@@ -173,6 +168,7 @@ def ensure_champion(registry: Registry, governance, recipe: FitRecipe, embedder,
 
 
 def _recipe_fields(recipe: FitRecipe) -> dict:
+    """``recipe`` as its artifact records it (``router_variant`` reads it back; ``ensure_champion`` matches it)."""
     return {"policy": recipe.policy, "niches": list(recipe.niches), "out_of_domain": list(recipe.parent_domains),
             "query_share": recipe.query_share, "target": recipe.target, "seed": recipe.seed,
             "train_snippets": recipe.train_snippets, "fit_params": dict(recipe.params),

@@ -49,17 +49,17 @@ def asked(registry: Registry, domain: str, split: str) -> list[str]:
 def routing_sets(registry: Registry, domains: list[str], *, seed: int, query_share: float = 0.3,
                  train_snippets: int = 3000, validation_snippets: int = 200) -> dict[str, dict[str, list[str]]]:
     """{"train": {domain: texts}, "validation": {domain: snippets}, "train_queries": {domain: queries}}.
+
     Training rows mix snippets and synthetic queries (the hybrid's shape gate learns which rows are
-    which from "train_queries"). Thresholds are calibrated
-    on validation snippets alone: the synthetic queries' labels are too noisy to certify precision
-    or out-of-domain leak (tried and measured: docs/RESULTS.md, issue 12)."""
-    out: dict[str, dict[str, list[str]]] = {}
-    for split, limit, docs in (("train", train_snippets, 3000), ("validation", validation_snippets, 400)):
-        pools = domain_pools(registry, list(domains), seed=seed, split=split, max_docs=docs)
-        out[split] = {d: mixed(pools[d][:limit], asked(registry, d, split), query_share if split == "train" else 0.0)
-                      for d in domains}
-    out["train_queries"] = {d: asked(registry, d, "train") for d in domains}
-    return out
+    which from "train_queries"). Precision is calibrated on validation snippets alone: the synthetic
+    queries' labels are too noisy to certify it (tried and measured: docs/RESULTS.md, issue 12); the
+    out-of-domain sets are ``router_candidates.out_of_domain_sets``."""
+    train_queries = {d: asked(registry, d, "train") for d in domains}
+    train = domain_pools(registry, list(domains), seed=seed, split="train", max_docs=3000)
+    validation = domain_pools(registry, list(domains), seed=seed, split="validation", max_docs=400)
+    return {"train": {d: mixed(train[d][:train_snippets], train_queries[d], query_share) for d in domains},
+            "validation": {d: validation[d][:validation_snippets] for d in domains},
+            "train_queries": train_queries}
 
 
 def suite_cases(registry: Registry, niches: list[str], parent_domains: list[str], *, seed: int,

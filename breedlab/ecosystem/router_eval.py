@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .router import _flatten
-from .router_policies import Policy
+from .router_policies import Policy, evenly
 
 
 @dataclass
@@ -80,14 +80,9 @@ def evaluate_policy(policy: Policy, labelled_heldout: dict[str, list[str]], *, e
 def single_query_latencies(policy: Policy, texts: list[str], count: int) -> np.ndarray:
     """Milliseconds to route each of ``count`` evenly spaced texts alone (batch of one),
     because a served query arrives alone; one warm-up call first (lazy init, caches)."""
-    picks = evenly_spaced(texts, count)
+    picks = evenly(texts, count)
     policy.routes_from_scores(policy.scores(picks[:1]), {})
     return time_routes(policy, picks)
-
-
-def evenly_spaced(texts: list[str], count: int) -> list[str]:
-    """At most ``count`` texts spread evenly through ``texts``."""
-    return [texts[i] for i in np.linspace(0, len(texts) - 1, num=min(count, len(texts)), dtype=int)]
 
 
 def time_routes(policy: Policy, picks: list[str]) -> np.ndarray:

@@ -28,7 +28,8 @@ import numpy as np
 from ..evaluation.gates import GateResult
 from .embed import QueryEmbeddingCache
 from .router_data import PARENT
-from .router_eval import evaluate_policy, evenly_spaced, single_query_latencies, time_routes
+from .router_eval import evaluate_policy, single_query_latencies, time_routes
+from .router_policies import evenly
 
 ROUTER_NICHE = "router"
 
@@ -94,7 +95,7 @@ def served_latencies(policy, texts: list[str], embedder, count: int) -> np.ndarr
         return single_query_latencies(policy, texts, count)
     cache = QueryEmbeddingCache(embedder)
     policy.embedder = cache
-    picks = evenly_spaced(texts, count)
+    picks = evenly(texts, count)
     cache.embed(picks)  # what the monitor did for each of these queries
     try:
         return time_routes(policy, picks)

@@ -32,18 +32,11 @@ import numpy as np
 
 from .router_head import EmbedLinearPolicy
 from .router_linear import LinearPolicy
-from .router_policies import KnnPolicy, Policy, register_policy_class
+from .router_policies import KnnPolicy, Policy, evenly, register_policy_class
 
 COMMON_THRESHOLD = 0.5
 FALLBACKS = ("embed-linear", "knn")
 SHAPES = ("query", "snippet")  # the shape gate's classes, in column order
-
-
-def evenly(texts: list[str], limit: int) -> list[str]:
-    """At most ``limit`` texts spaced evenly through ``texts`` (all of them when limit is 0)."""
-    if limit <= 0 or len(texts) <= limit:
-        return list(texts)
-    return [texts[int(i)] for i in np.linspace(0, len(texts) - 1, num=limit)]
 
 
 def common_scale(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -78,7 +71,8 @@ class HybridPolicy(Policy):
         else:
             self.head = EmbedLinearPolicy(domains, head_weights, head_bias, **(head or {}),
                                           threshold=head_threshold, **shared)
-        # (dim, 2) columns [query, snippet] of the shape gate, or None: no gate
+        # (dim, 2) columns [query, snippet] of the shape gate, or None: no gate. It is built with the n-gram
+        # part's featuriser, so one hashing of a text serves both (``scores``).
         self.shape = None if shape_weights is None else LinearPolicy(
             list(SHAPES), shape_weights, shape_bias, **(lexical or {}))
         self.lexical_target, self.lexical_leak = float(lexical_target), float(lexical_leak)
@@ -132,19 +126,23 @@ class HybridPolicy(Policy):
         keep = lambda texts: [t for t, ok in zip(texts, self.snippet_shaped(texts)) if ok] if texts else []  # noqa: E731
         return {k: keep(v) for k, v in sets.items()} if isinstance(sets, dict) else keep(sets)
 
-    def snippet_shaped(self, texts: list[str]) -> np.ndarray:
-        """(N,) bool: the texts the shape gate calls snippets (all of them without a gate)."""
+    def snippet_shaped(self, texts: list[str], columns: list | None = None) -> np.ndarray:
+        """(N,) bool: the texts the shape gate calls snippets (all of them without a gate); ``columns``:
+        the texts already featurised by the n-gram part, whose featuriser the gate shares."""
         if self.shape is None:
             return np.ones(len(texts), dtype=bool)
-        return self.shape.scores(texts)[:, SHAPES.index("snippet")] >= 0.5
+        columns = columns if columns is not None else [self.lexical.features.columns(t) for t in texts]
+        return self.shape.scores_of(columns)[:, SHAPES.index("snippet")] >= 0.5
 
-    def lexical_confident(self, lexical_scores: np.ndarray, texts: list[str]) -> np.ndarray:
+    def lexical_confident(self, lexical_scores: np.ndarray, texts: list[str], columns: list | None = None) -> np.ndarray:
         """(N,) bool: rows the n-gram part decides alone (snippet-shaped and confident)."""
-        return (self.lexical.leak_scores(lexical_scores) >= self.lexical.threshold) & self.snippet_shaped(texts)
+        return (self.lexical.leak_scores(lexical_scores) >= self.lexical.threshold) \
+            & self.snippet_shaped(texts, columns)
 
     def scores(self, texts):
-        lexical = self.lexical.scores(texts)
-        decided = self.lexical_confident(lexical, texts)
+        columns = [self.lexical.features.columns(t) for t in texts]  # hashed once, for both n-gram models
+        lexical = self.lexical.scores_of(columns)
+        decided = self.lexical_confident(lexical, texts, columns)
         out = common_scale(lexical, self.lexical.threshold)
         unsure = np.flatnonzero(~decided)
         self.last_embedded = len(unsure)

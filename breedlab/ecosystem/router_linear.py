@@ -133,10 +133,14 @@ class LinearPolicy(Policy):
         return cls(domains, W, b, **asdict(features), l2=l2, max_iter=max_iter, **kw)
 
     def scores(self, texts):
-        out = np.empty((len(texts), len(self.domains)), dtype=np.float32)
-        for row, text in enumerate(texts):
+        return self.scores_of([self.features.columns(t) for t in texts])
+
+    def scores_of(self, columns: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """(N, D) scores of texts already featurised by ``self.features.columns`` (a cascade that runs two
+        policies with the same featuriser hashes each text once)."""
+        out = np.empty((len(columns), len(self.domains)), dtype=np.float32)
+        for row, (cols, values) in enumerate(columns):
             # a gather over the text's few hundred columns: cheaper than a sparse matmul for one query
-            cols, values = self.features.columns(text)
             out[row] = values @ self.weights[cols] + self.bias
         return softmax(out)
 

@@ -84,9 +84,14 @@ class Policy(ABC):
         for row in scores:
             best = int(np.argmax(row))
             domain, confidence = self.domains[best], float(row[best])
-            served = confidence >= self.threshold and domain not in self.parent_domains
-            routes.append(Route(domain, specialists.get(domain) if served else None, confidence))
+            routes.append(Route(domain, specialists.get(domain) if self.leaves_parent(domain, confidence) else None,
+                                confidence))
         return routes
+
+    def leaves_parent(self, domain: str, confidence: float) -> bool:
+        """The shared decision rule's test: a decision leaves the parent when it is confident and about a
+        niche (the ecosystem, the server and a shadow policy's log all ask this)."""
+        return confidence >= self.threshold and domain not in self.parent_domains
 
     def leak_scores(self, scores: np.ndarray) -> np.ndarray:
         """(N,) the best score where the argmax is a niche, 0 where it is a parent domain: a row
@@ -99,6 +104,14 @@ class Policy(ABC):
     def niches(self) -> list[str]:
         """The domains a query may be served in: every known domain but the parent's."""
         return [d for d in self.domains if d not in self.parent_domains]
+
+
+def evenly(texts: list[str], limit: int) -> list[str]:
+    """At most ``limit`` texts spaced evenly through ``texts`` (all of them when limit is 0): a training
+    subsample that keeps the rows' mix, or the queries a latency measurement times."""
+    if limit <= 0 or len(texts) <= limit:
+        return list(texts)
+    return [texts[int(i)] for i in np.linspace(0, len(texts) - 1, num=limit)]
 
 
 POLICIES: dict[str, type[Policy]] = {}

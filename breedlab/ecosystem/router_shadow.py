@@ -29,11 +29,6 @@ class ShadowSummary:
     shadow_right: int
 
 
-def serves(route, policy) -> bool:
-    """Whether a policy's decision leaves the parent: a confident route to one of its niches."""
-    return route.confidence >= policy.threshold and route.domain in policy.niches
-
-
 class PolicyShadow:
     """Records the shadow policy ``policy_id``'s routes beside the champion's (see the module docstring)."""
 
@@ -47,8 +42,9 @@ class PolicyShadow:
     def observe(self, text: str, champion_route, champion_policy, label: str | None) -> None:
         """Compute the shadow's route for ``text`` and record it; the caller serves the champion's."""
         shadow = self.policy.route([text], {})[0]
-        row = (self.policy_id, champion_route.domain, int(serves(champion_route, champion_policy)),
-               shadow.domain, int(serves(shadow, self.policy)), label)
+        row = (self.policy_id, champion_route.domain,
+               int(champion_policy.leaves_parent(champion_route.domain, champion_route.confidence)),
+               shadow.domain, int(self.policy.leaves_parent(shadow.domain, shadow.confidence)), label)
         self.conn.execute("INSERT INTO shadow_routes (policy, champion_domain, champion_served, shadow_domain, "
                           "shadow_served, label) VALUES (?, ?, ?, ?, ?, ?)", row)
         self.conn.commit()

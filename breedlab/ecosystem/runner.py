@@ -91,7 +91,7 @@ class Ecosystem:
         route = self.parts.policy.route([query.text], self.routes)[0]
         # A niche's traffic is what the router confidently assigns to it; the rest is the parent's.
         policy = self.parts.policy
-        niche = route.domain if route.confidence >= policy.threshold and route.domain in policy.niches else None
+        niche = route.domain if policy.leaves_parent(route.domain, route.confidence) else None
         rollout = self.rollouts.get(niche) if niche else None
         target = route.target
         if rollout is not None and rollout.stage == "canary" and takes_canary(query.text, self.parts.rollout):

@@ -109,10 +109,10 @@ class Catalogue:
                              "servable": artifact.state != "shadow"}}
 
 
-def decide_auto(policy, text: str, routes: dict[str, str], stages: dict[str, tuple[str, str]],
-                rollout: RolloutConfig, parent_id: str) -> Decision:
-    """Route one ``auto`` request (see the module docstring); ``stages`` maps a niche to (child, stage)."""
-    route = policy.route([text], routes)[0]
+def decide_auto(policy, text: str, route, stages: dict[str, tuple[str, str]], rollout: RolloutConfig,
+                parent_id: str) -> Decision:
+    """Route one ``auto`` request by ``route``, the policy's ``Route`` for ``text`` (see the module
+    docstring); ``stages`` maps a niche to (child, stage)."""
     confident = route.confidence >= policy.threshold
     numbers = f"{route.domain} confidence {route.confidence:.3f}, threshold {policy.threshold:.3f}"
     if not confident:

@@ -161,11 +161,10 @@ class ServerState:
         if self.policy is None:
             return Decision("auto", self.parent_id, "parent", None,
                             "no router policy: the parent serves everything (no-op route)")
-        decision = decide_auto(self.policy, text, self.routes, self.rollouts.stages(), self.config.rollout,
-                               self.parent_id)
+        route = self.policy.route([text], self.routes)[0]
+        decision = decide_auto(self.policy, text, route, self.rollouts.stages(), self.config.rollout, self.parent_id)
         if self.policy_shadow is not None:  # computed and recorded beside the champion's, never used
-            champion_route = self.policy.route([text], self.routes)[0]
-            self.policy_shadow.observe(text, champion_route, self.policy, label=None)
+            self.policy_shadow.observe(text, route, self.policy, label=None)
         return decision
 
     def close(self) -> None:
