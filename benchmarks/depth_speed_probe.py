@@ -21,7 +21,7 @@ from breedlab.evaluation.latency import torch_threads
 from breedlab.evaluation.lm import generation_speed
 from breedlab.evaluation.measure import load_candidate
 from breedlab.home import Home
-from breedlab.kernels.half import Fp16Linear
+from breedlab.models.kernels.half import Fp16Linear
 from breedlab.registry import Registry
 
 PROMPT = "def merge_sorted(a, b):"

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from breedlab.demo_setup import load_profile, overridden
+from breedlab.demo.setup import load_profile, overridden
 from breedlab.ecosystem.detector import DetectorConfig, load_detector_config
 from breedlab.ecosystem.monitor import DomainStats
 
@@ -121,7 +121,7 @@ def replay(run: Path, profile, queries_per_window: int, scratch: Path):
     """
     from rich.console import Console
 
-    from breedlab.demo_setup import build_monitor
+    from breedlab.demo.setup import build_monitor
     from breedlab.ecosystem.detector import parent_nll_gap
     from breedlab.ecosystem.embed import shared_embedder
     from breedlab.ecosystem.serving import ModelPool

@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from breedlab.ecosystem.report import analytic_speedup, paper_table3
+from breedlab.report.page import analytic_speedup, paper_table3
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     if args.timeline is None:
-        from breedlab.demo import run_demo
+        from breedlab.demo.run import run_demo
         from breedlab.home import Home
 
         report = run_demo(console, Home.resolve(args.home), profile_name=args.profile)

@@ -21,9 +21,9 @@ from breedlab.evaluation.latency import torch_threads
 from breedlab.evaluation.lm import generation_speed
 from breedlab.evaluation.measure import load_candidate
 from breedlab.home import Home
-from breedlab.kernels.half import Fp16Linear
-from breedlab.kernels.int8 import Int8Head, Int8Linear, quantize_weight
-from breedlab.ops.quantize import QuantizeRecipe, quantize
+from breedlab.models.kernels.half import Fp16Linear
+from breedlab.models.kernels.int8 import Int8Head, Int8Linear, quantize_weight
+from breedlab.operators.quantize import QuantizeRecipe, quantize
 from breedlab.registry import Registry
 
 SHAPES = [(1536, 576), (576, 1536), (576, 576), (192, 576), (49_152, 576)]

@@ -16,9 +16,9 @@ from breedlab.home import Home
 from breedlab.registry import Registry
 from breedlab.evaluation.measure import load_candidate
 from breedlab.evaluation.lm import generation_speed
-from breedlab.ops import quantize as q
+from breedlab.operators import quantize as q
 from breedlab.cmg.blocks import dataset_blocks
-from breedlab.kernels.int8 import Int8Head
+from breedlab.models.kernels.int8 import Int8Head
 
 reg = Registry.open(Home.resolve(None).registry_dir)
 parent, tok = load_candidate(reg.find(kind="parent")[0])

@@ -15,7 +15,7 @@ from breedlab.home import Home
 from breedlab.registry import Registry
 from breedlab.evaluation.measure import load_candidate
 from breedlab.evaluation.lm import generation_speed
-from breedlab.ops import quantize as q
+from breedlab.operators import quantize as q
 
 reg = Registry.open(Home.resolve(None).registry_dir)
 parent, tok = load_candidate(reg.find(kind="parent")[0])

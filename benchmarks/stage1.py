@@ -48,7 +48,7 @@ from stage1_eval import (  # noqa: E402
 from breedlab.cmg.breed import breed_child  # noqa: E402
 from breedlab.cmg.recipe import RunOptions, preset_recipe  # noqa: E402
 from breedlab.home import Home  # noqa: E402
-from breedlab.ops.quantize import QuantizeRecipe, quantize  # noqa: E402
+from breedlab.operators.quantize import QuantizeRecipe, quantize  # noqa: E402
 from breedlab.registry import Registry  # noqa: E402
 
 console = Console(width=200)
@@ -287,7 +287,7 @@ def main(argv=None) -> None:
     home = Home.resolve(args.home)
     registry = Registry.open(home.registry_dir)
     if args.quick:
-        from breedlab.pico_lab import build_pico_lab
+        from breedlab.lab.pico_home import build_pico_lab
 
         parent_id = build_pico_lab(registry, home.cache_dir).parent.id
     else:

@@ -15,7 +15,7 @@ from breedlab.evaluation.latency import LatencySettings, torch_threads
 from breedlab.evaluation.lm import generation_speed, score_lm
 from breedlab.evaluation.measure import load_candidate
 from breedlab.evaluation.suites import build_suite, load_suite, run_suite
-from breedlab.modelio import count_parameters
+from breedlab.models.io import count_parameters
 
 PROMPTS = {
     "code": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
@@ -145,7 +145,7 @@ def from_legacy(row: dict, vocab_size: int, hidden_size: int) -> dict:
 def _parameters(model, include_embeddings: bool) -> int:
     """Weights as served: int8 and fp16 layers (buffers or packed, not parameters) count as the
     parameters they replace; a separately stored head is the embedding's copy, not counted again."""
-    from breedlab.ops.quantize import Fp16Linear, Int8Linear
+    from breedlab.operators.quantize import Fp16Linear, Int8Linear
 
     replaced = sum(m.in_features * m.out_features for name, m in model.named_modules()
                    if isinstance(m, (Int8Linear, Fp16Linear)) and name.startswith("model.layers."))

@@ -1,3 +1,3 @@
-from .cli import main
+from breedlab.cli.app import main
 
 main()

@@ -34,7 +34,7 @@ def pico_parent_dir(tmp_path_factory):
 
     Session-scoped and shared: treat it as read-only (copy it to modify it).
     """
-    from breedlab.pico import build_pico_parent
+    from breedlab.models.pico import build_pico_parent
 
     return build_pico_parent(tmp_path_factory.mktemp("pico") / "pico-parent", train_steps=20)
 
@@ -58,7 +58,7 @@ def pico(pico_parent_dir):
     """(model, tokenizer) of the shared pico parent, loaded once per test module."""
     import torch
 
-    from breedlab.modelio import load_model
+    from breedlab.models.io import load_model
 
     torch.set_num_threads(1)
     return load_model(pico_parent_dir)
@@ -68,6 +68,6 @@ def pico(pico_parent_dir):
 def blocks(pico):
     """Eight (8, 32) token blocks of the pico's built-in text."""
     from breedlab.cmg.blocks import token_blocks
-    from breedlab.pico import PICO_TEXTS
+    from breedlab.models.pico import PICO_TEXTS
 
     return token_blocks(pico[1], PICO_TEXTS * 4, seq_len=32, max_blocks=8)

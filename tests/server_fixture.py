@@ -58,7 +58,7 @@ def _pristine_run(tmp_path_factory) -> Path:
     latest = home / "demo" / "quick" / "latest"
     if not latest.exists():
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-        run = subprocess.run([sys.executable, "-m", "breedlab.cli", "demo", "--quick", "--home", str(home)],
+        run = subprocess.run([sys.executable, "-m", "breedlab.cli.app", "demo", "--quick", "--home", str(home)],
                              capture_output=True, text=True, env=env, timeout=900)
         if run.returncode != 0:
             raise RuntimeError("breedlab demo --quick failed:\n" + run.stdout[-3000:] + run.stderr[-3000:])

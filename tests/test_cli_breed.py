@@ -6,9 +6,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from breedlab.cli import app
+from breedlab.cli.app import app
 from breedlab.home import Home
-from breedlab.pico_lab import build_pico_lab
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry
 
 PICO_ARGS = ["--domain", "code", "--ratio", "0.5", "--steps", "4", "--threads", "1", "--preset", "paper"]

@@ -11,7 +11,7 @@ from breedlab.cmg.blocks import dataset_blocks, ordered_texts
 from breedlab.cmg.breed import breed_child
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.home import Home
-from breedlab.pico_lab import build_pico_lab
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry
 from breedlab.registry.canonical import sha256_json
 

@@ -18,8 +18,8 @@ from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.lora import prepare_trainable, trainable_parameters
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.home import Home
-from breedlab.modelio import load_model, weights_digest
-from breedlab.pico_lab import build_pico_lab
+from breedlab.models.io import load_model, weights_digest
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, verify
 from breedlab.registry.lineage import generations
 

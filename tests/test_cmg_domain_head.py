@@ -21,7 +21,7 @@ from breedlab.cmg.domain_head import (
     save_head,
 )
 from breedlab.cmg.blocks import token_blocks
-from breedlab.pico import PICO_TEXTS
+from breedlab.models.pico import PICO_TEXTS
 
 
 def test_kept_ids_are_the_fewest_most_frequent_reaching_the_coverage():

@@ -180,7 +180,7 @@ def test_ce_equals_torch_cross_entropy_on_shifted_labels():
 
 
 def test_ce_equals_the_models_own_loss(pico_parent_dir):
-    from breedlab.modelio import load_model
+    from breedlab.models.io import load_model
 
     model, _ = load_model(pico_parent_dir)
     input_ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(8))

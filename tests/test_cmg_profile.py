@@ -10,8 +10,8 @@ import torch
 from breedlab.cmg.profile import (
     IMPORTANCE_MEASURE, PROFILE_FILE, Profile, load_profile, profile_model, register_profile, save_profile,
 )
-from breedlab.modelio import weights_digest
-from breedlab.parent import import_parent
+from breedlab.models.io import weights_digest
+from breedlab.models.parent import import_parent
 
 HEAD_DIM = 16  # pico: hidden 64 / 4 heads
 

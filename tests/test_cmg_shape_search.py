@@ -65,7 +65,7 @@ def test_a_speed_target_takes_the_lowest_kl_among_the_shapes_fast_enough(pico, p
 
 def test_the_measured_speedup_times_fp16_students_against_the_fp16_parent(pico, blocks):
     from breedlab.cmg.shape_speed import as_fp16, decode_speedup
-    from breedlab.kernels.half import Fp16Linear
+    from breedlab.models.kernels.half import Fp16Linear
 
     parent = pico[0]
     served = as_fp16(parent)

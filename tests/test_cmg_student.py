@@ -21,8 +21,8 @@ from breedlab.cmg.student import (
     select_parts,
 )
 from breedlab.cmg.student_weights import build_student
-from breedlab.modelio import count_parameters, load_model, save_model, weights_digest
-from breedlab.pico import build_pico_model
+from breedlab.models.io import count_parameters, load_model, save_model, weights_digest
+from breedlab.models.pico import build_pico_model
 
 HEAD_DIM = 16
 RATIOS = (0.05, 0.1, 0.3, 0.5)

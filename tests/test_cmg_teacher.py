@@ -18,9 +18,9 @@ from breedlab.cmg.teacher import (
     register_teacher_cache,
 )
 from breedlab.cmg.blocks import token_blocks
-from breedlab.modelio import load_model, weights_digest
-from breedlab.parent import import_parent, load_parent
-from breedlab.pico import PICO_TEXTS
+from breedlab.models.io import load_model, weights_digest
+from breedlab.models.parent import import_parent, load_parent
+from breedlab.models.pico import PICO_TEXTS
 
 SEQ_LEN, K, TEMPERATURE = 16, 8, 4.0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from breedlab.demo_setup import load_profile
+from breedlab.demo.setup import load_profile
 from breedlab.evaluation.packets import load_packet
 from breedlab.governance.promotion import passing_evidence
 from breedlab.registry import Registry, verify
@@ -29,7 +29,7 @@ from browser import dump_dom, png_is_blank, png_size, screenshot
 def demo_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("demo-home")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-m", "breedlab.cli", "demo", "--quick", "--home", str(home)],
+    run = subprocess.run([sys.executable, "-m", "breedlab.cli.app", "demo", "--quick", "--home", str(home)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     folder = (home / "demo" / "quick" / "latest").resolve()
@@ -153,7 +153,7 @@ def test_the_report_renders_in_headless_chromium(demo_run, tmp_path):
 def test_the_full_profile_breeds_compact_children_and_has_a_phase_for_them():
     """`make demo` (the full profile) breeds the lab's compact recipe stacked in fp16, and its trace has a
     phase whose niche traffic is at least 80%, where issue 11's saving is read."""
-    from breedlab.demo_setup import load_profile
+    from breedlab.demo.setup import load_profile
 
     profile = load_profile("full")
     config = profile.lab_config("code")

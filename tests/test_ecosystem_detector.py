@@ -97,7 +97,7 @@ def test_never_fires_when_a_specialist_is_registered(registry, parent, tmp_path)
 
 def test_parent_nll_gap_scores_real_text_with_the_pico_parent(pico):
     from breedlab.ecosystem.detector import parent_nll_gap
-    from breedlab.pico_lab import synthetic_documents
+    from breedlab.lab.pico_home import synthetic_documents
 
     gap = parent_nll_gap(*pico, seq_len=16, max_blocks=4)
     texts = synthetic_documents("medical", 4, seed=1)

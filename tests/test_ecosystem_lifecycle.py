@@ -15,7 +15,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from breedlab.demo_setup import build_parts, load_profile, parent_and_data
+from breedlab.demo.setup import build_parts, load_profile, parent_and_data
 from breedlab.ecosystem.detector import SpawnRequest
 from breedlab.ecosystem.lifecycle import ChildWatch
 from breedlab.ecosystem.rollout import Rollout
@@ -26,7 +26,7 @@ from breedlab.ecosystem.trace import Phase, build_trace, domain_pools
 from breedlab.evaluation.measure import load_candidate
 from breedlab.governance.config import load_governance
 from breedlab.home import Home
-from breedlab.modelio import save_model
+from breedlab.models.io import save_model
 from breedlab.registry import Registry
 
 QUIET = Console(file=io.StringIO(), width=160)
@@ -213,8 +213,8 @@ def test_a_quantized_stack_serves_its_sources_niche_and_descendants_breed_from_t
     detector saw no specialist and spawned again, and the lab tried to breed from fp16 weights."""
     from breedlab.cmg.recipe import RunOptions
     from breedlab.ecosystem.detector import registered_specialist
-    from breedlab.lab_steps import breed_candidates
-    from breedlab.ops.quantize import QuantizeRecipe, quantize
+    from breedlab.lab.steps import breed_candidates
+    from breedlab.operators.quantize import QuantizeRecipe, quantize
     from breedlab.registry.lineage import full_precision
 
     source = spawned.child

@@ -10,8 +10,8 @@ import torch
 from rich.console import Console
 
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
-from breedlab.demo import crown_parent
-from breedlab.ecosystem.merging import MergeConfig, consider_merge, merge_rule
+from breedlab.demo.run import crown_parent
+from breedlab.ecosystem.merge.review import MergeConfig, consider_merge, merge_rule
 from breedlab.evaluation.decision import Decision
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import EvaluationConfig, GateResult
@@ -22,9 +22,9 @@ from breedlab.governance.config import GovernanceConfig
 from breedlab.governance.niche import current_champion
 from breedlab.governance.promotion import promote
 from breedlab.home import Home
-from breedlab.operators import get_operator
-from breedlab.ops.adapter_finetune import AdapterFinetuneRecipe
-from breedlab.pico_lab import build_pico_lab
+from breedlab.operators.table import get_operator
+from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, verify
 
 TINY = {"steps": 6, "batch_size": 2, "seq_len": 32, "lora_rank": 4, "lora_alpha": 8, "pool_tokens": 512,
@@ -197,7 +197,7 @@ def test_merge_config_reads_a_mapping_and_refuses_unknown_keys():
 
 
 def test_the_shipped_merge_section_loads_and_unknown_keys_are_refused(tmp_path):
-    from breedlab.ecosystem.merging import load_merge_config
+    from breedlab.ecosystem.merge.review import load_merge_config
 
     assert load_merge_config() == MergeConfig()
     bad = tmp_path / "ecosystem.yaml"

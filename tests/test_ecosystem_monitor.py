@@ -10,7 +10,7 @@ import pytest
 
 from breedlab.ecosystem.clusters import candidate_name
 from breedlab.ecosystem.monitor import DomainCentroids, MonitorConfig, TaskMonitor
-from breedlab.pico_lab import register_synthetic_splits, synthetic_documents
+from breedlab.lab.pico_home import register_synthetic_splits, synthetic_documents
 from breedlab.registry import Registry
 from breedlab.registry.index import schema
 

@@ -17,7 +17,7 @@ import shutil
 import pytest
 from browser import dump_dom, png_is_blank, png_size, screenshot
 
-from breedlab.ecosystem.report import (
+from breedlab.report.page import (
     PAPER_TABLE3,
     analytic_speedup,
     paper_table3,

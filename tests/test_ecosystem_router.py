@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from breedlab.ecosystem.embed import MemoEmbedder, shared_embedder
-from breedlab.ecosystem.router import (
+from breedlab.ecosystem.router.base import (
     UNREACHABLE,
     calibrate,
     fit,
@@ -16,9 +16,9 @@ from breedlab.ecosystem.router import (
     precision_threshold,
     register_policy,
 )
-from breedlab.ecosystem.router_eval import evaluate_policy
-from breedlab.ecosystem.router_policies import POLICIES, Policy, register_policy_class
-from breedlab.pico_lab import synthetic_documents
+from breedlab.ecosystem.router.evaluate import evaluate_policy
+from breedlab.ecosystem.router.policies import POLICIES, Policy, register_policy_class
+from breedlab.lab.pico_home import synthetic_documents
 from breedlab.registry import Registry
 
 SPECIALISTS = {"code": "child-code", "medical": "child-medical"}

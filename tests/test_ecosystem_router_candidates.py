@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 
 from breedlab.ecosystem.labels import LabelStore
-from breedlab.ecosystem.router_candidates import champion_policy, promote_policy, router_variant
-from breedlab.ecosystem.router_data import GROUPS
-from breedlab.ecosystem.router_evidence import ROUTER_NICHE
+from breedlab.ecosystem.router.candidates import champion_policy, promote_policy, router_variant
+from breedlab.ecosystem.router.data import GROUPS
+from breedlab.ecosystem.router.evidence import ROUTER_NICHE
 from breedlab.evaluation.packets import load_packet, write_routing_packet
 from breedlab.governance.promotion import EvidenceError, passing_evidence
 from breedlab.registry import Registry, verify

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from breedlab.ecosystem.embed import MemoEmbedder, shared_embedder
-from breedlab.ecosystem.router import calibrate, fit
-from breedlab.ecosystem.router_eval import evaluate_policy
-from breedlab.ecosystem.router_hybrid import common_scale
-from breedlab.pico_lab import synthetic_documents
+from breedlab.ecosystem.router.base import calibrate, fit
+from breedlab.ecosystem.router.evaluate import evaluate_policy
+from breedlab.ecosystem.router.hybrid import common_scale
+from breedlab.lab.pico_home import synthetic_documents
 
 SPECIALISTS = {"code": "child-code", "medical": "child-medical"}
 
@@ -99,7 +99,7 @@ def test_the_ngram_part_never_decides_a_question_shaped_text_alone(gated):
 
 
 def test_a_knn_fallback_hybrid_is_stored_and_loaded_with_its_gate(embedder, tmp_path):
-    from breedlab.ecosystem.router import load_policy, register_policy
+    from breedlab.ecosystem.router.base import load_policy, register_policy
     from breedlab.registry import Registry
 
     queries = asked(5, 10)

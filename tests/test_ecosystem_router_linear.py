@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from breedlab.ecosystem import router
-from breedlab.ecosystem.router import DEFAULT_POLICY, UNREACHABLE, calibrate, fit, load_policy, register_policy
-from breedlab.ecosystem.router_eval import evaluate_policy
-from breedlab.ecosystem.router_linear import HashedNgrams, LinearPolicy
-from breedlab.ecosystem.router_policies import POLICIES
-from breedlab.pico_lab import synthetic_documents
+from breedlab.ecosystem.router.base import DEFAULT_POLICY, UNREACHABLE, calibrate, fit, load_policy, register_policy
+from breedlab.ecosystem.router.evaluate import evaluate_policy
+from breedlab.ecosystem.router.linear import HashedNgrams, LinearPolicy
+from breedlab.ecosystem.router.policies import POLICIES
+from breedlab.lab.pico_home import synthetic_documents
 from breedlab.registry import Registry
 
 DOMAINS = ("code", "medical")  # the synthetic domains pico_lab can generate
@@ -42,7 +41,7 @@ def linear(data):
 
 def test_default_policy_is_a_registered_plain_name():
     assert isinstance(DEFAULT_POLICY, str) and DEFAULT_POLICY in POLICIES
-    assert router.DEFAULT_POLICY == "linear" and not POLICIES["linear"].uses_embeddings
+    assert DEFAULT_POLICY == "linear" and not POLICIES["linear"].uses_embeddings
 
 
 def test_features_are_stable_and_unit_rows():

@@ -8,8 +8,8 @@ import torch
 
 from breedlab.cmg.blocks import token_blocks
 from breedlab.evaluation.lm import generation_speed, score_lm
-from breedlab.modelio import load_model
-from breedlab.pico import PICO_TEXTS
+from breedlab.models.io import load_model
+from breedlab.models.pico import PICO_TEXTS
 
 
 def test_perplexity_and_accuracy_match_a_direct_computation(pico_parent_dir):

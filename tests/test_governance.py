@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from breedlab.cli import app
+from breedlab.cli.app import app
 from breedlab.evaluation.decision import Decision
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import GateResult

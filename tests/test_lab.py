@@ -8,11 +8,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from breedlab.demo import crown_parent
+from breedlab.demo.run import crown_parent
 from breedlab.evaluation.packets import load_packet
 from breedlab.home import Home
-from breedlab.lab import LabConfig, run_lab
-from breedlab.pico_lab import build_pico_lab
+from breedlab.lab.run import LabConfig, run_lab
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, verify
 
 PICO = LabConfig(niche="code", pico=True, ratio=0.5, distill_tokens=2048, finetune_tokens=1024, lm_cases=8,

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from breedlab.modelio import (
+from breedlab.models.io import (
     FrozenModelTampered, UnsafeModelFile, count_parameters, load_model, refuse_pickles,
     save_model, sha256_file, weights_digest,
 )
-from breedlab.pico import build_pico_model, build_pico_parent, build_pico_tokenizer
+from breedlab.models.pico import build_pico_model, build_pico_parent, build_pico_tokenizer
 
 
 class _CreatesMarker:

@@ -19,13 +19,13 @@ from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.recipe import CMGRecipe, RunOptions, preset_recipe
 from breedlab.cmg.student import STRATEGIES
 from breedlab.home import Home
-from breedlab.modelio import load_model, weights_digest
-from breedlab.operators import get_operator, operator_names
-from breedlab.ops.adapter_finetune import AdapterFinetuneRecipe
-from breedlab.ops.merge import MergeRecipe
-from breedlab.ops.merge_distill import MergeDistillRecipe
-from breedlab.ops.quantize import QuantizeRecipe, load_quantized
-from breedlab.pico_lab import build_pico_lab
+from breedlab.models.io import load_model, weights_digest
+from breedlab.operators.table import get_operator, operator_names
+from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
+from breedlab.operators.merge import MergeRecipe
+from breedlab.operators.merge_distill import MergeDistillRecipe
+from breedlab.operators.quantize import QuantizeRecipe, load_quantized
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import MODEL_KINDS, Registry, verify
 from breedlab.registry.manifest import parse
 

@@ -11,9 +11,9 @@ from safetensors import safe_open
 
 from breedlab.cmg.recipe import LORA_TARGETS, RunOptions
 from breedlab.home import Home
-from breedlab.modelio import FrozenModelTampered, load_model
+from breedlab.models.io import FrozenModelTampered, load_model
 from breedlab.cmg.domain_head import DomainHead
-from breedlab.ops.quantize import (
+from breedlab.operators.quantize import (
     Fp16Linear,
     Int8Head,
     Int8Linear,
@@ -24,7 +24,7 @@ from breedlab.ops.quantize import (
     quantize,
     quantize_weight,
 )
-from breedlab.pico_lab import build_pico_lab
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, RegistryError
 
 OPTIONS = RunOptions(progress=False, threads=1)
@@ -185,7 +185,7 @@ def test_recipes_are_checked_and_a_quantized_model_is_not_requantized(lab, quant
 # --- fp16: weight-only half precision through fbgemm's packed GEMM ---------------------------------
 
 def test_fp16_linear_is_x_times_the_half_rounded_weight_in_fp32(monkeypatch):
-    from breedlab.kernels import half
+    from breedlab.models.kernels import half
 
     torch.manual_seed(0)
     weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(2, 5, 16) * 50  # large activations stay fp32

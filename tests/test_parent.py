@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from breedlab import parent
-from breedlab.modelio import FrozenModelTampered, UnsafeModelFile, load_model, sha256_file, weights_digest
-from breedlab.parent import ParentImportError, convert_smollm2, import_parent, load_parent, validate_model_dir
+from breedlab.models import parent
+from breedlab.models.io import FrozenModelTampered, UnsafeModelFile, load_model, sha256_file, weights_digest
+from breedlab.models.parent import ParentImportError, convert_smollm2, import_parent, load_parent, validate_model_dir
 
 
 def _copy_of(source: Path, tmp_path: Path, name: str = "model") -> Path:

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from breedlab.cli import app
+from breedlab.cli.app import app
 from breedlab.registry import Registry, verify
 
 from registry_helpers import make_writable, register_weights

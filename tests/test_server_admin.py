@@ -33,7 +33,7 @@ from breedlab.governance.niche import current_champion
 from breedlab.registry import Registry
 from breedlab.server import admin
 from breedlab.server.admin_breed import take_lock
-from breedlab.server.token_cli import token_app
+from breedlab.cli.tokens import token_app
 from breedlab.server.tokens import (
     TOKEN_FILE,
     TokenEntry,

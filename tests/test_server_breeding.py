@@ -123,7 +123,7 @@ def test_a_server_killed_mid_breed_leaves_no_worker_and_the_next_start_says_so(w
     home, registry, token = world
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "breedlab.cli", "serve", "--home", str(home.root),
+    server = subprocess.Popen([sys.executable, "-m", "breedlab.cli.app", "serve", "--home", str(home.root),
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(tmp_path / "serve.log", "wb"))
     try:

@@ -17,7 +17,7 @@ from browser import dump_dom, png_is_blank, png_size, screenshot
 from server_fixture import quick_home, running_server
 
 from breedlab.data.read import iter_documents
-from breedlab.ecosystem.report_style import short_id
+from breedlab.report.style import short_id
 from breedlab.governance.niche import current_champion
 from breedlab.registry import Registry
 

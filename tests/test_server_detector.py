@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from openai import OpenAI
 
-from breedlab.demo_setup import labelled_snippets
+from breedlab.demo.setup import labelled_snippets
 from breedlab.governance.config import load_governance
 from breedlab.governance.promotion import promote
 from breedlab.registry import Registry

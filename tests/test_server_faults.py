@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from breedlab.demo_setup import labelled_snippets
+from breedlab.demo.setup import labelled_snippets
 from breedlab.registry import Registry
 from breedlab.server.app import create_app, drain
 from breedlab.server.config import ServerConfig, load_server_config

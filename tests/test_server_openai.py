@@ -16,7 +16,7 @@ import pytest
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from breedlab.demo_setup import labelled_snippets
+from breedlab.demo.setup import labelled_snippets
 from breedlab.server.app import create_app
 from breedlab.server.setup import MONITOR_FILE
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from breedlab.demo_setup import labelled_snippets
+from breedlab.demo.setup import labelled_snippets
 from breedlab.evaluation.measure import load_candidate
-from breedlab.modelio import save_model
+from breedlab.models.io import save_model
 from breedlab.registry import Registry
 from breedlab.server.app import create_app
 from breedlab.server.config import load_server_config

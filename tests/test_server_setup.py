@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from breedlab.demo_setup import labelled_snippets
-from breedlab.ecosystem.router_evidence import ROUTER_NICHE
+from breedlab.demo.setup import labelled_snippets
+from breedlab.ecosystem.router.evidence import ROUTER_NICHE
 from breedlab.governance.promotion import passing_evidence
 from breedlab.registry import Registry
 from breedlab.server.config import load_server_config
@@ -56,7 +56,7 @@ def test_serving_a_folder_that_is_not_a_home_is_one_clear_line_and_creates_nothi
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "breedlab.cli", "serve", "--home", str(tmp_path), "--port", "1"],
+    run = subprocess.run([sys.executable, "-m", "breedlab.cli.app", "serve", "--home", str(tmp_path), "--port", "1"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert "is not a breedlab home" in run.stdout and "Traceback" not in run.stdout + run.stderr

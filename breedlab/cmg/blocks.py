@@ -23,8 +23,8 @@ from typing import Iterable
 
 import torch
 
-from ..data.read import iter_documents, iter_texts
-from .recipe import LEGACY_ORDER, ORDERS
+from breedlab.data.read import iter_documents, iter_texts
+from breedlab.cmg.recipe import LEGACY_ORDER, ORDERS
 
 SHUFFLE_SEED = 0
 

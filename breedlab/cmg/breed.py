@@ -18,18 +18,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..home import Home
-from ..modelio import weights_digest
-from ..operators import operator
-from ..registry import Artifact, Registry, RegistryError
-from ..registry.canonical import sha256_json
-from .child_files import child_metrics, child_name, child_recipe, write_child, write_domain_head
-from .domain_head import HEAD_FILE
-from .inputs import dataset, ensure_profile, ensure_teacher, load_frozen
-from .lora import prepare_trainable
-from .progress import BreedProgress
-from .recipe import LEGACY_ORDER, CMGRecipe, RunOptions
-from .train import LiveBlocks, TrainResult, train_child
+from breedlab.home import Home
+from breedlab.models.io import weights_digest
+from breedlab.operators.table import operator
+from breedlab.registry import Artifact, Registry, RegistryError
+from breedlab.registry.canonical import sha256_json
+from breedlab.cmg.child_files import child_metrics, child_name, child_recipe, write_child, write_domain_head
+from breedlab.cmg.domain_head import HEAD_FILE
+from breedlab.cmg.inputs import dataset, ensure_profile, ensure_teacher, load_frozen
+from breedlab.cmg.lora import prepare_trainable
+from breedlab.cmg.progress import BreedProgress
+from breedlab.cmg.recipe import LEGACY_ORDER, CMGRecipe, RunOptions
+from breedlab.cmg.train import LiveBlocks, TrainResult, train_child
 
 
 @dataclass
@@ -119,14 +119,14 @@ def _already_bred(registry: Registry, recipe: CMGRecipe, parent_art: Artifact, k
 def _build_student(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, general_data, progress=None):
     """(plan, student, the proxy search's record or None): ``mixed`` searches its depth first, with a
     progress bar (it builds and scores up to ``max_depth_drop`` x layers + 1 untrained students)."""
-    from .student import plan_student
-    from .student_weights import build_student
+    from breedlab.cmg.student import plan_student
+    from breedlab.cmg.student_weights import build_student
 
     search = None
     layers = None
     if recipe.strategy == "mixed":
-        from .inputs import calibration_blocks
-        from .shape_search import search_depth, search_size
+        from breedlab.cmg.inputs import calibration_blocks
+        from breedlab.cmg.shape_search import search_depth, search_size
 
         blocks = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens, recipe.seq_len,
                                     recipe.calibration_general_share, recipe.data_order)
@@ -149,7 +149,7 @@ def hidden_pairs(plan, recipe: CMGRecipe, parent_layers: int) -> tuple[tuple[int
     """
     if recipe.hidden_loss == "none":
         return ()
-    from .student import spread_evenly
+    from breedlab.cmg.student import spread_evenly
 
     pairs = [(-1, -1)]
     inner = len(plan.layers) - 1  # the last student layer's output is the final state, normed
@@ -162,8 +162,8 @@ def hidden_pairs(plan, recipe: CMGRecipe, parent_layers: int) -> tuple[tuple[int
 
 def training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress):
     """Training sources: a cached teacher (hidden states or top-k), or plain blocks for a live parent."""
-    from .blocks import dataset_blocks
-    from .teacher import load_teacher_cache
+    from breedlab.cmg.blocks import dataset_blocks
+    from breedlab.cmg.teacher import load_teacher_cache
 
     pools = {"domain": (domain_data, recipe.pool_tokens)}
     if general_data is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..registry.atomic import TMP_PREFIX, atomic_write_bytes, fsync_dir
+from breedlab.registry.atomic import TMP_PREFIX, atomic_write_bytes, fsync_dir
 
 LATEST = "latest"
 

@@ -109,7 +109,7 @@ def build_domain_head(model, tokenizer, train_texts: Iterable[str], calibration:
                       max_count_tokens: int = 2_000_000) -> tuple[dict, dict]:
     """(tensors, meta) of the domain head for ``model``: kept ids from ``train_texts``, the bound fitted
     on the model's own final hidden states over ``calibration`` blocks (N, S)."""
-    from .teacher import final_hidden_states
+    from breedlab.cmg.teacher import final_hidden_states
 
     counts = token_counts(tokenizer, train_texts, max_count_tokens)
     kept = kept_token_ids(counts, coverage, base_token_ids(tokenizer))

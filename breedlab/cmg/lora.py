@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .recipe import LORA_TARGETS, CMGRecipe
+from breedlab.cmg.recipe import LORA_TARGETS, CMGRecipe
 
 
 def prepare_trainable(student: torch.nn.Module, recipe: CMGRecipe) -> torch.nn.Module:

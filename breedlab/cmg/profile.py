@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ..registry.canonical import canonical_json
+from breedlab.registry.canonical import canonical_json
 
 PROFILE_FILE = "profile.safetensors"
 PROFILE_FORMAT = "breedlab-profile/1"

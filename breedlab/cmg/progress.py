@@ -19,7 +19,7 @@ from typing import Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .recipe import CMGRecipe
+from breedlab.cmg.recipe import CMGRecipe
 
 LINE_SECONDS = 15.0
 

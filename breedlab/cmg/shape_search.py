@@ -28,10 +28,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .recipe import CMGRecipe
-from .student import ParentDims, plan_student
-from .student_weights import build_student
-from .teacher import final_hidden_states
+from breedlab.cmg.recipe import CMGRecipe
+from breedlab.cmg.student import ParentDims, plan_student
+from breedlab.cmg.student_weights import build_student
+from breedlab.cmg.teacher import final_hidden_states
 
 
 @torch.no_grad()
@@ -105,7 +105,7 @@ def _choose(feasible: list[dict], min_speedup: float | None) -> tuple[dict, str]
 
 def _fp16_speedup(parent, blocks: torch.Tensor):
     """``speedup(student)``: decode speed over the parent's, both served in fp16 (``shape_speed.py``)."""
-    from .shape_speed import as_fp16, decode_speedup
+    from breedlab.cmg.shape_speed import as_fp16, decode_speedup
 
     served = as_fp16(parent)
     prompt = blocks[:1, :16]

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from ..kernels.half import Fp16Linear
+from breedlab.models.kernels.half import Fp16Linear
 
 DECODE_TOKENS = 32
 ROUNDS = 3

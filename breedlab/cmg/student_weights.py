@@ -14,7 +14,7 @@ import copy
 
 import torch
 
-from .student import ParentDims, StudentPlan
+from breedlab.cmg.student import ParentDims, StudentPlan
 
 
 def _student_config(parent_config, plan: StudentPlan):

@@ -54,7 +54,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..registry.canonical import canonical_json
+from breedlab.registry.canonical import canonical_json
 
 OPERATOR = "teacher-logits"
 SCHEMA = "breedlab.teacher-cache/1"

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .cleaning import Document
+from breedlab.data.cleaning import Document
 
 MERSENNE_61 = np.uint64((1 << 61) - 1)  # prime > 2**32: (a*x + b) mod p is a universal family
 _MAX_32 = np.uint64(0xFFFFFFFF)

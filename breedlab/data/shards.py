@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .cleaning import Document
+from breedlab.data.cleaning import Document
 
 SHARD_PATTERN = "shard-{index:05d}.jsonl"
 CHARS_PER_TOKEN = 4  # rough English/code average for a BPE vocabulary; good enough for sizing

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
-from .cleaning import Document
+from breedlab.data.cleaning import Document
 
 SPLITS = ("train", "validation", "test")
 

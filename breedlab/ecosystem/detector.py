@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .monitor import SHIPPED, DomainStats, GapFn, load_section
+from breedlab.ecosystem.monitor import SHIPPED, DomainStats, GapFn, load_section
 
 ACTIVE_STATES = ("shadow", "canary", "champion")
 
@@ -95,8 +95,8 @@ def parent_nll_gap(model, tokenizer, *, seq_len: int = 32, max_blocks: int = 16)
     window is bounded) and scored with ``evaluation.lm.score_lm``; too little text gives 0.0.
     """
     def gap(domain: str, texts: list[str]) -> float:
-        from ..cmg.blocks import token_blocks
-        from ..evaluation.lm import score_lm
+        from breedlab.cmg.blocks import token_blocks
+        from breedlab.evaluation.lm import score_lm
 
         try:
             blocks = token_blocks(tokenizer, texts, seq_len=seq_len, max_blocks=max_blocks)
@@ -111,7 +111,7 @@ def registered_specialist(registry) -> Callable[[str], bool]:
     """Default adequacy test: any bred model (child, adapter, merged, ...) in an active state whose recipe
     names D as its domain, or among its ``domains`` (a merged specialist serves several). A quantized stack
     is read through its full-precision source, whose recipe says what the stack is for."""
-    from ..registry.lineage import full_precision
+    from breedlab.registry.lineage import full_precision
 
     def has_specialist(domain: str) -> bool:
         for state in ACTIVE_STATES:

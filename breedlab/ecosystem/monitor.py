@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..registry.index import apply_migrations, connect
-from ..typed_config import from_mapping, read_section
-from .clusters import Cluster, candidate_name, leader_clusters, normalise
+from breedlab.registry.index import apply_migrations, connect
+from breedlab.typed_config import from_mapping, read_section
+from breedlab.ecosystem.clusters import Cluster, candidate_name, leader_clusters, normalise
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
 
@@ -104,7 +104,7 @@ class DomainCentroids:
     def from_datasets(cls, registry, domains: list[str], embedder, *, docs_per_domain: int = 64,
                       threshold: float = 0.5) -> DomainCentroids:
         """Centroids from each domain's ``<domain>/train`` dataset: its first docs' first 512 chars."""
-        from ..data.read import iter_texts
+        from breedlab.data.read import iter_texts
 
         rows = []
         for domain in domains:

@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data.cleaning import Document
-from ..data.read import iter_documents
-from ..data.shards import write_shards
-from ..registry.atomic import atomic_write_bytes
-from ..registry.canonical import sha256_json
-from .query_filter import filter_generations
+from breedlab.data.cleaning import Document
+from breedlab.data.read import iter_documents
+from breedlab.data.shards import write_shards
+from breedlab.registry.atomic import atomic_write_bytes
+from breedlab.registry.canonical import sha256_json
+from breedlab.ecosystem.query_filter import filter_generations
 
 OPERATOR = "query-synth"
 # Never shown to the parent: the privacy canary planted in every train split (data/build.py, pico_lab.py)
@@ -141,7 +141,7 @@ def _found_or_made(registry, name: str, domain: str, full_recipe: dict, parent_i
 
 def first_documents(path: Path, count: int) -> list[dict]:
     """The split's first ``count`` documents in id order, the privacy canary skipped (``SKIP``)."""
-    from ..data.config import load_config
+    from breedlab.data.config import load_config
 
     secret = load_config().canary_secret
     wanted = (d for d in iter_documents(path) if d.get("source") != "canary" and not (secret and secret in d["text"]))
@@ -151,7 +151,7 @@ def first_documents(path: Path, count: int) -> list[dict]:
 def _generate(registry, parent_id, source, domain, recipe, model, tokenizer, on_batch, documents=None):
     documents = documents or first_documents(source.path, recipe.docs)
     if model is None:
-        from ..parent import load_parent
+        from breedlab.models.parent import load_parent
 
         model, tokenizer = load_parent(registry, parent_id)
     start = time.perf_counter()

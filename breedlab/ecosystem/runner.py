@@ -20,12 +20,12 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..governance.niche import current_champion
-from ..registry import Registry
-from .lifecycle import ChildWatch, LifecycleConfig, add_revalidation_pair
-from .rollout import Rollout, RolloutConfig, takes_canary
-from .serving import ModelPool, Served
-from .trace import Query
+from breedlab.governance.niche import current_champion
+from breedlab.registry import Registry
+from breedlab.ecosystem.lifecycle import ChildWatch, LifecycleConfig, add_revalidation_pair
+from breedlab.ecosystem.rollout import Rollout, RolloutConfig, takes_canary
+from breedlab.ecosystem.serving import ModelPool, Served
+from breedlab.ecosystem.trace import Query
 
 PARENT = "parent"
 
@@ -53,7 +53,7 @@ class EcosystemParts:
     parent_id: str
     pool: ModelPool
     policy: object
-    """A fitted, calibrated router policy (``breedlab.ecosystem.router``)."""
+    """A fitted, calibrated router policy (``breedlab.ecosystem.router.base``)."""
     monitor: object
     detector: object
     rollout: RolloutConfig

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..evaluation.cost import flops_per_token
-from ..evaluation.measure import load_candidate
-from ..registry import Registry
+from breedlab.evaluation.cost import flops_per_token
+from breedlab.evaluation.measure import load_candidate
+from breedlab.registry import Registry
 
 
 @dataclass(frozen=True)

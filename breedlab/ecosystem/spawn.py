@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, replace
 
 from rich.console import Console
 
-from ..governance.config import GovernanceConfig
-from ..governance.niche import active_children, all_active_children
-from ..governance.promotion import promote
-from ..registry import Artifact, Registry
+from breedlab.governance.config import GovernanceConfig
+from breedlab.governance.niche import active_children, all_active_children
+from breedlab.governance.promotion import promote
+from breedlab.registry import Artifact, Registry
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def budget_problem(registry: Registry, governance: GovernanceConfig, domain: str
 def lab_key(registry: Registry, config) -> str:
     """What a lab for ``config`` would judge: its config, the niche's champion and the source datasets.
     Datasets derived from a model (teacher caches) are left out: the lab makes them from the others."""
-    from ..lab_steps import champion_of
+    from breedlab.lab.steps import champion_of
 
     datasets = sorted(a.id for a in registry.find(kind="dataset") if not a.manifest.parents)
     payload = {"config": asdict(config), "champion": champion_of(registry, config.niche).id, "datasets": datasets}
@@ -73,7 +73,7 @@ def _judged_no_op(registry: Registry, key: str):
 def run_spawn(registry: Registry, home, request, lab_config, governance: GovernanceConfig, parent_id: str,
               *, approver: str, console: Console, display=None) -> SpawnResult:
     """Breed and evaluate a child for ``request.domain``; the approver promotes the useful specialist to shadow."""
-    from ..lab import run_lab
+    from breedlab.lab.run import run_lab
 
     domain = request.domain
     problem = budget_problem(registry, governance, domain)
@@ -112,10 +112,10 @@ def reevaluate(registry: Registry, home, child_id: str, parent_id: str, lab_conf
     The same steps as the lab's evaluation (``lab_steps``): the suites are rebuilt by the
     same recipe, so they are the same artifacts, not new ones a child could have been tuned to.
     """
-    from ..evaluation.decision import decide
-    from ..evaluation.gates import evaluate_gates, load_evaluation_config
-    from ..evaluation.packets import write_evidence_packet
-    from ..lab_steps import build_suites, measure_all
+    from breedlab.evaluation.decision import decide
+    from breedlab.evaluation.gates import evaluate_gates, load_evaluation_config
+    from breedlab.evaluation.packets import write_evidence_packet
+    from breedlab.lab.steps import build_suites, measure_all
 
     parent, child = registry.get(parent_id), registry.get(child_id)
     niche = lab_config.niche

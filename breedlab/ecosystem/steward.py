@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..governance.config import GovernanceConfig
-from ..governance.promotion import promote
-from .lifecycle import ChildWatch, conclude_revalidation, degraded, flag, prune, record_usage
-from .rollout import Rollout, judge
-from .router_steward import adapt_router
-from .runner import PARENT, Ecosystem
+from breedlab.governance.config import GovernanceConfig
+from breedlab.governance.promotion import promote
+from breedlab.ecosystem.lifecycle import ChildWatch, conclude_revalidation, degraded, flag, prune, record_usage
+from breedlab.ecosystem.rollout import Rollout, judge
+from breedlab.ecosystem.router.steward import adapt_router
+from breedlab.ecosystem.runner import PARENT, Ecosystem
 
 
 @dataclass

@@ -15,7 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from ..data.read import iter_texts
+from breedlab.data.read import iter_texts
 
 UNIT = re.compile(r"(?<=[.!?])\s+|\n+")  # sentence ends, or line breaks (code, shell)
 

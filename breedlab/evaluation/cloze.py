@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from .passages import decode, encode
-from .scorers import SuiteResult, scorer
+from breedlab.evaluation.passages import decode, encode
+from breedlab.evaluation.scorers import SuiteResult, scorer
 
 CUT_ATTEMPTS = 8
 """Random cut points tried per span before giving up on a document (a cut must survive the round trip)."""

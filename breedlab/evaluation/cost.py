@@ -21,7 +21,7 @@ attention term counting both the score and the value products.
 
 from __future__ import annotations
 
-from ..registry import Manifest
+from breedlab.registry import Manifest
 
 
 def flops_per_token(config, context: int) -> float:

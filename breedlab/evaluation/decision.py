@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .fitness import FitnessVector
-from .gates import EvaluationConfig, evaluate_gates, rank
-from .noninferiority import non_inferior_and_cheaper
-from .stats import paired_bootstrap, sign_test
+from breedlab.evaluation.fitness import FitnessVector
+from breedlab.evaluation.gates import EvaluationConfig, evaluate_gates, rank
+from breedlab.evaluation.noninferiority import non_inferior_and_cheaper
+from breedlab.evaluation.stats import paired_bootstrap, sign_test
 
 # Pareto objectives for the diverse challenger: (metric, +1 higher is better / -1 lower is better).
 OBJECTIVES = (

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..typed_config import from_mapping, read_yaml
+from breedlab.typed_config import from_mapping, read_yaml
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "evaluation.yaml"
 GIB = 1 << 30

@@ -31,10 +31,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .fitness import FitnessVector
+from breedlab.evaluation.fitness import FitnessVector
 
 # The config lives in its own module; these names stay importable from here, where callers found them.
-from .gate_config import (DEFAULT_CONFIG_PATH, EvaluationConfig, EvaluationConfigError,  # noqa: F401
+from breedlab.evaluation.gate_config import (DEFAULT_CONFIG_PATH, EvaluationConfig, EvaluationConfigError,  # noqa: F401
                           load_evaluation_config, parse_evaluation_config)
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")

@@ -26,21 +26,21 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..cmg.domain_head import attach_domain_head, greedy_head
-from ..modelio import count_parameters, load_model, verify_files
-from ..registry import MODEL_KINDS, Artifact, Registry
-from .cost import flops_per_token, weight_bytes
-from .fitness import FitnessVector
-from .latency import LatencySettings, measure_latency
-from .machine import machine_description, peak_rss_bytes, utc_now
-from .privacy import (
+from breedlab.cmg.domain_head import attach_domain_head, greedy_head
+from breedlab.models.io import count_parameters, load_model, verify_files
+from breedlab.registry import MODEL_KINDS, Artifact, Registry
+from breedlab.evaluation.cost import flops_per_token, weight_bytes
+from breedlab.evaluation.fitness import FitnessVector
+from breedlab.evaluation.latency import LatencySettings, measure_latency
+from breedlab.evaluation.machine import machine_description, peak_rss_bytes, utc_now
+from breedlab.evaluation.privacy import (
     NetworkBlocked,
     NetworkGuard,
     canary_reproduced,
     data_local,
     network_guard,
 )
-from .suites import Suite, TokenizerMismatch, load_suite, run_suite
+from breedlab.evaluation.suites import Suite, TokenizerMismatch, load_suite, run_suite
 
 SUITE_FIELDS = {
     "cloze": ("utility", "utility_cases"),
@@ -88,7 +88,7 @@ def load_candidate(artifact: Artifact):
         raise ValueError(f"{artifact.id[:12]} is a {artifact.manifest.kind}, not a model")
     expected = {name: entry.sha256 for name, entry in artifact.manifest.files.items()}
     if artifact.manifest.kind == "quantized":
-        from ..ops.quantize import load_quantized  # int8 and fp16 weights need their own loader
+        from breedlab.operators.quantize import load_quantized  # int8 and fp16 weights need their own loader
 
         verify_files(artifact.path, expected)
         model, tokenizer = load_quantized(artifact.path)

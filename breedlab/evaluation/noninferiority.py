@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fitness import FitnessVector
-from .gate_config import EvaluationConfig
-from .stats import paired_bootstrap
+from breedlab.evaluation.fitness import FitnessVector
+from breedlab.evaluation.gate_config import EvaluationConfig
+from breedlab.evaluation.stats import paired_bootstrap
 
 
 @dataclass(frozen=True)

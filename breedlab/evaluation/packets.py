@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Artifact, Registry
-from ..registry.events import utc_now
-from .decision import Decision, Selection
-from .fitness import FitnessVector
-from .gates import GateResult
+from breedlab.registry import Artifact, Registry
+from breedlab.registry.events import utc_now
+from breedlab.evaluation.decision import Decision, Selection
+from breedlab.evaluation.fitness import FitnessVector
+from breedlab.evaluation.gates import GateResult
 
 PACKET_SCHEMA = 1
 NICHE = re.compile(r"^[a-z][a-z0-9_-]*$")

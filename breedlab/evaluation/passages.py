@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .lm import score_lm
-from .scorers import SuiteRefused, SuiteResult, scorer
+from breedlab.evaluation.lm import score_lm
+from breedlab.evaluation.scorers import SuiteRefused, SuiteResult, scorer
 
 
 def encode(tokenizer, text: str) -> list[int]:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..registry import Artifact, NotFoundError, Registry
+from breedlab.registry import Artifact, NotFoundError, Registry
 
 _SOCKET_METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
 _MODULE_FUNCTIONS = ("create_connection", "getaddrinfo")
@@ -126,7 +126,7 @@ def canary_reproduced(model, tokenizer, prefix: str, secret: str, slack_tokens: 
     """
     import torch
 
-    from .latency import pad_id
+    from breedlab.evaluation.latency import pad_id
 
     inputs = tokenizer(prefix, return_tensors="pt")
     budget = len(tokenizer(secret, add_special_tokens=False)["input_ids"]) + slack_tokens

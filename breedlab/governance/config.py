@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..typed_config import from_mapping, read_yaml
+from breedlab.typed_config import from_mapping, read_yaml
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "governance.yaml"
 HOME_FILE = "governance.yaml"

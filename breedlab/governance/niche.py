@@ -7,7 +7,7 @@ just two more events.
 
 from __future__ import annotations
 
-from ..registry import Artifact, Event, Registry
+from breedlab.registry import Artifact, Event, Registry
 
 ACTIVE_STATES = ("shadow", "canary", "champion")
 GOVERNANCE_EVENTS = ("promoted", "demoted", "rejected", "retired", "rolled-back")

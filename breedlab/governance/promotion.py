@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from ..registry import Event, Registry, RegistryError
-from .config import GovernanceConfig
-from .niche import (
+from breedlab.registry import Event, Registry, RegistryError
+from breedlab.governance.config import GovernanceConfig
+from breedlab.governance.niche import (
     ACTIVE_STATES, active_children, active_weight_bytes, all_active_children, breeder_of, current_champion,
     previous_champion,
 )
@@ -79,7 +79,7 @@ def rollback(registry: Registry, config: GovernanceConfig, niche: str, *, approv
 
 def passing_evidence(registry: Registry, candidate_id: str, niche: str) -> str:
     """The id of the newest evidence packet for this candidate and niche that passed and decided promote."""
-    from ..evaluation.packets import PacketError, load_packet
+    from breedlab.evaluation.packets import PacketError, load_packet
 
     for packet in registry.find(kind="packet"):
         if candidate_id not in packet.manifest.parents:

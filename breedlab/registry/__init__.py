@@ -1,13 +1,13 @@
 """The breedlab registry: content-addressed artifacts with verifiable lineage."""
 
-from .errors import (
+from breedlab.registry.errors import (
     ManifestError, NotFoundError, RegistryError, TransitionError, UnsafeFileError,
 )
-from .events import Event
-from .lifecycle import STATES, TRANSITIONS
-from .manifest import KINDS, MODEL_KINDS, FileEntry, Manifest
-from .store import Artifact, Registry
-from .verify import Finding, verify
+from breedlab.registry.events import Event
+from breedlab.registry.lifecycle import STATES, TRANSITIONS
+from breedlab.registry.manifest import KINDS, MODEL_KINDS, FileEntry, Manifest
+from breedlab.registry.store import Artifact, Registry
+from breedlab.registry.verify import Finding, verify
 
 __all__ = [
     "Artifact", "Event", "FileEntry", "Finding", "KINDS", "MODEL_KINDS", "Manifest",

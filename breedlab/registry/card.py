@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .manifest import MODEL_KINDS, Manifest
+from breedlab.registry.manifest import MODEL_KINDS, Manifest
 
 # The HF vocabulary for how a model derives from its base.
 RELATION_BY_KIND = {"adapter": "adapter", "quantized": "quantized", "merged": "merge", "child": "finetune"}

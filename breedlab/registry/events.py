@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import append_line_durably, atomic_write_bytes
-from .canonical import canonical_json, sha256_json
+from breedlab.registry.atomic import append_line_durably, atomic_write_bytes
+from breedlab.registry.canonical import canonical_json, sha256_json
 
 GENESIS = "0" * 64
 TAIL_WINDOW = 1 << 16  # bytes read from the end to find the last event

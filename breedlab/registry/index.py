@@ -14,9 +14,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .events import Event
-from .lifecycle import INITIAL_STATE, has_lifecycle
-from .manifest import Manifest
+from breedlab.registry.events import Event
+from breedlab.registry.lifecycle import INITIAL_STATE, has_lifecycle
+from breedlab.registry.manifest import Manifest
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_artifacts", """

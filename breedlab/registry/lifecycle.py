@@ -16,8 +16,8 @@ stored in a manifest: it is the result of replaying state events.
 
 from __future__ import annotations
 
-from .errors import TransitionError
-from .manifest import MODEL_KINDS
+from breedlab.registry.errors import TransitionError
+from breedlab.registry.manifest import MODEL_KINDS
 
 STATES = ("candidate", "shadow", "canary", "champion", "retired", "rejected")
 INITIAL_STATE = "candidate"

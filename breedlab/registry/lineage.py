@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.tree import Tree
 
-from .store import Artifact, Registry
+from breedlab.registry.store import Artifact, Registry
 
 STATE_STYLE = {"champion": "bold green", "candidate": "yellow", "retired": "dim", "rejected": "red"}
 

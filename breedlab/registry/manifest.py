@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .canonical import canonical_json, is_sha256, sha256_json
-from .errors import ManifestError, UnsafeFileError
+from breedlab.registry.canonical import canonical_json, is_sha256, sha256_json
+from breedlab.registry.errors import ManifestError, UnsafeFileError
 
 SCHEMA_VERSION = 1
 KINDS = (

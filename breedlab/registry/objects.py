@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .atomic import TMP_PREFIX, fsync_dir, temp_path
-from .canonical import CHUNK, is_sha256, sha256_file
+from breedlab.registry.atomic import TMP_PREFIX, fsync_dir, temp_path
+from breedlab.registry.canonical import CHUNK, is_sha256, sha256_file
 
 READ_ONLY = 0o444
 

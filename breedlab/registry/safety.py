@@ -11,7 +11,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .errors import UnsafeFileError
+from breedlab.registry.errors import UnsafeFileError
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
 ZIP_MAGIC = b"PK\x03\x04"

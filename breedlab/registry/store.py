@@ -25,17 +25,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .. import __version__
-from . import index
-from .atomic import TMP_PREFIX, atomic_write_bytes, exclusive_lock, fsync_dir
-from .canonical import sha256_bytes
-from .card import render_card
-from .errors import NotFoundError, RegistryError
-from .events import Event, EventLog, utc_now
-from .lifecycle import STATE_EVENT_TYPES, check_transition
-from .manifest import FileEntry, Manifest, check_file_name, parse, validate, validate_header
-from .objects import ObjectStore
-from .safety import refuse_pickle
+from breedlab import __version__
+from breedlab.registry import index
+from breedlab.registry.atomic import TMP_PREFIX, atomic_write_bytes, exclusive_lock, fsync_dir
+from breedlab.registry.canonical import sha256_bytes
+from breedlab.registry.card import render_card
+from breedlab.registry.errors import NotFoundError, RegistryError
+from breedlab.registry.events import Event, EventLog, utc_now
+from breedlab.registry.lifecycle import STATE_EVENT_TYPES, check_transition
+from breedlab.registry.manifest import FileEntry, Manifest, check_file_name, parse, validate, validate_header
+from breedlab.registry.objects import ObjectStore
+from breedlab.registry.safety import refuse_pickle
 
 CARD_NAME = "README.md"
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .canonical import sha256_bytes
-from .errors import ManifestError, TransitionError
-from .events import Event, EventLog, chain_problems
-from .index import connect
-from .lifecycle import INITIAL_STATE, STATE_EVENT_TYPES, check_transition, has_lifecycle
-from .manifest import Manifest, parse
-from .objects import ObjectStore
+from breedlab.registry.canonical import sha256_bytes
+from breedlab.registry.errors import ManifestError, TransitionError
+from breedlab.registry.events import Event, EventLog, chain_problems
+from breedlab.registry.index import connect
+from breedlab.registry.lifecycle import INITIAL_STATE, STATE_EVENT_TYPES, check_transition, has_lifecycle
+from breedlab.registry.manifest import Manifest, parse
+from breedlab.registry.objects import ObjectStore
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..governance.niche import active_children
-from ..governance.promotion import EvidenceError, check_approver, promote, rollback
-from ..registry import RegistryError
-from ..registry.errors import NotFoundError
-from .tokens import TokenBook, TokenEntry, TokenError, read_book
+from breedlab.governance.niche import active_children
+from breedlab.governance.promotion import EvidenceError, check_approver, promote, rollback
+from breedlab.registry import RegistryError
+from breedlab.registry.errors import NotFoundError
+from breedlab.server.tokens import TokenBook, TokenEntry, TokenError, read_book
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -177,7 +177,7 @@ async def admin_retire(body: RetireBody, request: Request, who: Approver) -> Adm
 async def admin_breed(body: BreedBody, request: Request,
                       who: Annotated[TokenEntry, Depends(breeder_or_approver)]) -> dict:
     """Start breeding for a domain in a worker process; events on the parent say how it went."""
-    from .admin_breed import BreedingBusy, domain_problem
+    from breedlab.server.admin_breed import BreedingBusy, domain_problem
 
     state = server_state(request)
     problem = domain_problem(state.registry, body.domain)

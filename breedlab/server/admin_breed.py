@@ -56,8 +56,8 @@ def breeding_lab_config(home_root: Path):
     """
     import json
 
-    from ..demo_setup import load_profile
-    from ..lab import LabConfig
+    from breedlab.demo.setup import load_profile
+    from breedlab.lab.run import LabConfig
 
     timeline = Path(home_root) / "timeline.json"
     if not timeline.is_file():
@@ -67,7 +67,7 @@ def breeding_lab_config(home_root: Path):
 
 def domain_problem(registry, domain: str) -> str | None:
     """Why ``domain`` cannot be bred for (None when its train and held-out test corpora exist)."""
-    from ..evaluation.suites import RETENTION_DOMAIN
+    from breedlab.evaluation.suites import RETENTION_DOMAIN
 
     if domain == RETENTION_DOMAIN:
         return f"{domain!r} is the retention domain the parent keeps; no child is bred for it"
@@ -80,8 +80,8 @@ def breed(registry, home, governance, lab_config, parent_id: str, *, identity: s
     """Breed for ``lab_config.niche`` as ``role`` may (runs in the worker process); the outcome for the end event."""
     from types import SimpleNamespace
 
-    from ..ecosystem.spawn import budget_problem, run_spawn
-    from ..lab import run_lab
+    from breedlab.ecosystem.spawn import budget_problem, run_spawn
+    from breedlab.lab.run import run_lab
 
     domain = lab_config.niche
     if role == "approver":

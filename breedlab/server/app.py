@@ -20,14 +20,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import __version__
-from ..home import Home
-from . import admin, dashboard, openai_api
-from .config import ServerConfig, load_server_config
-from .errors import install_handlers
-from .gate import RequestGate
-from .limiter import Limiter
-from .state import ServerState
+from breedlab import __version__
+from breedlab.home import Home
+from breedlab.server import admin, dashboard, openai_api
+from breedlab.server.config import ServerConfig, load_server_config
+from breedlab.server.errors import install_handlers
+from breedlab.server.gate import RequestGate
+from breedlab.server.limiter import Limiter
+from breedlab.server.state import ServerState
 
 log = logging.getLogger("breedlab.server")
 

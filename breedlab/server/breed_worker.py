@@ -39,10 +39,10 @@ def run(spec: dict) -> dict:
     """Breed as the spec says; the outcome for the ``breeding-finished`` event."""
     from rich.console import Console
 
-    from ..governance.config import load_governance
-    from ..home import Home
-    from ..registry import Registry
-    from .admin_breed import breed, breeding_lab_config
+    from breedlab.governance.config import load_governance
+    from breedlab.home import Home
+    from breedlab.registry import Registry
+    from breedlab.server.admin_breed import breed, breeding_lab_config
 
     home = Home(Path(spec["home"]))
     registry = Registry.open(home.registry_dir)
@@ -53,7 +53,7 @@ def run(spec: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from ..registry.atomic import atomic_write_bytes
+    from breedlab.registry.atomic import atomic_write_bytes
 
     spec = json.loads(Path(argv[0]).read_text())
     die_with_parent(spec["server_pid"])

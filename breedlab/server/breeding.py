@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .admin_breed import take_lock
+from breedlab.server.admin_breed import take_lock
 
 log = logging.getLogger("breedlab.server")
 STOP_GRACE_S = 10.0

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..ecosystem.lifecycle import LifecycleConfig, load_lifecycle_config
-from ..ecosystem.monitor import SHIPPED
-from ..ecosystem.rollout import RolloutConfig, load_rollout_config
-from ..typed_config import from_mapping, read_section
+from breedlab.ecosystem.lifecycle import LifecycleConfig, load_lifecycle_config
+from breedlab.ecosystem.monitor import SHIPPED
+from breedlab.ecosystem.rollout import RolloutConfig, load_rollout_config
+from breedlab.typed_config import from_mapping, read_section
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from .dashboard_data import snapshot
-from .dashboard_page import render_page, render_sections
+from breedlab.server.dashboard_data import snapshot
+from breedlab.server.dashboard_page import render_page, render_sections
 
 router = APIRouter(tags=["dashboard"])
 POLL_MS = 3000

@@ -12,10 +12,10 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from ..evaluation.packets import PacketError, load_packet
-from ..governance.niche import ACTIVE_STATES, GOVERNANCE_EVENTS
-from ..registry import Registry
-from ..registry.manifest import MODEL_KINDS
+from breedlab.evaluation.packets import PacketError, load_packet
+from breedlab.governance.niche import ACTIVE_STATES, GOVERNANCE_EVENTS
+from breedlab.registry import Registry
+from breedlab.registry.manifest import MODEL_KINDS
 
 RECENT_EVENTS = 25
 FITNESS_KEYS = ("utility", "domain_ppl", "general_regression", "latency_token_ms_p50", "weight_bytes",
@@ -41,7 +41,7 @@ def snapshot(registry: Registry, routing: list[dict]) -> dict:
 def router_policies(registry: Registry) -> list[dict]:
     """Every router policy that went past candidate, oldest first, with its routing packet's suite numbers:
     the champion policy and its served accuracy over time."""
-    from ..evaluation.packets import PacketError, load_packet
+    from breedlab.evaluation.packets import PacketError, load_packet
 
     measured: dict[str, dict] = {}
     for packet in registry.find(kind="packet"):

@@ -10,8 +10,8 @@ live page and the archived report look alike. Nothing is fetched from outside.
 
 from __future__ import annotations
 
-from ..ecosystem.report_lineage import lineage_svg
-from ..ecosystem.report_style import (
+from breedlab.report.lineage import lineage_svg
+from breedlab.report.style import (
     CSS,
     MARKER_EVENTS,
     MODEL_PALETTE,
@@ -24,7 +24,7 @@ from ..ecosystem.report_style import (
     si,
     state_color,
 )
-from ..ecosystem.report_svg import Plot, event_markers, stacked_share
+from breedlab.report.svg import Plot, event_markers, stacked_share
 
 DASH = "\u2013"  # an empty cell
 ROUTING_MINUTES = 30  # bars on the chart: one per minute that saw traffic, the newest 30

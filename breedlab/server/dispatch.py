@@ -15,11 +15,11 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from .engine import Loaded
-from .errors import ApiError
-from .generation import Generation, Sampling
-from .live_rollout import Job
-from .routing import Decision, ModelNotFound
+from breedlab.server.engine import Loaded
+from breedlab.server.errors import ApiError
+from breedlab.server.generation import Generation, Sampling
+from breedlab.server.live_rollout import Job
+from breedlab.server.routing import Decision, ModelNotFound
 
 
 @dataclass(frozen=True)

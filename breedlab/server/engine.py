@@ -13,9 +13,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from ..evaluation.measure import load_candidate
-from ..registry import Registry
-from .generation import Generation, eos_ids
+from breedlab.evaluation.measure import load_candidate
+from breedlab.registry import Registry
+from breedlab.server.generation import Generation, eos_ids
 
 log = logging.getLogger("breedlab.server")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from .errors import OPENAI_PREFIX, error_body
+from breedlab.server.errors import OPENAI_PREFIX, error_body
 
 ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models")
 

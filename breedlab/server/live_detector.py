@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 
-from ..registry import Registry
+from breedlab.registry import Registry
 
 log = logging.getLogger("breedlab.server")
 
@@ -60,8 +60,8 @@ class LiveDetector:
             return []
 
     def _make_detector(self):
-        from ..ecosystem.detector import Detector, load_detector_config, registered_specialist
-        from ..evaluation.cost import flops_per_token
+        from breedlab.ecosystem.detector import Detector, load_detector_config, registered_specialist
+        from breedlab.evaluation.cost import flops_per_token
 
         registry = Registry.open(self.home.registry_dir)
         config = self.parent.model.config

@@ -28,10 +28,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from ..ecosystem.rollout import Rollout, judge
-from ..governance.niche import active_children
-from ..registry import RegistryError
-from .generation import Sampling, mean_nll
+from breedlab.ecosystem.rollout import Rollout, judge
+from breedlab.governance.niche import active_children
+from breedlab.registry import RegistryError
+from breedlab.server.generation import Sampling, mean_nll
 
 log = logging.getLogger("breedlab.server")
 

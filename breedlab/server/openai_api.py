@@ -19,14 +19,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from . import admin
-from .dispatch import Prepared, finish, prepare, refused
-from .errors import ApiError, error_body
-from .limiter import QueueFull, Slot, SlotTimeout
-from .prompts import chat_renderer, text_renderer
-from .routing import ModelNotFound
-from .schemas import MAX_STOPS, ChatCompletion, ChatRequest, Completion, CompletionRequest, ModelCard, ModelList
-from .shapes import ChatShape, TextShape
+from breedlab.server import admin
+from breedlab.server.dispatch import Prepared, finish, prepare, refused
+from breedlab.server.errors import ApiError, error_body
+from breedlab.server.limiter import QueueFull, Slot, SlotTimeout
+from breedlab.server.prompts import chat_renderer, text_renderer
+from breedlab.server.routing import ModelNotFound
+from breedlab.server.schemas import MAX_STOPS, ChatCompletion, ChatRequest, Completion, CompletionRequest, ModelCard, ModelList
+from breedlab.server.shapes import ChatShape, TextShape
 
 log = logging.getLogger("breedlab.server")
 CLIENT_CLOSED = 499  # nginx's "client closed request": what the request metric counts for an abandoned answer

@@ -11,7 +11,7 @@ text rather than as the end-of-sequence token.
 
 from __future__ import annotations
 
-from .errors import ApiError
+from breedlab.server.errors import ApiError
 
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 

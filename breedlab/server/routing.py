@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..ecosystem.rollout import RolloutConfig, takes_canary
-from ..registry import Artifact
+from breedlab.ecosystem.rollout import RolloutConfig, takes_canary
+from breedlab.registry import Artifact
 
 PARENT_ALIAS = "parent"
 

@@ -15,9 +15,9 @@ import json
 import logging
 import os
 
-from ..registry import Artifact, Registry, RegistryError
-from ..registry.canonical import sha256_json
-from .config import ServerConfig
+from breedlab.registry import Artifact, Registry, RegistryError
+from breedlab.registry.canonical import sha256_json
+from breedlab.server.config import ServerConfig
 
 log = logging.getLogger("breedlab.server")
 MONITOR_FILE = "serve-queries.sqlite"
@@ -48,8 +48,8 @@ def load_router_policy(registry: Registry, config: ServerConfig, governance=None
     """(policy, its artifact) of the champion router policy; (None, None) when there is none and none
     can be had. A home without a champion gets one fitted, judged on the frozen routing suite against
     the parent-only route and, on passing evidence, promoted by the approver (``ensure_champion``)."""
-    from ..ecosystem.router import load_policy
-    from ..ecosystem.router_candidates import champion_policy
+    from breedlab.ecosystem.router.base import load_policy
+    from breedlab.ecosystem.router.candidates import champion_policy
 
     artifact = champion_policy(registry)
     if artifact is None:
@@ -59,21 +59,21 @@ def load_router_policy(registry: Registry, config: ServerConfig, governance=None
 
 def policy_embedder(artifact: Artifact):
     """The query embedding cache shared with the monitor if the policy's kind embeds, else None."""
-    from ..ecosystem.router_policies import policy_class
+    from breedlab.ecosystem.router.policies import policy_class
 
     if not policy_class(artifact.manifest.recipe["policy"]).uses_embeddings:
         return None
-    from ..ecosystem.embed import query_embedder
+    from breedlab.ecosystem.embed import query_embedder
 
     return query_embedder()
 
 
 def _fit_policy(registry: Registry, policy_name: str, governance):
     """Fit, judge and (on passing evidence) crown ``policy_name`` as the demo does (``demo_setup``)."""
-    from ..demo_setup import load_profile
-    from ..ecosystem.embed import query_embedder
-    from ..ecosystem.router_candidates import FitRecipe, ensure_champion
-    from ..governance.config import load_governance
+    from breedlab.demo.setup import load_profile
+    from breedlab.ecosystem.embed import query_embedder
+    from breedlab.ecosystem.router.candidates import FitRecipe, ensure_champion
+    from breedlab.governance.config import load_governance
 
     governance = governance or load_governance(None)
     domains = _domains_with(registry, ("train", "validation"))
@@ -104,9 +104,9 @@ def _domains_with(registry: Registry, splits: tuple[str, ...]) -> list[str]:
 
 def open_monitor(home, registry: Registry, policy_artifact: Artifact | None, parent, config: ServerConfig):
     """The server's task monitor (its own SQLite file under the home's logs)."""
-    from ..ecosystem.detector import parent_nll_gap
-    from ..ecosystem.embed import query_embedder
-    from ..ecosystem.monitor import MonitorConfig, TaskMonitor, load_section
+    from breedlab.ecosystem.detector import parent_nll_gap
+    from breedlab.ecosystem.embed import query_embedder
+    from breedlab.ecosystem.monitor import MonitorConfig, TaskMonitor, load_section
 
     embedder = query_embedder()  # the router's embedding of a query is the monitor's
     monitor_config = load_section(MonitorConfig, "monitor")
@@ -131,8 +131,8 @@ def calibrated_centroids(home, registry: Registry, domains: list[str], embedder,
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
-    from ..demo_setup import calibrated_centroids as fit_centroids
-    from ..ecosystem.monitor import DomainCentroids
+    from breedlab.demo.setup import calibrated_centroids as fit_centroids
+    from breedlab.ecosystem.monitor import DomainCentroids
 
     datasets = {d: [a.id for split in ("train", "validation")
                     for a in registry.find(kind="dataset", name=f"{d}/{split}")[:1]] for d in domains}

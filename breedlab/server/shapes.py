@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from .dispatch import Prepared
-from .generation import Generation
+from breedlab.server.dispatch import Prepared
+from breedlab.server.generation import Generation
 
 
 class TextShape:

@@ -13,19 +13,19 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from ..governance.config import GovernanceConfig, load_governance
-from ..governance.niche import all_active_children, current_champion
-from ..home import Home
-from ..registry import Registry
-from .breeding import BreedingRuns
-from .config import ServerConfig
-from .engine import ModelHost
-from .limiter import Limiter
-from .live_rollout import LiveRollouts
-from .routing import Catalogue, Decision, decide_auto
-from .live_detector import LiveDetector
-from .setup import choose_parent, load_router_policy, open_monitor
-from .telemetry import Metrics, MonitorLog, RoutingHistory
+from breedlab.governance.config import GovernanceConfig, load_governance
+from breedlab.governance.niche import all_active_children, current_champion
+from breedlab.home import Home
+from breedlab.registry import Registry
+from breedlab.server.breeding import BreedingRuns
+from breedlab.server.config import ServerConfig
+from breedlab.server.engine import ModelHost
+from breedlab.server.limiter import Limiter
+from breedlab.server.live_rollout import LiveRollouts
+from breedlab.server.routing import Catalogue, Decision, decide_auto
+from breedlab.server.live_detector import LiveDetector
+from breedlab.server.setup import choose_parent, load_router_policy, open_monitor
+from breedlab.server.telemetry import Metrics, MonitorLog, RoutingHistory
 
 log = logging.getLogger("breedlab.server")
 
@@ -129,10 +129,10 @@ class ServerState:
     def _sync_policies(self) -> None:
         """Route by the champion router policy (a newly crowned one replaces the old); shadow the
         policy in shadow state, if any: its routes are recorded (``router_shadow``), never used."""
-        from ..ecosystem.router import load_policy
-        from ..ecosystem.router_candidates import champion_policy
-        from ..ecosystem.router_shadow import PolicyShadow
-        from .setup import policy_embedder
+        from breedlab.ecosystem.router.base import load_policy
+        from breedlab.ecosystem.router.candidates import champion_policy
+        from breedlab.ecosystem.router.shadow import PolicyShadow
+        from breedlab.server.setup import policy_embedder
 
         champion = champion_policy(self.registry)
         if champion is not None and champion.id != self.policy_id:
@@ -176,7 +176,7 @@ class ServerState:
 
     def _auto_breed(self, request) -> None:
         """``server.auto_breed``: a live spawn request starts breeding as the breeder, or says why not."""
-        from .admin_breed import BreedingBusy, domain_problem
+        from breedlab.server.admin_breed import BreedingBusy, domain_problem
 
         problem = domain_problem(self.registry, request.domain)
         try:

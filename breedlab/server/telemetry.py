@@ -70,7 +70,7 @@ class MonitorLog:
     def _open(self, make_monitor, labels_path) -> None:
         self.monitor = make_monitor()
         if labels_path is not None:  # the monitor's confident assignments, with their provenance
-            from ..ecosystem.labels import LabelStore
+            from breedlab.ecosystem.labels import LabelStore
 
             self.labels = LabelStore(labels_path)
 

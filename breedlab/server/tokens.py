@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..governance.config import GovernanceConfig
-from ..registry.atomic import atomic_write_bytes, exclusive_lock
+from breedlab.governance.config import GovernanceConfig
+from breedlab.registry.atomic import atomic_write_bytes, exclusive_lock
 
 TOKEN_FILE = "server-tokens.json"
 ROLES = ("approver", "breeder", "inference")

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote
 
-from ..render import RenderError, groff_version, is_man_alias, man_section, read_man_source, render_html, render_man
-from .fetching import extract_once, run_tool
-from .registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
+from breedlab.data.render import RenderError, groff_version, is_man_alias, man_section, read_man_source, render_html, render_man
+from breedlab.data.sources.fetching import extract_once, run_tool
+from breedlab.data.sources.registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
 
 RENDERERS = ("man", "html")
 DEFAULT_FILES = {"man": ("usr/share/man/man*/*",), "html": ("usr/share/doc/**/*.html",)}

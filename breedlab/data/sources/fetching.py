@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from .registry import SourceUnavailable
+from breedlab.data.sources.registry import SourceUnavailable
 
 FETCH_TIMEOUT_S = 600
 COMPLETE_MARKER = ".complete"

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..parsers import PARSERS, check_parser
-from .fetching import extract_once, run_tool
-from .registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
+from breedlab.data.parsers import PARSERS, check_parser
+from breedlab.data.sources.fetching import extract_once, run_tool
+from breedlab.data.sources.registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
 
 NPM_PARSERS = ("text", "sotu", "json-licenses")
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..cleaning import pack_items
-from ..parsers import PARSERS, check_parser
-from .registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
+from breedlab.data.cleaning import pack_items
+from breedlab.data.parsers import PARSERS, check_parser
+from breedlab.data.sources.registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
 
 PIP_PARSERS = ("text", "obo-defs", "icd10-xml")
 

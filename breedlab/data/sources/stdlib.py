@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
+from breedlab.data.sources.registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,138 @@
+"""Terminal renderings of registry objects (tables, manifests, verify results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from breedlab.registry import Artifact, Registry, verify
+
+
+def human_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def artifact_table(artifacts: list[Artifact]) -> Table:
+    table = Table(title=f"{len(artifacts)} artifacts")
+    for column in ("id", "kind", "name", "state", "operator", "size", "created (UTC)"):
+        table.add_column(column, no_wrap=column in ("id", "name", "size"))
+    for art in artifacts:
+        size = sum(entry.size for entry in art.manifest.files.values())
+        table.add_row(art.id[:12], art.manifest.kind, art.manifest.name, art.state or "-",
+                      art.manifest.operator, human_bytes(size), art.manifest.created[:16].replace("T", " "))
+    return table
+
+
+def print_artifact(console: Console, registry: Registry, artifact: Artifact) -> None:
+    console.print(f"[bold]{artifact.manifest.kind} {artifact.manifest.name}[/]  state: {artifact.state or '-'}")
+    console.print(f"id   {artifact.id}\npath {artifact.path}")
+    console.print_json(json.dumps({"id": artifact.id, **artifact.manifest.to_dict()}))
+    events = Table(title="events")
+    for column in ("seq", "time (UTC)", "type", "actor", "reason"):
+        events.add_column(column)
+    for event in registry.events(artifact.id):
+        events.add_row(str(event.seq), event.ts[:19], event.type, event.actor, event.reason)
+    console.print(events)
+
+
+def history_table(registry: Registry, niche: str) -> Table:
+    from breedlab.governance.niche import current_champion, niche_events
+
+    champion = current_champion(registry, niche)
+    title = f"niche {niche}: champion {champion.manifest.name} {champion.id[:12]}" if champion \
+        else f"niche {niche}: served by the parent (no child champion)"
+    table = Table(title=title)
+    for column in ("seq", "time (UTC)", "event", "model", "from -> to", "who", "why"):
+        table.add_column(column, no_wrap=column in ("event", "from -> to"))
+    for event in niche_events(registry, niche):
+        name = registry.get(event.artifact).manifest.name
+        table.add_row(str(event.seq), event.ts[:19].replace("T", " "), event.type, f"{name} {event.artifact[:12]}",
+                      f"{event.data.get('from')} -> {event.data.get('to')}", event.actor, event.reason)
+    return table
+
+
+def run_verify(console: Console, root: Path) -> int:
+    """Print every finding; return the number of problems (notes are not problems)."""
+    with Progress(TextColumn("verifying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("hash", total=_object_bytes(root))
+        findings = verify(root, on_bytes=lambda n: progress.advance(task, n))
+    problems = [f for f in findings if f.level == "problem"]
+    for finding in findings:
+        colour = "red" if finding.level == "problem" else "yellow"
+        console.print(f"[{colour}]{finding.level}[/] {finding.subject}: {finding.message}")
+    if not problems:
+        console.print("[green]registry verified[/]: every object, manifest and event checks out")
+    return len(problems)
+
+
+def _object_bytes(root: Path) -> int:
+    objects = root / "objects"
+    return sum(p.stat().st_size for p in objects.glob("??/*")) if objects.is_dir() else 0
+
+
+def print_build_report(console: Console, report) -> None:
+    """One row per registered split, then each unavailable source with its fetch command."""
+    table = Table(title=f"corpora ({report.seconds:.1f} s)")
+    for column in ("domain", "split", "dataset", "docs", "chars", "~tokens", "status"):
+        table.add_column(column, justify="right" if column in ("docs", "chars", "~tokens") else "left",
+                         no_wrap=True)
+    for built in report.built:
+        status = "cached" if built.reused else f"built {built.seconds:.1f}s"
+        for split, artifact_id in built.artifacts.items():
+            stats = built.stats.get(split, {})
+            table.add_row(built.domain, split, artifact_id[:12], f"{stats.get('docs', 0):,}",
+                          f"{stats.get('chars', 0):,}", f"{stats.get('approx_tokens', 0):,}", status)
+    console.print(table)
+    for source in report.unavailable:
+        console.print(f"[yellow]unavailable[/] {source.domain}/{source.name}: {source.reason}\n"
+                      f"  fetch with: [bold]{source.fetch_command}[/]")
+    for domain in report.skipped_domains:
+        console.print(f"[yellow]skipped[/] {domain}: none of its sources could be had")
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+def synthesize_queries(console: Console, home, registry: Registry, domains: list[str], splits: list[str], recipe,
+                       topic_domains: tuple[str, ...] = ()):
+    """Each (domain, split)'s synthetic-query dataset, generated by the champion parent under one
+    progress bar (queries, ETA); datasets already registered for this recipe are reused."""
+    from breedlab.cmg.progress import PlainLines, progress_columns
+    from breedlab.ecosystem.query_synth import synthesize, synthesize_topics
+    from breedlab.models.parent import load_parent
+    from breedlab.server.setup import choose_parent
+
+    parent = choose_parent(registry)
+    model, tokenizer = load_parent(registry, parent.id)
+    artifacts = []
+    total = recipe.docs * len(domains) * len(splits)
+    # Off a terminal (a log, the demo in the background) a live bar draws nothing for many minutes:
+    # plain lines with the same count and ETA instead (cmg.progress.PlainLines).
+    with Progress(*progress_columns(), console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("writing queries", total=total, stats="")
+        lines = None if console.is_terminal else PlainLines(console)
+        plain = lines.add("writing queries", total) if lines else None
+        for domain in domains:
+            for split in splits:
+                where = f"{domain}/{split}"
+
+                def advance(n: int, where: str = where) -> None:
+                    bar.update(task, advance=n, stats=where)
+                    if lines:
+                        lines.advance(plain, n, where)
+
+                artifacts.append(synthesize(registry, parent.id, domain, split, recipe, model=model,
+                                            tokenizer=tokenizer, cache_dir=home.cache_dir, on_batch=advance))
+                if domain in topic_domains:  # the parent's own domain: its questions about everyday topics
+                    console.print(f"{where}: questions about everyday topics", highlight=False)
+                    artifacts.append(synthesize_topics(registry, parent.id, domain, split, seed=recipe.seed,
+                                                       model=model, tokenizer=tokenizer, cache_dir=home.cache_dir))
+    return artifacts

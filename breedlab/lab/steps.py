@@ -1,0 +1,139 @@
+"""The steps of ``breedlab lab``, each a short function over the registry (see ``lab.py`` for the order)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from breedlab.registry import Artifact, Registry, RegistryError
+from breedlab.registry.lineage import full_precision
+
+RETENTION_DOMAIN = "general"
+STACKS = {"cmg-fp16", "cmg-int8"}
+"""Candidates that quantize the CMG candidate rather than the champion."""
+# What the lab changes in the paper's preset on a real parent: the lab recipe docs/RESULTS.md measured
+# (a small rehearsal pool for its 5% share). compact's is `_lab_overrides`: from 65,536 tokens up it is
+# exactly benchmarks/stage1.py's, so a lab after the benchmark reuses its child.
+LAB_CMG_OVERRIDES = {"paper": {"rehearsal_pool_tokens": 8192, "warmup_steps": 4}}
+
+
+def _pool(config) -> int:
+    """Teacher-cached tokens per stream: the budget, at most 65,536 (the benchmark's pools)."""
+    return min(config.distill_tokens, 65_536)
+
+
+def _lab_overrides(config) -> dict:
+    """A compact child's rehearsal pool is no larger than its domain pool: a small budget (the demo's)
+    should not pay a 65,536-token general teacher cache to draw a quarter of it. From 65,536 training
+    tokens up this is the preset's own pool, so the lab's child is still the benchmark's."""
+    if config.cmg_preset == "compact":
+        return {"rehearsal_pool_tokens": _pool(config)}
+    return LAB_CMG_OVERRIDES.get(config.cmg_preset, {})
+
+
+def say(console: Console, text: str) -> None:
+    console.rule(f"[bold]{text}")
+
+
+def champion_of(registry: Registry, niche: str) -> Artifact:
+    """The niche's champion: a promoted child if one serves it, else the champion parent."""
+    from breedlab.governance.niche import current_champion
+
+    champion = current_champion(registry, niche)
+    if champion is None:
+        parents = registry.find(kind="parent", state="champion")
+        if not parents:
+            raise RegistryError("no champion parent; run `breedlab parent import smollm2` (or `breedlab demo`)")
+        champion = parents[0]
+    return champion
+
+
+def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, str]:
+    """Frozen lm, cloze and retention suites from the held-out test splits (reused when identical)."""
+    from transformers import AutoTokenizer
+
+    from breedlab.evaluation.suites import build_suite
+
+    tokenizer = AutoTokenizer.from_pretrained(champion.path)
+    sizes = {"lm": (config.niche, config.lm_cases), "cloze": (config.niche, config.cloze_cases),
+             "retention": (RETENTION_DOMAIN, config.retention_cases)}
+    return {kind: build_suite(registry, kind, domain, tokenizer=tokenizer, cases=cases, seed=config.seed,
+                              tokens=config.passage_tokens).id
+            for kind, (domain, cases) in sizes.items()}
+
+
+def breed_candidates(registry: Registry, home, champion: Artifact, config, breeder: str,
+                     console: Console, display=None) -> list[Artifact]:
+    """The configured candidates of the champion (by default adapter fine-tune, CMG specialist, the
+    specialist in int8 and the champion in int8), bred as the breeding identity."""
+    from breedlab.cmg.recipe import RunOptions, preset_recipe
+    from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
+    from breedlab.operators.quantize import QuantizeRecipe
+    from breedlab.operators.table import get_operator
+
+    small = dict(batch_size=4, seq_len=64, warmup_steps=2, lora_rank=8, lora_alpha=16) if config.pico else {}
+    cmg_small = {**small, "profile_tokens": 1024, "proxy_tokens": 512, "rehearsal_pool_tokens": 8192}
+    # the bars go to the caller's display (the demo's), else to stderr: live on a terminal, plain lines
+    # with tokens/s and ETA anywhere else (a nohup log), never minutes of silence
+    options = RunOptions(actor=breeder, progress=True, display=display)
+    finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
+                                     pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
+                                     seed=config.seed, **small)
+    distill = preset_recipe(config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens,
+                            pool_tokens=_pool(config), seed=config.seed,
+                            **(cmg_small if config.pico else _lab_overrides(config)))
+    recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
+               "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
+    unknown = set(config.candidates) - set(recipes)
+    if unknown:
+        raise ValueError(f"the lab has no recipe for {sorted(unknown)}; known: {sorted(recipes)}")
+    for stack in STACKS & set(config.candidates):
+        if "cmg" not in config.candidates[:config.candidates.index(stack)]:
+            raise ValueError(f"candidate {stack!r} quantizes the CMG candidate: list 'cmg' before it")
+    made, by_name = [], {}
+    # a champion served quantized is bred from its full-precision source (nothing trains int8 or fp16
+    # weights); the candidates are still judged against the champion as served
+    seed = full_precision(registry, champion)
+    for name in config.candidates:
+        # cmg-fp16 and cmg-int8 stack on the CMG child (its lineage shows both steps); every other one
+        # breeds the champion
+        source, operator = (by_name["cmg"], "quantize") if name in STACKS else (seed.id, name)
+        console.print(f"  {name} ...")
+        if display is not None:
+            display.step(f"breeding {name} ({len(made) + 1}/{len(config.candidates)})")
+        outcome = get_operator(operator)(registry, home, source, recipes[name], options)
+        console.print(f"  {name}: {outcome.child.manifest.kind} {outcome.child.manifest.name} {outcome.child.id[:12]}")
+        by_name[name] = outcome.child.id
+        made.append(outcome.child)
+    return made
+
+
+def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifact], suites: dict[str, str],
+                console: Console, display=None) -> dict:
+    """Fitness vectors of the champion then each candidate, same suites, same machine, one run."""
+    from breedlab.evaluation.measure import measure_candidate
+
+    canary = _canary(registry, champion)
+    if display is not None:
+        display.step(f"measuring the champion {champion.manifest.name}")
+    fitness = {champion.id: measure_candidate(registry, champion.id, suites, canary=canary)}
+    parent_ppl = fitness[champion.id].general_ppl
+    fitness[champion.id].general_regression = 0.0  # the champion is its own baseline
+    fitness[champion.id].general_ppl_ratio = 1.0
+    for number, candidate in enumerate(candidates, 1):
+        console.print(f"  measuring {candidate.manifest.name} ...")
+        if display is not None:
+            display.step(f"measuring {candidate.manifest.name} ({number}/{len(candidates)})")
+        fitness[candidate.id] = measure_candidate(registry, candidate.id, suites, canary=canary,
+                                                  parent_general_ppl=parent_ppl)
+    for artifact in (champion, *candidates):
+        fitness[artifact.id].operator = artifact.manifest.operator
+    return fitness
+
+
+def _canary(registry: Registry, champion: Artifact) -> dict[str, str] | None:
+    """The privacy canary planted in the training data (from the train split's recipe), if any."""
+    for data in registry.find(kind="dataset"):
+        canary = data.manifest.recipe.get("canary") if data.manifest.name.endswith("/train") else None
+        if canary and canary.get("secret"):
+            return {"prefix": canary["prefix"], "secret": canary["secret"]}
+    return None
