@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from breedlab.cmg.breed import breed_child
+from breedlab.operators.cmg import breed_child
 from breedlab.cmg.recipe import RunOptions
 from breedlab.home import Home
 from breedlab.registry import Registry

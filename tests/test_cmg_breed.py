@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from breedlab.cmg.breed import breed_child
+from breedlab.operators.cmg import breed_child
 from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.lora import prepare_trainable, trainable_parameters
 from breedlab.cmg.recipe import CMGRecipe, RunOptions

@@ -5,7 +5,8 @@ parents = [input id] (for a merge: the models it merged, which its recipe functi
 first) and the operator's name, the input is unchanged (its weights' digest and
 ``registry verify``), and the same seed on the same inputs in a second, fresh
 registry gives the same artifact id. A new operator fails here until it has
-a tiny recipe in ``RECIPES``; so does a new CMG strategy (cases ``cmg:<strategy>``).
+a tiny recipe in ``RECIPES``, an instance of the recipe class its registration binds;
+so does a new CMG strategy (cases ``cmg:<strategy>``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from breedlab.cmg.recipe import CMGRecipe, RunOptions, preset_recipe
 from breedlab.cmg.student import STRATEGIES
 from breedlab.home import Home
 from breedlab.models.io import load_model, weights_digest
-from breedlab.operators.table import get_operator, operator_names
+from breedlab.operators.prune import PruneRecipe
+from breedlab.operators.table import get_operator, operator_names, recipe_class
 from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
 from breedlab.operators.merge import MergeRecipe
 from breedlab.operators.merge_distill import MergeDistillRecipe
@@ -42,6 +44,7 @@ RECIPES = {  # operator -> the smallest recipe that exercises it
                                domain_head_coverage=0.9, **TINY),
     "adapter-finetune": AdapterFinetuneRecipe(domain="code", **TINY),
     "quantize": QuantizeRecipe(),
+    "prune": PruneRecipe(domain="code", ratio=0.5, profile_tokens=256, seq_len=TINY["seq_len"]),
     # Merges take other models as input: a function (registry, home, parent id) -> recipe makes them first.
     "merge": lambda *lab: MergeRecipe(models=_specialists(*lab, "adapter-finetune", "adapter-finetune")),
     "merge-distill": lambda *lab: MergeDistillRecipe(models=_specialists(*lab, "cmg", "adapter-finetune"), **TINY),
@@ -117,6 +120,9 @@ def test_a_domain_head_ships_beside_weights_that_plain_transformers_loads(runs):
 
 def test_every_registered_operator_and_cmg_strategy_has_a_contract_recipe():
     assert sorted({case.split(":")[0] for case in RECIPES}) == operator_names()
+    for case, recipe in RECIPES.items():
+        if not callable(recipe):
+            assert isinstance(recipe, recipe_class(case.split(":")[0])), case
     covered = {RECIPES[case].strategy for case in RECIPES if case.startswith("cmg")}
     assert {"profiled", "width", "depth", "mixed"} <= covered <= set(STRATEGIES)
 
@@ -164,3 +170,14 @@ def test_the_breeding_identity_registers_the_output(labs, runs, name):
     """Authority rests on it: governance refuses an approver who registered (bred) the candidate."""
     (_, registry, _), artifact = labs[0], runs(name)[0]
     assert next(e for e in registry.events(artifact.id) if e.type == "registered").actor == OPTIONS.actor
+
+
+def test_prune_cuts_what_a_cmg_breed_starts_from_and_heals_separately(labs, runs):
+    """The same steps-1-2 fields give the CMG child's exact selection; an adapter fine-tune heals it."""
+    pruned, bred = runs("prune")[0], runs("cmg")[0]
+    assert pruned.manifest.kind == "child" and pruned.manifest.recipe["trained"] is False
+    assert pruned.manifest.recipe["selection_sha256"] == bred.manifest.recipe["selection_sha256"]
+    home, registry, _ = labs[0]
+    healed = get_operator("adapter-finetune")(registry, home, pruned.id, RECIPES["adapter-finetune"], OPTIONS).child
+    assert healed.manifest.parents == (pruned.id,) and healed.manifest.kind == "adapter"
+    assert healed.manifest.metrics["steps"] == RECIPES["adapter-finetune"].steps

@@ -22,8 +22,69 @@ TEACHER_MODES = ("hidden", "topk", "live")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-@dataclass(frozen=True)
-class CMGRecipe:
+@dataclass(frozen=True, kw_only=True)
+class TrainingFields:
+    """The fields every training recipe shares (the CMG's, the adapter fine-tune's, the merge-distill's).
+
+    Recipes inherit them, so a recipe stays one flat record: its YAML, its ``to_dict`` and the hash of
+    its identity list every field side by side. A recipe whose default differs redeclares that field.
+    Keyword-only: a positional value could land in the wrong field.
+    """
+
+    steps: int = 200
+    """Optimiser steps (``tokens`` overrides it when set)."""
+    tokens: int | None = None
+    """Training-token budget; steps = ceil(tokens / (batch_size * seq_len))."""
+    batch_size: int = 8
+    seq_len: int = 256
+    lr: float = 2e-3
+    """Peak learning rate (linear warm-up, then cosine to 10%)."""
+    warmup_steps: int = 10
+    grad_clip: float = 1.0
+    temperature: float = 4.0
+    """T in Equation 2: softens the teacher's distribution."""
+    alpha_ce: float = 0.5
+    """a_ce: weight of cross-entropy on the true next token."""
+    alpha_kd: float = 0.5
+    """a_kd: weight of T^2 * KL(teacher_T || student_T)."""
+    rehearsal_weight: float = 0.10
+    """l_r: weight of the loss on general-data batches."""
+    rehearsal_share: float = 0.05
+    """Share of training batches (so tokens) drawn from the general corpus, interleaved evenly."""
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    teacher: str = "hidden"
+    """Where the teacher's logits come from: hidden (its final hidden states cached once, logits
+    recomputed exactly by its LM head) | topk (top-k logits + exact rest mass cached: a lower bound
+    of the KL, loose at T=4) | live (the teacher runs on every batch). Each recipe says which it takes."""
+    pool_tokens: int = 65_536
+    """Domain tokens training batches are drawn from (and the teacher's logits are cached for)."""
+    rehearsal_pool_tokens: int = 32_768
+    """General-corpus tokens rehearsal batches are drawn from (only ``rehearsal_share`` of steps use them)."""
+    data_order: str = "shuffled"
+    """How a token budget samples a split: shuffled (seeded, whole split) | document (stored order,
+    the first sources only; how results before the fix were measured). See ``cmg/blocks.py``."""
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        if self.tokens is None:
+            return self.steps
+        return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown recipe fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CMGRecipe(TrainingFields):
     """Everything that determines the child. Two equal recipes on the same data give the same child."""
 
     domain: str
@@ -48,22 +109,6 @@ class CMGRecipe:
     """Share of the profiling tokens drawn from general text (cross-calibration, arXiv 2502.18424)."""
     count_embeddings: bool = False
     """Whether p counts the (tied) embedding matrix; SmolLM2's is 21% of it, so False lets p go below that."""
-    steps: int = 200
-    """Optimiser steps (``tokens`` overrides it when set)."""
-    tokens: int | None = None
-    """Training-token budget; steps = ceil(tokens / (batch_size * seq_len))."""
-    batch_size: int = 8
-    seq_len: int = 256
-    lr: float = 2e-3
-    """Peak learning rate (linear warm-up, then cosine to 10%)."""
-    warmup_steps: int = 10
-    grad_clip: float = 1.0
-    temperature: float = 4.0
-    """T in Equation 2: softens the parent's distribution."""
-    alpha_ce: float = 0.5
-    """a_ce: weight of cross-entropy on the true next token."""
-    alpha_kd: float = 0.5
-    """a_kd: weight of T^2 * KL(parent_T || child_T)."""
     hidden_loss: str = "none"
     """none | mse (mean squared error over the parent's mean square, per matched layer) | cosine
     (1 - cos per token): hidden-state distillation (DistilBERT, TinyBERT, Minitron)."""
@@ -75,31 +120,12 @@ class CMGRecipe:
     domain_head_coverage: float | None = None
     """If set, ship a domain head (``domain_head.py``): logits for the ids covering this share of the
     domain's training tokens plus the byte and special tokens, with a fallback to the full head."""
-    rehearsal_weight: float = 0.10
-    """l_r: weight of the loss on general-data batches."""
-    rehearsal_share: float = 0.05
-    """Share of training batches (so tokens) drawn from the general corpus, interleaved evenly."""
     trainable: str = "lora"
     """lora (adapters only, the paper's) | lora+norms | full (every student weight, no adapters)."""
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    teacher: str = "hidden"
-    """Where the parent's logits come from: hidden (its final hidden states cached once, logits
-    recomputed exactly by its LM head) | topk (top-k logits + exact rest mass cached: a lower bound
-    of the KL, loose at T=4) | live (the parent runs on every batch)."""
     teacher_topk: int = 32
     """k for ``teacher="topk"``."""
     profile_tokens: int = 16_384
     """Domain tokens the parent is profiled on (step 1)."""
-    pool_tokens: int = 65_536
-    """Domain tokens training batches are drawn from (and the parent's logits are cached for)."""
-    rehearsal_pool_tokens: int = 32_768
-    """General-corpus tokens rehearsal batches are drawn from (only ``rehearsal_share`` of steps use them)."""
-    data_order: str = "shuffled"
-    """How a token budget samples a split: shuffled (seeded, whole split) | document (stored order,
-    the first sources only; how results before the fix were measured). See ``cmg/blocks.py``."""
-    seed: int = 0
-
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
@@ -127,23 +153,6 @@ class CMGRecipe:
             raise ValueError(f"min_speedup must be positive, got {self.min_speedup}")
         if self.temperature <= 0 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("temperature, steps and batch_size must be positive")
-
-    @property
-    def total_steps(self) -> int:
-        if self.tokens is None:
-            return self.steps
-        return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CMGRecipe":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown recipe fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 # Named recipes: configured instances of CMGRecipe, not subclasses (mergekit's variants).

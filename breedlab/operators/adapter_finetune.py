@@ -26,21 +26,19 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breedlab.cmg.breed import BreedOutcome, training_streams
 from breedlab.cmg.child_files import run_metrics
 from breedlab.cmg.inputs import dataset, load_frozen
 from breedlab.cmg.lora import merged_model, prepare_trainable, save_adapter
-from breedlab.cmg.progress import BreedProgress
-from breedlab.cmg.recipe import CMGRecipe, RunOptions
+from breedlab.cmg.recipe import CMGRecipe, RunOptions, TrainingFields
+from breedlab.cmg.steps import training_streams
 from breedlab.cmg.train import TrainResult, train_child
 from breedlab.home import Home
 from breedlab.models.io import save_model, weights_digest
+from breedlab.operators.skeleton import BreedOutcome, Made, Job, library_versions, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.registry.canonical import sha256_json
@@ -50,44 +48,17 @@ LOSS_FORMULA = "a_ce*CE + a_kd*T^2*KL(softmax(parent/T) || softmax(model/T)) + l
 ADAPTER_DIR = "adapter"
 
 
-@dataclass(frozen=True)
-class AdapterFinetuneRecipe:
-    """Everything that determines the adapter. Fields mirror ``CMGRecipe``'s where they mean the same."""
+@dataclass(frozen=True, kw_only=True)
+class AdapterFinetuneRecipe(TrainingFields):
+    """Everything that determines the adapter: the shared training fields, with the defaults below."""
 
     domain: str
     """Domain whose ``<domain>/train`` dataset the adapter specialises in."""
-    steps: int = 200
-    """Optimiser steps (``tokens`` overrides it when set)."""
-    tokens: int | None = None
-    """Training-token budget; steps = ceil(tokens / (batch_size * seq_len))."""
-    batch_size: int = 8
-    seq_len: int = 256
     lr: float = 1e-3
-    """Peak learning rate (linear warm-up, then cosine to 10%)."""
-    warmup_steps: int = 10
-    grad_clip: float = 1.0
+    """The parent is intact, unlike a pruned student that must recover."""
     alpha_ce: float = 1.0
-    """a_ce: weight of cross-entropy on the true next token."""
     alpha_kd: float = 0.0
-    """a_kd: weight of T^2 * KL(parent_T || model_T); 0 because the model starts as the parent."""
-    temperature: float = 4.0
-    """T of the logged (and, if a_kd > 0, trained) KL term."""
-    rehearsal_weight: float = 0.10
-    """l_r: weight of the loss on general-data batches."""
-    rehearsal_share: float = 0.05
-    """Share of training batches drawn from the general corpus, interleaved evenly."""
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    teacher: str = "hidden"
-    """Where the parent's logits for the KD term come from: hidden (cached once per dataset and shared
-    with CMG breeds of the same seq_len and pools) | live (the parent runs on every batch)."""
-    pool_tokens: int = 65_536
-    """Domain tokens training batches are drawn from."""
-    rehearsal_pool_tokens: int = 32_768
-    """General-corpus tokens rehearsal batches are drawn from."""
-    data_order: str = "shuffled"
-    """How a token budget samples a split (``cmg/blocks.py``)."""
-    seed: int = 0
+    """0 because the model starts as the parent (KL = 0, zero gradient); the term is still logged."""
 
     def __post_init__(self) -> None:
         if self.teacher not in ("hidden", "live"):
@@ -96,24 +67,14 @@ class AdapterFinetuneRecipe:
 
     def to_cmg(self) -> CMGRecipe:
         """The same run as a CMG recipe: a full-size student (ratio 1), LoRA only."""
-        return CMGRecipe(ratio=1.0, strategy="uniform", trainable="lora", **asdict(self))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AdapterFinetuneRecipe:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown recipe fields: {sorted(unknown)}")
-        return cls(**values)
+        return CMGRecipe(ratio=1.0, strategy="uniform", trainable="lora", **self.to_dict())
 
 
 def adapter_name(recipe: AdapterFinetuneRecipe) -> str:
     return f"{recipe.domain}-adapter-r{recipe.lora_rank}"
 
 
-@operator(OPERATOR)
+@operator(OPERATOR, recipe=AdapterFinetuneRecipe)
 def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: AdapterFinetuneRecipe,
                      options: RunOptions = RunOptions()) -> BreedOutcome:
     """Fine-tune LoRA adapters on ``parent_id`` for ``recipe.domain``; register an ``adapter``.
@@ -121,10 +82,6 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
     Resumable like a breed (re-run after Ctrl-C); the same recipe on the same parent and data
     returns the registered artifact without training.
     """
-    import torch
-
-    if options.threads:
-        torch.set_num_threads(options.threads)
     cmg = recipe.to_cmg()
     parent_art = registry.get(parent_id)
     domain_data = dataset(registry, f"{recipe.domain}/train")
@@ -132,37 +89,31 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
     data = [d for d in (domain_data, general_data) if d is not None]
     key = sha256_json({"operator": OPERATOR, "recipe": recipe.to_dict(), "parent": parent_art.id,
                        "data": [d.id for d in data]})
-    existing = _already_made(registry, recipe, parent_art, key)
-    if existing is not None:
-        return BreedOutcome(existing, TrainResult(), Path(), reused=True)
 
-    parent, tokenizer = load_frozen(parent_art)
-    parent_digest = weights_digest(parent)
-    checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
-    with BreedProgress(options.progress, cmg, display=options.display) as progress:
-        streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data,
+    def load():
+        parent, tokenizer = load_frozen(parent_art)
+        return {"frozen": {parent_art.id: parent}, "parent": parent, "tokenizer": tokenizer}
+
+    def train(loaded, progress, checkpoint_dir: Path) -> Made:
+        parent = loaded["parent"]
+        streams, teachers = training_streams(registry, parent_art, parent, loaded["tokenizer"], domain_data,
                                              general_data, cmg, progress)
-        model = prepare_trainable(_exact_copy(parent, parent_digest), cmg)
+        model = prepare_trainable(_exact_copy(parent, weights_digest(parent)), cmg)
         result = train_child(model, cmg, streams, checkpoint_dir, options, parent=parent,
                              on_step=progress.training("fine-tuning LoRA on the parent"))
-    if weights_digest(parent) != parent_digest:  # the copy trained, never the parent
-        raise RegistryError("the parent's weights changed during fine-tuning; nothing was registered")
-    if result.interrupted:
-        return BreedOutcome(None, result, checkpoint_dir)
+        return Made(model, result, {"inputs": {"teachers": [t.id for t in teachers], "key": key}})
 
-    inputs = {"teachers": [t.id for t in teachers], "key": key}
-    artifact = _register(registry, home, model, tokenizer, result, parent_art, recipe,
-                         data_ids=[d.id for d in data] + inputs["teachers"], inputs=inputs, actor=options.actor)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return BreedOutcome(artifact, result, checkpoint_dir)
+    def register(loaded, trained: Made, scratch: Path) -> Artifact:
+        inputs = trained.extra["inputs"]
+        metrics = adapter_metrics(trained.model, trained.result)  # before writing: merging consumes the adapters
+        files = write_adapter(scratch, trained.model, loaded["tokenizer"], trained.result, parent_art)
+        return registry.register(
+            "adapter", adapter_name(recipe), files, operator=OPERATOR,
+            recipe=adapter_recipe(recipe, parent_art, inputs), parents=[parent_art.id],
+            data=[d.id for d in data] + inputs["teachers"], metrics=metrics, actor=options.actor, move=True)
 
-
-def _already_made(registry: Registry, recipe: AdapterFinetuneRecipe, parent_art: Artifact,
-                  key: str) -> Artifact | None:
-    for found in registry.find(kind="adapter", name=adapter_name(recipe)):
-        if found.manifest.parents == (parent_art.id,) and found.manifest.recipe.get("inputs", {}).get("key") == key:
-            return found
-    return None
+    job = Job("adapter", adapter_name(recipe), key, cmg, load, train, register, parents=(parent_art.id,))
+    return run_job(registry, home, options, job)
 
 
 def _exact_copy(parent, parent_digest: str):
@@ -171,19 +122,6 @@ def _exact_copy(parent, parent_digest: str):
     if weights_digest(student) != parent_digest:
         raise RegistryError("the copy of the parent differs from the parent")
     return student
-
-
-def _register(registry: Registry, home: Home, model, tokenizer, result: TrainResult, parent_art: Artifact,
-              recipe: AdapterFinetuneRecipe, *, data_ids: list[str], inputs: dict[str, Any],
-              actor: str) -> Artifact:
-    metrics = adapter_metrics(model, result)  # before writing: merging consumes the adapters
-    with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
-        files = write_adapter(Path(scratch), model, tokenizer, result, parent_art)
-        return registry.register(
-            "adapter", adapter_name(recipe), files, operator=OPERATOR,
-            recipe=adapter_recipe(recipe, parent_art, inputs), parents=[parent_art.id],
-            data=data_ids, metrics=metrics, actor=actor, move=True,
-        )
 
 
 def write_adapter(directory: Path, model, tokenizer, result: TrainResult, parent: Artifact) -> dict[str, Path]:
@@ -197,18 +135,13 @@ def write_adapter(directory: Path, model, tokenizer, result: TrainResult, parent
 
 def adapter_recipe(recipe: AdapterFinetuneRecipe, parent: Artifact, inputs: dict[str, Any]) -> dict[str, Any]:
     """The full recipe: hyperparameters, what the student is, every input's id and library versions."""
-    import peft
-    import torch
-    import transformers
-
     return {
         **recipe.to_dict(),
         "loss": LOSS_FORMULA,
         "student": "exact copy of the parent (all layers, heads, neurons); LoRA on q,k,v,o,gate,up,down",
         "parent": parent.id,
         "inputs": inputs,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "peft": peft.__version__},
+        "versions": library_versions(),
     }
 
 

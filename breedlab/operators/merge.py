@@ -1,6 +1,6 @@
 """The ``merge`` operator: several fine-tunes of one base folded into one model, by weight arithmetic.
 
-Two methods, both over the state dicts of models that share the base's
+Two built-in methods (plug-ins in ``merge_methods.py``), both over the state dicts of models that share the base's
 architecture, every tensor name and shape, and the tokenizer:
 
 * ``linear``: ``theta = sum_i w_i * theta_i / sum_i w_i`` (a weighted average; equal weights by default).
@@ -18,7 +18,7 @@ architecture, every tensor name and shape, and the tokenizer:
 (architecture or shape-setting config fields, tensor names or shapes, tokenizer,
 lineage); the operator refuses with ``IncompatibleMerge`` carrying that list and
 registers nothing. Incompatible specialists can still be merged by distilling
-both into one child: ``ops/merge_distill.py``.
+both into one child: ``operators/merge_distill.py``.
 """
 
 from __future__ import annotations
@@ -35,14 +35,15 @@ from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.recipe import RunOptions
 from breedlab.home import Home
 from breedlab.models.io import save_model, weights_digest
+from breedlab.operators.merge_methods import METHODS, linear_merge, merge_method, ties_merge, trim
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.operators.merge_checks import merge_problems, model_domains
 
-__all__ = ["IncompatibleMerge", "MergeRecipe", "merge", "merge_problems", "model_domains"]
+__all__ = ["METHODS", "IncompatibleMerge", "MergeRecipe", "linear_merge", "merge", "merge_problems", "model_domains",
+           "ties_merge", "trim"]
 
 OPERATOR = "merge"
-METHODS = ("linear", "ties")
 
 
 class IncompatibleMerge(RegistryError):
@@ -76,8 +77,7 @@ class MergeRecipe:
             object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         if len(self.models) < 2:
             raise ValueError("a merge needs at least two models")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        merge_method(self.method)  # an unknown method is refused with the known ones
         if self.weights is not None and (len(self.weights) != len(self.models) or min(self.weights) < 0
                                          or sum(self.weights) <= 0):
             raise ValueError("weights must be one non-negative number per model, not all zero")
@@ -98,32 +98,6 @@ class MergeOutcome:
     reused: bool = False
 
 
-def linear_merge(tensors: list[torch.Tensor], weights: tuple[float, ...]) -> torch.Tensor:
-    """sum_i w_i * theta_i / sum_i w_i, in float64 then back to the first tensor's dtype."""
-    total = sum(w * t.double() for w, t in zip(weights, tensors, strict=True))
-    return (total / sum(weights)).to(tensors[0].dtype)
-
-
-def trim(task_vector: torch.Tensor, density: float) -> torch.Tensor:
-    """TIES step 1: keep the ceil(density * n) largest |entries| (ties at the threshold are all kept)."""
-    flat = task_vector.abs().reshape(-1)
-    keep = min(flat.numel(), max(1, math.ceil(density * flat.numel())))
-    threshold = flat.kthvalue(flat.numel() - keep + 1).values  # the keep-th largest magnitude
-    return torch.where(task_vector.abs() >= threshold, task_vector, torch.zeros_like(task_vector))
-
-
-def ties_merge(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], *,
-               density: float, scaling: float) -> torch.Tensor:
-    """TIES steps 1-4 for one tensor (the module docstring); float64 inside."""
-    trimmed = torch.stack([trim(t.double() - base.double(), density) for t in tensors])  # (n, ...)
-    w = torch.tensor(weights, dtype=torch.float64).reshape(-1, *([1] * base.dim()))  # (n, 1, ...)
-    elected = torch.sign((w * trimmed).sum(0))  # (...): +1, -1, or 0 where the mass cancels
-    agree = (torch.sign(trimmed) == elected) & (trimmed != 0)  # (n, ...)
-    mass = (w * agree).sum(0)
-    merged = torch.where(mass > 0, (w * trimmed * agree).sum(0) / mass.clamp(min=1e-300), 0.0)
-    return (base.double() + scaling * merged).to(base.dtype)
-
-
 def merge_state(base: dict[str, torch.Tensor], states: list[dict[str, torch.Tensor]],
                 recipe: MergeRecipe) -> dict[str, torch.Tensor]:
     """Every tensor merged by the recipe's method; non-float tensors must agree and are copied."""
@@ -134,15 +108,12 @@ def merge_state(base: dict[str, torch.Tensor], states: list[dict[str, torch.Tens
             if any(not torch.equal(t, base_tensor) for t in tensors):
                 raise IncompatibleMerge([f"integer tensor {name} differs between the models"])
             merged[name] = base_tensor.clone()
-        elif recipe.method == "linear":
-            merged[name] = linear_merge(tensors, weights)
         else:
-            merged[name] = ties_merge(base_tensor, tensors, weights, density=recipe.density,
-                                      scaling=recipe.scaling)
+            merged[name] = merge_method(recipe.method).merge(base_tensor, tensors, weights, recipe)
     return merged
 
 
-@operator(OPERATOR)
+@operator(OPERATOR, recipe=MergeRecipe)
 def merge(registry: Registry, home: Home, parent_id: str, recipe: MergeRecipe,
           options: RunOptions = RunOptions()) -> MergeOutcome:
     """Merge ``recipe.models`` (fine-tunes of the base ``parent_id``); register a ``merged`` model.
@@ -190,8 +161,7 @@ def merged_recipe(recipe: MergeRecipe, models: list[Artifact], base: Artifact) -
     domains = model_domains(models)
     return {**recipe.to_dict(), "models": [m.id for m in models], "base": base.id,
             "domains": domains, "domain": "+".join(domains),
-            "formula": ("theta = sum_i w_i theta_i / sum_i w_i" if recipe.method == "linear" else
-                        "theta = theta_base + lambda * disjoint_mean(elect_sign(trim(theta_i - theta_base)))"),
+            "formula": merge_method(recipe.method).formula,
             "versions": {"torch": torch.__version__}}
 
 

@@ -20,23 +20,19 @@ base's LM head, which is the specialist's only if nothing trained the head.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from breedlab.cmg.breed import BreedOutcome
 from breedlab.cmg.child_files import child_metrics, write_child
 from breedlab.cmg.inputs import dataset, ensure_teacher, load_frozen
 from breedlab.cmg.lora import prepare_trainable
-from breedlab.cmg.progress import BreedProgress
-from breedlab.cmg.recipe import CMGRecipe, RunOptions
+from breedlab.cmg.recipe import CMGRecipe, RunOptions, TrainingFields
 from breedlab.cmg.train import TrainResult, train_child
 from breedlab.home import Home
-from breedlab.models.io import weights_digest
+from breedlab.operators.skeleton import BreedOutcome, Made, Job, library_versions, run_job
 from breedlab.operators.table import operator
-from breedlab.registry import Artifact, Registry, RegistryError
+from breedlab.registry import Artifact, Registry
 from breedlab.registry.canonical import sha256_json
 from breedlab.operators.merge import IncompatibleMerge
 from breedlab.operators.merge_checks import ancestors, model_domains, tokenizer_digest
@@ -48,8 +44,8 @@ LOSS_FORMULA = ("a_ce*CE + a_kd*T^2*KL(softmax(specialist_of_domain/T) || softma
 STRATEGIES = ("uniform", "random", "scratch")  # profiled needs one domain's profile; a merge has several
 
 
-@dataclass(frozen=True)
-class MergeDistillRecipe:
+@dataclass(frozen=True, kw_only=True)
+class MergeDistillRecipe(TrainingFields):
     """What determines the distilled child; every field but ``models`` means what it means in ``CMGRecipe``."""
 
     models: tuple[str, ...]
@@ -58,30 +54,10 @@ class MergeDistillRecipe:
     """p of the new student against the base."""
     strategy: str = "uniform"
     count_embeddings: bool = False
-    steps: int = 200
-    tokens: int | None = None
-    batch_size: int = 8
-    seq_len: int = 256
-    lr: float = 2e-3
-    warmup_steps: int = 10
-    grad_clip: float = 1.0
-    temperature: float = 4.0
-    alpha_ce: float = 0.5
-    alpha_kd: float = 0.5
-    rehearsal_weight: float = 0.10
-    rehearsal_share: float = 0.05
     trainable: str = "lora"
-    lora_rank: int = 16
-    lora_alpha: int = 32
     teacher: str = "live"
     """live | topk (see the module docstring)."""
     teacher_topk: int = 32
-    pool_tokens: int = 65_536
-    """Training tokens drawn from each domain (so domains get equal shares)."""
-    rehearsal_pool_tokens: int = 32_768
-    data_order: str = "shuffled"
-    """How a token budget samples a split (``cmg/blocks.py``)."""
-    seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -120,14 +96,10 @@ def distill_problems(registry: Registry, specialists: list[Artifact], base: Arti
     return problems
 
 
-@operator(OPERATOR)
+@operator(OPERATOR, recipe=MergeDistillRecipe)
 def merge_distill(registry: Registry, home: Home, parent_id: str, recipe: MergeDistillRecipe,
                   options: RunOptions = RunOptions()) -> BreedOutcome:
     """Distil ``recipe.models`` into one ``merged`` child built from the base ``parent_id``; resumable."""
-    import torch
-
-    if options.threads:
-        torch.set_num_threads(options.threads)
     base_art = registry.get(parent_id)
     specialists = [registry.get(ref) for ref in dict.fromkeys(recipe.models)]
     problems = distill_problems(registry, specialists, base_art)
@@ -140,39 +112,32 @@ def merge_distill(registry: Registry, home: Home, parent_id: str, recipe: MergeD
     key = sha256_json({"operator": OPERATOR, "recipe": recipe.to_dict(), "base": base_art.id,
                        "models": [s.id for s in specialists], "data": data_ids})
     name = f"{'+'.join(teacher_of)}-distill-p{round(recipe.ratio * 100):02d}"
-    existing = _already_made(registry, name, key)
-    if existing is not None:
-        return BreedOutcome(existing, TrainResult(), Path(), reused=True)
-
-    base, tokenizer = load_frozen(base_art)
-    teachers = {spec.id: load_frozen(spec)[0] for spec in specialists}
-    digests = {ref: weights_digest(m) for ref, m in {base_art.id: base, **teachers}.items()}
     cmg = recipe.to_cmg("+".join(teacher_of))
-    checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / key[:16]
-    with BreedProgress(options.progress, cmg, display=options.display) as progress:
-        streams, caches = _streams(registry, base_art, base, tokenizer, teacher_of, teachers, data, general,
-                                   cmg, progress)
-        plan, student = _student(base, cmg)
+
+    def load():
+        base, tokenizer = load_frozen(base_art)
+        teachers = {spec.id: load_frozen(spec)[0] for spec in specialists}
+        return {"frozen": {base_art.id: base, **teachers}, "base": base, "teachers": teachers,
+                "tokenizer": tokenizer}
+
+    def train(loaded, progress, checkpoint_dir: Path) -> Made:
+        streams, caches = _streams(registry, base_art, loaded["base"], loaded["tokenizer"], teacher_of,
+                                   loaded["teachers"], data, general, cmg, progress)
+        plan, student = _student(loaded["base"], cmg)
         model = prepare_trainable(student, cmg)
         result = train_child(model, cmg, streams, checkpoint_dir, options, parent=None,
                              on_step=progress.training("distilling the specialists into one child"))
-    changed = [ref[:12] for ref, m in {base_art.id: base, **teachers}.items() if weights_digest(m) != digests[ref]]
-    if changed:
-        raise RegistryError(f"weights of {changed} changed while distilling; nothing was registered")
-    if result.interrupted:
-        return BreedOutcome(None, result, checkpoint_dir)
-    inputs = {"teachers": {d: s.id for d, s in teacher_of.items()}, "caches": [c.id for c in caches], "key": key}
-    artifact = _register(registry, home, name, model, tokenizer, plan, result, base_art, recipe, teacher_of,
-                         data_ids=data_ids + inputs["caches"], inputs=inputs, actor=options.actor)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return BreedOutcome(artifact, result, checkpoint_dir)
+        inputs = {"teachers": {d: s.id for d, s in teacher_of.items()}, "caches": [c.id for c in caches],
+                  "key": key}
+        return Made(model, result, {"plan": plan, "inputs": inputs})
 
+    def register(loaded, trained: Made, scratch: Path) -> Artifact:
+        inputs = trained.extra["inputs"]
+        return _register(registry, scratch, name, trained.model, loaded["tokenizer"], trained.extra["plan"],
+                         trained.result, base_art, recipe, teacher_of, data_ids=data_ids + inputs["caches"],
+                         inputs=inputs, actor=options.actor)
 
-def _already_made(registry: Registry, name: str, key: str) -> Artifact | None:
-    for found in registry.find(kind="merged", name=name):
-        if found.manifest.recipe.get("inputs", {}).get("key") == key:
-            return found
-    return None
+    return run_job(registry, home, options, Job("merged", name, key, cmg, load, train, register))
 
 
 def _streams(registry, base_art, base, tokenizer, teacher_of, teachers, data, general, cmg: CMGRecipe, progress):
@@ -210,23 +175,15 @@ def _student(base, cmg: CMGRecipe):
     return plan, build_student(base, plan, seed=cmg.seed)
 
 
-def _register(registry: Registry, home: Home, name: str, model, tokenizer, plan, result: TrainResult,
+def _register(registry: Registry, scratch: Path, name: str, model, tokenizer, plan, result: TrainResult,
               base: Artifact, recipe: MergeDistillRecipe, teacher_of: dict[str, Artifact], *,
               data_ids: list[str], inputs: dict[str, Any], actor: str) -> Artifact:
-    import peft
-    import torch
-    import transformers
-
     metrics = child_metrics(model, plan, result)  # before writing: merging the LoRA consumes the adapters
     domains = list(teacher_of)
     full = {**recipe.to_dict(), "models": list(dict.fromkeys(s.id for s in teacher_of.values())), "base": base.id,
             "method": "distill", "domains": domains, "domain": "+".join(domains), "loss": LOSS_FORMULA,
             "teacher_of": {d: s.id for d, s in teacher_of.items()}, "plan": plan.summary(),
-            "selection_sha256": plan.sha256, "inputs": inputs,
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "peft": peft.__version__}}
-    with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
-        files = write_child(Path(scratch), model, tokenizer, plan, result, base)
-        return registry.register("merged", name, files, operator=OPERATOR, recipe=full,
-                                 parents=full["models"],
-                                 data=data_ids, metrics=metrics, actor=actor, move=True)
+            "selection_sha256": plan.sha256, "inputs": inputs, "versions": library_versions()}
+    files = write_child(scratch, model, tokenizer, plan, result, base)
+    return registry.register("merged", name, files, operator=OPERATOR, recipe=full, parents=full["models"],
+                             data=data_ids, metrics=metrics, actor=actor, move=True)

@@ -147,7 +147,7 @@ def drift_blocks(registry: Registry, tokenizer, domain: str | None) -> tuple[tor
     return token_blocks(tokenizer, PICO_TEXTS, seq_len=64), "builtin:breedlab.models.pico.PICO_TEXTS"
 
 
-@operator(OPERATOR)
+@operator(OPERATOR, recipe=QuantizeRecipe)
 def quantize(registry: Registry, home: Home, source_id: str, recipe: QuantizeRecipe = QuantizeRecipe(),
              options: RunOptions = RunOptions(), *, drift_domain: str | None = None) -> QuantizeOutcome:
     """Register a quantized copy of ``source_id`` (int8 or fp16: ``recipe.scheme``); drift is measured on ``<domain>/test`` where there is one.

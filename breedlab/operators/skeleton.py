@@ -1,0 +1,112 @@
+"""The one skeleton every model-making operator runs (cmg, adapter-finetune, merge-distill, prune),
+so resuming, reuse and the frozen-input promise are written once.
+
+    reuse      the same key (recipe, inputs, data hashed by the operator) -> the registered artifact
+    load       the frozen inputs, every file re-hashed; their weights digested
+    make       with progress, checkpoints under <home>/cache/breeds/<key[:16]> (a training run resumes)
+    check      every frozen input's digest unchanged, else nothing is registered
+    register   from a scratch folder, moved into the registry; the checkpoints are removed
+
+An operator supplies a ``Job``: its identity (kind, name, key) and three steps.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from breedlab.cmg.recipe import CMGRecipe, RunOptions
+from breedlab.cmg.train import TrainResult
+from breedlab.home import Home
+from breedlab.models.io import weights_digest
+from breedlab.registry import Artifact, Registry, RegistryError
+
+
+@dataclass
+class BreedOutcome:
+    """A registered artifact, or where an interrupted run stopped (run again to resume)."""
+
+    child: Artifact | None
+    result: TrainResult
+    checkpoint_dir: Path
+    reused: bool = False
+
+
+@dataclass
+class Made:
+    """What a job's ``make`` step returns: the model, its run, and what ``register`` needs besides."""
+
+    model: Any
+    result: TrainResult
+    extra: dict[str, Any]
+
+
+@dataclass
+class Job:
+    kind: str
+    name: str
+    key: str
+    """sha256 of everything that determines the output; recorded as ``recipe.inputs.key``."""
+    progress_recipe: CMGRecipe
+    load: Callable[[], dict[str, Any]]
+    """-> the loaded inputs; ``frozen`` maps id -> every model that must not change."""
+    make: Callable[[dict[str, Any], Any, Path], Made]
+    """(loaded, progress, checkpoint dir) -> Made."""
+    register: Callable[[dict[str, Any], Made, Path], Artifact]
+    """(loaded, made, scratch dir) -> the registered artifact."""
+    parents: tuple[str, ...] | None = None
+    """Reuse also requires these manifest parents (None: the key alone)."""
+
+
+def find_made(registry: Registry, kind: str, name: str, key: str,
+              parents: tuple[str, ...] | None = None) -> Artifact | None:
+    """The artifact an earlier run with this key registered, if any."""
+    for found in registry.find(kind=kind, name=name):
+        if parents is not None and found.manifest.parents != parents:
+            continue
+        if found.manifest.recipe.get("inputs", {}).get("key") == key:
+            return found
+    return None
+
+
+def set_threads(options: RunOptions) -> None:
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+
+
+def run_job(registry: Registry, home: Home, options: RunOptions, job: Job) -> BreedOutcome:
+    """Reuse, load, train, check, register (the module docstring); resumable after an interruption."""
+    from breedlab.cmg.progress import BreedProgress
+
+    set_threads(options)
+    existing = find_made(registry, job.kind, job.name, job.key, job.parents)
+    if existing is not None:
+        return BreedOutcome(existing, TrainResult(), Path(), reused=True)
+    loaded = job.load()
+    digests = {ref: weights_digest(model) for ref, model in loaded["frozen"].items()}
+    checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / job.key[:16]
+    with BreedProgress(options.progress, job.progress_recipe, display=options.display) as progress:
+        trained = job.make(loaded, progress, checkpoint_dir)
+    changed = [ref[:12] for ref, model in loaded["frozen"].items() if weights_digest(model) != digests[ref]]
+    if changed:  # the promise of every operator: its inputs never change
+        raise RegistryError(f"weights of {changed} changed during {job.kind} {job.name}; nothing was registered")
+    if trained.result.interrupted:
+        return BreedOutcome(None, trained.result, checkpoint_dir)
+    with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
+        artifact = job.register(loaded, trained, Path(scratch))
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return BreedOutcome(artifact, trained.result, checkpoint_dir)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions every trained artifact's recipe records."""
+    import peft
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
