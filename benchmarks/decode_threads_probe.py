@@ -14,6 +14,7 @@ from breedlab.evaluation.lm import generation_speed
 from breedlab.evaluation.measure import load_candidate
 from breedlab.home import Home
 from breedlab.registry import Registry
+
 reg = Registry.open(Home.resolve(None).registry_dir)
 parent, tok = load_candidate(reg.find(kind="parent")[0])
 model, _ = load_candidate(reg.get(sys.argv[1]))

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from breedlab.demo.setup import load_profile, overridden
+from breedlab.demo.profiles import load_profile, overridden
 from breedlab.ecosystem.detector import DetectorConfig, load_detector_config
 from breedlab.ecosystem.monitor import DomainStats
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from breedlab.report.page import analytic_speedup, paper_table3
+from breedlab.report.table3 import analytic_speedup, paper_table3
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 

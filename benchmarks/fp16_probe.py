@@ -48,9 +48,9 @@ def kernel_rows() -> None:
         fp16 = [Fp16Linear(w.half()) for w in weights]
         # the head as each stack serves it: int8's is Int8Head (dequantised 1,024 rows at a time)
         int8 = [(Int8Head if out_features > 10_000 else Int8Linear)(*quantize_weight(w)) for w in weights]
-        cells = {"fp32": microseconds(lambda: [torch.nn.functional.linear(x, w) for w in weights]) / count,
-                 "int8": microseconds(lambda: [m(x) for m in int8]) / count,
-                 "fp16": microseconds(lambda: [m(x) for m in fp16]) / count}
+        cells = {"fp32": microseconds(lambda x=x, ws=weights: [torch.nn.functional.linear(x, w) for w in ws]) / count,
+                 "int8": microseconds(lambda x=x, ms=int8: [m(x) for m in ms]) / count,
+                 "fp16": microseconds(lambda x=x, ms=fp16: [m(x) for m in ms]) / count}
         print(f"  {in_features:>5} -> {out_features:<6} " + "  ".join(f"{k} {v:8.1f}" for k, v in cells.items()))
 
 

@@ -11,14 +11,15 @@ import statistics
 import sys
 
 import torch
+
 torch.set_num_threads(2)
-from breedlab.home import Home
-from breedlab.registry import Registry
-from breedlab.evaluation.measure import load_candidate
-from breedlab.evaluation.lm import generation_speed
-from breedlab.operators import quantize as q
 from breedlab.cmg.blocks import dataset_blocks
+from breedlab.evaluation.lm import generation_speed
+from breedlab.evaluation.measure import load_candidate
+from breedlab.home import Home
 from breedlab.models.kernels.int8 import Int8Head
+from breedlab.operators import quantize as q
+from breedlab.registry import Registry
 
 reg = Registry.open(Home.resolve(None).registry_dir)
 parent, tok = load_candidate(reg.find(kind="parent")[0])
@@ -34,7 +35,10 @@ with torch.no_grad():
     b = int8h(input_ids=blocks).logits.double().log_softmax(-1)
     p = parent(input_ids=blocks).logits.double().log_softmax(-1)
     lab = blocks[:, 1:]
-    nll = lambda lp: float(-lp[:, :-1].gather(-1, lab[..., None]).mean())
+
+    def nll(lp):
+        return float(-lp[:, :-1].gather(-1, lab[..., None]).mean())
+
     print("KL(int8||int8+head)", float((a.exp() * (a - b)).sum(-1).mean()), "top1", float((a.argmax(-1) == b.argmax(-1)).float().mean()))
     print("NLL parent", nll(p), "int8", nll(a), "int8+head", nll(b))
 del a, b, p

@@ -11,11 +11,11 @@ import sys
 import torch
 
 torch.set_num_threads(2)
-from breedlab.home import Home
-from breedlab.registry import Registry
-from breedlab.evaluation.measure import load_candidate
 from breedlab.evaluation.lm import generation_speed
+from breedlab.evaluation.measure import load_candidate
+from breedlab.home import Home
 from breedlab.operators import quantize as q
+from breedlab.registry import Registry
 
 reg = Registry.open(Home.resolve(None).registry_dir)
 parent, tok = load_candidate(reg.find(kind="parent")[0])

@@ -16,8 +16,8 @@ from collections import Counter
 
 from breedlab.data.questions import load_questions, question_domains
 from breedlab.ecosystem.router.base import load_policy
-from breedlab.registry import Registry
 from breedlab.ecosystem.router.candidates import champion_policy
+from breedlab.registry import Registry
 from breedlab.server.setup import policy_embedder
 
 

@@ -29,12 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-from breedlab.demo.setup import calibrated_centroids
+from breedlab.ecosystem.config import load_section
 from breedlab.ecosystem.embed import MemoEmbedder, shared_embedder
-from breedlab.ecosystem.monitor import MonitorConfig, load_section
+from breedlab.ecosystem.monitor import MonitorConfig
 from breedlab.ecosystem.router.candidates import FitRecipe, fit_calibrated
 from breedlab.ecosystem.router.data import GROUPS, build_routing_suite, load_routing_suite, routing_sets
 from breedlab.ecosystem.router.evidence import measure
+from breedlab.ecosystem.setup import calibrated_centroids
 from breedlab.registry import Registry
 
 KNOWN = ("code", "legal", "medical", "sysadmin")

@@ -45,9 +45,9 @@ from stage1_eval import (  # noqa: E402
     time_generation,
 )
 
-from breedlab.operators.cmg import breed_child  # noqa: E402
 from breedlab.cmg.recipe import RunOptions, preset_recipe  # noqa: E402
 from breedlab.home import Home  # noqa: E402
+from breedlab.operators.cmg import breed_child  # noqa: E402
 from breedlab.operators.quantize import QuantizeRecipe, quantize  # noqa: E402
 from breedlab.registry import Registry  # noqa: E402
 

@@ -5,13 +5,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from test_cmg_breed import QUICK
 
-from breedlab.operators.cmg import breed_child
 from breedlab.cmg.recipe import RunOptions
 from breedlab.home import Home
+from breedlab.operators.cmg import breed_child
 from breedlab.registry import Registry
-
-from test_cmg_breed import QUICK
 
 KILLED_RECIPE = replace(QUICK, seed=7, steps=400)
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from breedlab.cmg.blocks import dataset_blocks, ordered_texts
-from breedlab.operators.cmg import breed_child
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.home import Home
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.operators.cmg import breed_child
 from breedlab.registry import Registry
 from breedlab.registry.canonical import sha256_json
 

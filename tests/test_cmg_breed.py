@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from breedlab.operators.cmg import breed_child
 from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.lora import prepare_trainable, trainable_parameters
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.home import Home
-from breedlab.models.io import load_model, weights_digest
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.models.io import load_model, weights_digest
+from breedlab.operators.cmg import breed_child
 from breedlab.registry import Registry, verify
 from breedlab.registry.lineage import generations
 

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
+from breedlab.cmg.blocks import token_blocks
 from breedlab.cmg.domain_head import (
     HEAD_FILE,
     DomainHead,
@@ -20,7 +21,6 @@ from breedlab.cmg.domain_head import (
     kept_token_ids,
     save_head,
 )
-from breedlab.cmg.blocks import token_blocks
 from breedlab.models.pico import PICO_TEXTS
 
 

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from breedlab.cmg.profile import (
-    IMPORTANCE_MEASURE, PROFILE_FILE, Profile, load_profile, profile_model, register_profile, save_profile,
+    IMPORTANCE_MEASURE,
+    PROFILE_FILE,
+    Profile,
+    load_profile,
+    profile_model,
+    register_profile,
+    save_profile,
 )
 from breedlab.models.io import weights_digest
 from breedlab.models.parent import import_parent

@@ -13,9 +13,9 @@ from breedlab.cmg.profile import Profile, profile_model
 from breedlab.cmg.student import (
     PRUNED,
     STRATEGIES,
-    by_influence,
     StudentPlan,
     StudentShape,
+    by_influence,
     count_student_params,
     plan_student,
     select_parts,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from breedlab.cmg import teacher as teacher_module
-from breedlab.cmg.blocks import dataset_blocks
+from breedlab.cmg.blocks import dataset_blocks, token_blocks
 from breedlab.cmg.losses import kd_loss_full, kd_loss_topk
 from breedlab.cmg.teacher import (
     OPERATOR,
@@ -17,7 +17,6 @@ from breedlab.cmg.teacher import (
     load_teacher_cache,
     register_teacher_cache,
 )
-from breedlab.cmg.blocks import token_blocks
 from breedlab.models.io import load_model, weights_digest
 from breedlab.models.parent import import_parent, load_parent
 from breedlab.models.pico import PICO_TEXTS

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from breedlab.data.cleaning import Document
-from breedlab.data.dedup import DedupParams, deduplicate, exact_key, minhash_signature, shingle_hashes, hash_coefficients
+from breedlab.data.dedup import (
+    DedupParams,
+    deduplicate,
+    exact_key,
+    hash_coefficients,
+    minhash_signature,
+    shingle_hashes,
+)
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 

@@ -16,13 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import dump_dom, png_is_blank, png_size, screenshot
 
-from breedlab.demo.setup import load_profile
+from breedlab.demo.profiles import load_profile
 from breedlab.evaluation.packets import load_packet
 from breedlab.governance.promotion import passing_evidence
 from breedlab.registry import Registry, verify
-
-from browser import dump_dom, png_is_blank, png_size, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +71,21 @@ def test_the_faded_code_child_is_pruned_and_medical_still_serves(demo_run):
     assert children["code"].id not in last["served"]  # its traffic went back to the parent
     assert last["served"].get(children["medical"].id, 0) > 0
     assert [f for f in verify(registry.root) if f.level == "problem"] == []
+
+
+def test_the_steward_reviews_the_champions_for_a_merge_and_records_not_converged(demo_run):
+    """Code and medical are both champions at day 9's close (merge.review_every_windows = 3): their
+    centroids are far apart, so each gets a merge-skipped event naming the other, by the approver."""
+    _, registry, timeline, _ = demo_run
+    children = _children(registry)
+    reviews = [w for w in timeline["windows"] if "merges" in w]
+    assert reviews and all((w["index"] + 1) % 3 == 0 for w in reviews)
+    assert reviews[0]["merges"][0]["niches"] == ["code", "medical"]
+    assert reviews[0]["merges"][0]["outcome"] == "skipped"
+    skipped = [e for e in timeline["events"] if e["type"] == "merge-skipped"]
+    assert {e["artifact"] for e in skipped} == {children["code"].id, children["medical"].id}
+    assert all(e["actor"] == "approver" and "centroid similarity" in e["reason"] for e in skipped)
+    assert registry.get(children["medical"].id).state == "champion"  # a review that skips changes nothing
 
 
 def test_routing_share_and_measured_saving_follow_the_story(demo_run):
@@ -153,7 +167,7 @@ def test_the_report_renders_in_headless_chromium(demo_run, tmp_path):
 def test_the_full_profile_breeds_compact_children_and_has_a_phase_for_them():
     """`make demo` (the full profile) breeds the lab's compact recipe stacked in fp16, and its trace has a
     phase whose niche traffic is at least 80%, where issue 11's saving is read."""
-    from breedlab.demo.setup import load_profile
+    from breedlab.demo.profiles import load_profile
 
     profile = load_profile("full")
     config = profile.lab_config("code")
@@ -173,3 +187,15 @@ def test_the_full_profile_router_keeps_the_domains_it_does_not_serve_on_the_pare
     assert profile.data_domains == ["code", "medical", "general", "legal", "sysadmin"]
     assert profile.router["policy"] == "hybrid" and profile.router_fit()["params"]["fallback"] == "knn"
     assert load_profile("quick").router_parent_domains == ("general",)
+
+
+def test_the_servers_population_config_is_the_full_demo_profiles():
+    """The server fits a router from ecosystem.yaml's population section, never from a demo profile;
+    the two files must not drift apart (the server's fit was the full profile's before the split)."""
+    from breedlab.demo.profiles import load_profile
+    from breedlab.ecosystem.config import load_population_config
+
+    profile, population = load_profile("full"), load_population_config()
+    assert population.parent_domains == profile.parent_domains
+    assert population.router_policy == profile.router["policy"]
+    assert population.router_fit == profile.router_fit()

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from breedlab.ecosystem.config import load_section
 from breedlab.ecosystem.detector import (
     Detector,
     DetectorConfig,
@@ -14,7 +15,7 @@ from breedlab.ecosystem.detector import (
     registered_specialist,
     savings_share,
 )
-from breedlab.ecosystem.monitor import DomainStats, MonitorConfig, load_section
+from breedlab.ecosystem.monitor import DomainStats, MonitorConfig
 from tests.registry_helpers import register_weights, safetensors_bytes, write_file
 
 CONFIG = DetectorConfig(w_volume=0.5, w_gap=0.3, w_savings=0.2, gap_reference=5.0, tau_spawn=0.4,

@@ -15,7 +15,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from breedlab.demo.setup import build_parts, load_profile, parent_and_data
+from breedlab.demo.profiles import load_profile
+from breedlab.demo.setup import build_parts, parent_and_data
 from breedlab.ecosystem.detector import SpawnRequest
 from breedlab.ecosystem.lifecycle import ChildWatch
 from breedlab.ecosystem.rollout import Rollout

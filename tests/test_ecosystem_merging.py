@@ -10,7 +10,6 @@ import torch
 from rich.console import Console
 
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
-from breedlab.demo.run import crown_parent
 from breedlab.ecosystem.merge.review import MergeConfig, consider_merge, merge_rule
 from breedlab.evaluation.decision import Decision
 from breedlab.evaluation.fitness import FitnessVector
@@ -22,9 +21,10 @@ from breedlab.governance.config import GovernanceConfig
 from breedlab.governance.niche import current_champion
 from breedlab.governance.promotion import promote
 from breedlab.home import Home
-from breedlab.operators.table import get_operator
-from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.lab.setup import LAB_ACTOR, crown_parent
+from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
+from breedlab.operators.table import get_operator
 from breedlab.registry import Registry, verify
 
 TINY = {"steps": 6, "batch_size": 2, "seq_len": 32, "lora_rank": 4, "lora_alpha": 8, "pool_tokens": 512,
@@ -45,7 +45,7 @@ def template(tmp_path_factory):
     home = Home.resolve(root)
     registry = Registry.open(home.registry_dir)
     pico = build_pico_lab(registry, home.cache_dir)
-    crown_parent(registry, pico.parent)
+    crown_parent(registry, pico.parent, actor=LAB_ACTOR)
     options = RunOptions(progress=False, threads=1, checkpoint_every=100, actor="breeder")
     adapter, cmg = get_operator("adapter-finetune"), get_operator("cmg")
     models = {domain: adapter(registry, home, pico.parent.id, AdapterFinetuneRecipe(domain=domain, **TINY),

@@ -85,7 +85,9 @@ def test_hash_only_mode_stores_no_text(tmp_path, embedder, centroids):
 
 
 def test_window_stats_and_parent_gap(tmp_path, embedder, centroids):
-    gap = lambda domain, texts: float(np.mean([len(t) for t in texts])) / 100
+    def gap(domain, texts):
+        return float(np.mean([len(t) for t in texts])) / 100
+
     mon = monitor(tmp_path, embedder, centroids, gap_fn=gap)
     code, general = synthetic_documents("code", 6, seed=5), synthetic_documents("general", 4, seed=5)
     for text in code + general:

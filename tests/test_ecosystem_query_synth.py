@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from breedlab.data.config import load_config
 from breedlab.data.read import iter_documents
 from breedlab.ecosystem.query_filter import extract_query, filter_generations
-from breedlab.data.config import load_config
 from breedlab.ecosystem.query_synth import QuerySynthRecipe, dataset_name, first_documents, generate_raw, synthesize
 from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, verify

@@ -17,14 +17,9 @@ import shutil
 import pytest
 from browser import dump_dom, png_is_blank, png_size, screenshot
 
-from breedlab.report.page import (
-    PAPER_TABLE3,
-    analytic_speedup,
-    paper_table3,
-    render_report,
-    validate_timeline,
-    write_report,
-)
+from breedlab.report.page import render_report, write_report
+from breedlab.report.table3 import PAPER_TABLE3, analytic_speedup, paper_table3
+from breedlab.report.timeline_schema import validate_timeline
 
 PARENT_FLOPS, TOKENS, CHILD_P = 2.0e9, 64, 0.30
 # window: (phase, general, code, medical, served by parent, code child, medical child, merged child)

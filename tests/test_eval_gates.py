@@ -10,8 +10,17 @@ import yaml
 
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import (
-    DEFAULT_CONFIG_PATH, GATES, EvaluationConfig, EvaluationConfigError, GateResult, aggregate_score,
-    evaluate_gates, gate, load_evaluation_config, parse_evaluation_config, rank,
+    DEFAULT_CONFIG_PATH,
+    GATES,
+    EvaluationConfig,
+    EvaluationConfigError,
+    GateResult,
+    aggregate_score,
+    evaluate_gates,
+    gate,
+    load_evaluation_config,
+    parse_evaluation_config,
+    rank,
 )
 
 

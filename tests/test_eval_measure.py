@@ -14,8 +14,8 @@ from breedlab.evaluation.latency import LatencySettings, percentile
 from breedlab.evaluation.measure import measure_candidate
 from breedlab.evaluation.suites import build_suite
 from breedlab.home import Home
-from breedlab.models.io import count_parameters, load_model, save_model
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.models.io import count_parameters, load_model, save_model
 from breedlab.registry import Registry
 
 QUICK = LatencySettings(new_tokens=8, repeats=2)

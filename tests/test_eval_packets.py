@@ -13,7 +13,12 @@ from breedlab.evaluation.decision import decide, select_population
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import EvaluationConfig, evaluate_gates
 from breedlab.evaluation.packets import (
-    PacketError, load_packet, render_markdown, validate_packet, write_evidence_packet, write_release_packet,
+    PacketError,
+    load_packet,
+    render_markdown,
+    validate_packet,
+    write_evidence_packet,
+    write_release_packet,
 )
 
 CONFIG = replace(EvaluationConfig(), bootstrap_resamples=500)

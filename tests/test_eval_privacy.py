@@ -16,8 +16,8 @@ from breedlab.evaluation.measure import measure_candidate
 from breedlab.evaluation.privacy import NetworkBlocked, data_local, network_guard
 from breedlab.evaluation.suites import build_suite
 from breedlab.home import Home
-from breedlab.models.io import load_model
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.models.io import load_model
 from breedlab.registry import Registry
 
 

@@ -23,8 +23,8 @@ from breedlab.evaluation.suites import (
     run_suite,
 )
 from breedlab.home import Home
-from breedlab.models.io import load_model
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.models.io import load_model
 from breedlab.registry import Registry
 from breedlab.registry.canonical import canonical_json
 

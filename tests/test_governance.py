@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from registry_helpers import register_weights, write_file
 from typer.testing import CliRunner
 
 from breedlab.cli.app import app
@@ -15,12 +16,14 @@ from breedlab.evaluation.packets import write_evidence_packet
 from breedlab.governance.config import GovernanceConfig, load_governance
 from breedlab.governance.niche import current_champion, niche_events
 from breedlab.governance.promotion import (
-    AuthorityError, BudgetError, EvidenceError, promote, rollback,
+    AuthorityError,
+    BudgetError,
+    EvidenceError,
+    promote,
+    rollback,
 )
 from breedlab.home import Home
 from breedlab.registry import Registry
-
-from registry_helpers import register_weights, write_file
 
 CONFIG = GovernanceConfig(breeder="breeder", approvers=("approver",), max_children_per_niche=2,
                           max_total_weight_bytes=10**9, lease_days=30)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from breedlab.demo.run import crown_parent
 from breedlab.evaluation.packets import load_packet
 from breedlab.home import Home
-from breedlab.lab.run import LabConfig, run_lab
 from breedlab.lab.pico_home import build_pico_lab
+from breedlab.lab.run import LabConfig, run_lab
+from breedlab.lab.setup import LAB_ACTOR, crown_parent
 from breedlab.registry import Registry, verify
 
 PICO = LabConfig(niche="code", pico=True, ratio=0.5, distill_tokens=2048, finetune_tokens=1024, lm_cases=8,
@@ -25,7 +25,7 @@ def lab_run(tmp_path_factory):
     home = Home.resolve(tmp_path_factory.mktemp("lab-home"))
     registry = Registry.open(home.registry_dir)
     pico = build_pico_lab(registry, home.cache_dir)
-    crown_parent(registry, pico.parent)
+    crown_parent(registry, pico.parent, actor=LAB_ACTOR)
     console = Console(record=True, width=200)
     return registry, run_lab(registry, home, PICO, console), console
 

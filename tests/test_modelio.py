@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from breedlab.models.io import (
-    FrozenModelTampered, UnsafeModelFile, count_parameters, load_model, refuse_pickles,
-    save_model, sha256_file, weights_digest,
+    FrozenModelTampered,
+    UnsafeModelFile,
+    count_parameters,
+    load_model,
+    refuse_pickles,
+    save_model,
+    sha256_file,
+    weights_digest,
 )
 from breedlab.models.pico import build_pico_model, build_pico_parent, build_pico_tokenizer
 

@@ -20,14 +20,14 @@ from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.recipe import CMGRecipe, RunOptions, preset_recipe
 from breedlab.cmg.student import STRATEGIES
 from breedlab.home import Home
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.models.io import load_model, weights_digest
-from breedlab.operators.prune import PruneRecipe
-from breedlab.operators.table import get_operator, operator_names, recipe_class
 from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
 from breedlab.operators.merge import MergeRecipe
 from breedlab.operators.merge_distill import MergeDistillRecipe
+from breedlab.operators.prune import PruneRecipe
 from breedlab.operators.quantize import QuantizeRecipe, load_quantized
-from breedlab.lab.pico_home import build_pico_lab
+from breedlab.operators.table import get_operator, operator_names, recipe_class
 from breedlab.registry import MODEL_KINDS, Registry, verify
 from breedlab.registry.manifest import parse
 

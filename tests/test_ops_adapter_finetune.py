@@ -11,9 +11,9 @@ import torch
 from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.recipe import RunOptions
 from breedlab.home import Home
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.models.io import count_parameters, load_model, weights_digest
 from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe, adapter_finetune
-from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, verify
 
 QUICK = AdapterFinetuneRecipe(domain="code", steps=30, batch_size=4, seq_len=64, lr=5e-3, warmup_steps=3,

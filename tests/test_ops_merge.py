@@ -8,14 +8,14 @@ import torch
 from breedlab.cmg.multi_teacher import LiveTeacher, MixedPools
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.home import Home
+from breedlab.lab.pico_home import build_pico_lab, synthetic_documents
 from breedlab.models.io import load_model
-from breedlab.operators.table import get_operator
+from breedlab.models.parent import import_parent
+from breedlab.models.pico import build_pico_parent
 from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
 from breedlab.operators.merge import IncompatibleMerge, MergeRecipe, linear_merge, merge_problems, ties_merge, trim
 from breedlab.operators.merge_distill import MergeDistillRecipe
-from breedlab.models.parent import import_parent
-from breedlab.models.pico import build_pico_parent
-from breedlab.lab.pico_home import build_pico_lab, synthetic_documents
+from breedlab.operators.table import get_operator
 from breedlab.registry import Registry, verify
 
 TINY = {"steps": 6, "batch_size": 2, "seq_len": 32, "lora_rank": 4, "lora_alpha": 8, "pool_tokens": 512,

@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from breedlab.cmg.domain_head import DomainHead
 from breedlab.cmg.recipe import LORA_TARGETS, RunOptions
 from breedlab.home import Home
+from breedlab.lab.pico_home import build_pico_lab
 from breedlab.models.io import FrozenModelTampered, load_model
-from breedlab.cmg.domain_head import DomainHead
 from breedlab.operators.quantize import (
     Fp16Linear,
     Int8Head,
@@ -24,7 +25,6 @@ from breedlab.operators.quantize import (
     quantize,
     quantize_weight,
 )
-from breedlab.lab.pico_home import build_pico_lab
 from breedlab.registry import Registry, RegistryError
 
 OPTIONS = RunOptions(progress=False, threads=1)

@@ -6,14 +6,19 @@ import json
 import pickle
 
 import pytest
+from registry_helpers import register_weights, safetensors_bytes, snapshot, write_file
 
 from breedlab.registry import (
-    ManifestError, NotFoundError, Registry, RegistryError, TransitionError, UnsafeFileError, verify,
+    ManifestError,
+    NotFoundError,
+    Registry,
+    RegistryError,
+    TransitionError,
+    UnsafeFileError,
+    verify,
 )
 from breedlab.registry.lineage import ancestry_tree, generations
 from breedlab.registry.manifest import parse
-
-from registry_helpers import register_weights, safetensors_bytes, snapshot, write_file
 
 
 @pytest.fixture()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 
-from breedlab.registry import Registry
-from breedlab.registry import index
-
 from registry_helpers import register_weights
+
+from breedlab.registry import Registry, index
 
 EXPECTED_SCHEMA = [
     "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from registry_helpers import make_writable, register_weights
 from typer.testing import CliRunner
 
 from breedlab.cli.app import app
 from breedlab.registry import Registry, verify
-
-from registry_helpers import make_writable, register_weights
 
 
 @pytest.fixture()

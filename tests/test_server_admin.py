@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from server_fixture import quick_home, running_server
 from typer.testing import CliRunner
 
+from breedlab.cli.tokens import token_app
 from breedlab.evaluation.decision import Decision
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import GateResult
@@ -33,7 +34,6 @@ from breedlab.governance.niche import current_champion
 from breedlab.registry import Registry
 from breedlab.server import admin
 from breedlab.server.admin_breed import take_lock
-from breedlab.cli.tokens import token_app
 from breedlab.server.tokens import (
     TOKEN_FILE,
     TokenEntry,

@@ -17,9 +17,9 @@ from browser import dump_dom, png_is_blank, png_size, screenshot
 from server_fixture import quick_home, running_server
 
 from breedlab.data.read import iter_documents
-from breedlab.report.style import short_id
 from breedlab.governance.niche import current_champion
 from breedlab.registry import Registry
+from breedlab.report.style import short_id
 
 ARTIFACTS_ENV = "BREEDLAB_TEST_ARTIFACTS"
 

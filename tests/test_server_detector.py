@@ -6,15 +6,14 @@ import time
 from dataclasses import replace
 
 from openai import OpenAI
+from server_fixture import quick_home, serve_app
 
-from breedlab.demo.setup import labelled_snippets
+from breedlab.ecosystem.setup import labelled_snippets
 from breedlab.governance.config import load_governance
 from breedlab.governance.promotion import promote
 from breedlab.registry import Registry
 from breedlab.server.app import create_app
 from breedlab.server.config import load_server_config
-
-from server_fixture import quick_home, serve_app
 
 
 def test_code_traffic_through_the_server_makes_the_detector_request_a_code_child(tmp_path_factory):

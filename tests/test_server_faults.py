@@ -16,14 +16,13 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from server_fixture import quick_home, serve_app
 
-from breedlab.demo.setup import labelled_snippets
+from breedlab.ecosystem.setup import labelled_snippets
 from breedlab.registry import Registry
 from breedlab.server.app import create_app, drain
 from breedlab.server.config import ServerConfig, load_server_config
 from breedlab.server.limiter import Limiter, QueueFull, SlotTimeout
-
-from server_fixture import quick_home, serve_app
 
 BODY_LIMIT = 50_000
 LONG = "the patient " * 400  # ~800 pico tokens: over the 512-token context

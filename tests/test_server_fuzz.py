@@ -16,7 +16,6 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-
 from server_fixture import quick_home, running_server
 
 EXAMPLES = 25

@@ -15,12 +15,11 @@ import httpx
 import pytest
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
+from server_fixture import quick_home, serve_app
 
-from breedlab.demo.setup import labelled_snippets
+from breedlab.ecosystem.setup import labelled_snippets
 from breedlab.server.app import create_app
 from breedlab.server.setup import MONITOR_FILE
-
-from server_fixture import quick_home, serve_app
 
 
 @pytest.fixture(scope="module")

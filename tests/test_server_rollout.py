@@ -15,16 +15,15 @@ import httpx
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
+from server_fixture import quick_home, serve_app
 
-from breedlab.demo.setup import labelled_snippets
+from breedlab.ecosystem.setup import labelled_snippets
 from breedlab.evaluation.measure import load_candidate
 from breedlab.models.io import save_model
 from breedlab.registry import Registry
 from breedlab.server.app import create_app
 from breedlab.server.config import load_server_config
 from breedlab.server.generation import Generation, Sampling, eos_ids
-
-from server_fixture import quick_home, serve_app
 
 RECORD_EVERY = 4
 

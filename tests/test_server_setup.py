@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from breedlab.demo.setup import labelled_snippets
 from breedlab.ecosystem.router.evidence import ROUTER_NICHE
+from breedlab.ecosystem.setup import labelled_snippets
 from breedlab.governance.promotion import passing_evidence
 from breedlab.registry import Registry
 from breedlab.server.config import load_server_config

@@ -23,8 +23,8 @@ from typing import Iterable
 
 import torch
 
-from breedlab.data.read import iter_documents, iter_texts
 from breedlab.cmg.recipe import LEGACY_ORDER, ORDERS
+from breedlab.data.read import iter_documents, iter_texts
 
 SHUFFLE_SEED = 0
 

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from breedlab.models.io import save_model
-from breedlab.registry import Artifact
 from breedlab.cmg.lora import merged_model, save_adapter, trainable_fraction
 from breedlab.cmg.recipe import CMGRecipe
 from breedlab.cmg.train import TrainResult
+from breedlab.models.io import save_model
+from breedlab.registry import Artifact
 
 LOSS_FORMULA = "a_ce*CE + a_kd*T^2*KL(softmax(parent/T) || softmax(child/T)) + l_r*L_rehearsal"
 TAIL_STEPS = 10
@@ -44,10 +44,10 @@ def write_domain_head(model_dir: Path, domain_data: Artifact, general_data: Arti
                       validation_data: Artifact | None, recipe: CMGRecipe) -> dict[str, Any]:
     """Fit the domain head on the saved child (what is served), write it beside the weights, and
     return its facts, with the kept ids' coverage of the held-out validation split when there is one."""
-    from breedlab.data.read import iter_texts
-    from breedlab.models.io import load_model
     from breedlab.cmg.domain_head import HEAD_FILE, build_domain_head, covered_share, save_head, token_counts
     from breedlab.cmg.inputs import calibration_blocks
+    from breedlab.data.read import iter_texts
+    from breedlab.models.io import load_model
 
     model, tokenizer = load_model(model_dir)
     calibration = calibration_blocks(tokenizer, domain_data, general_data, recipe.proxy_tokens * 4,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from breedlab.models.io import load_model
-from breedlab.registry import Artifact, MODEL_KINDS, Registry, RegistryError
-from breedlab.registry.canonical import sha256_file
 from breedlab.cmg.blocks import dataset_blocks, order_record
 from breedlab.cmg.recipe import CMGRecipe
+from breedlab.models.io import load_model
+from breedlab.registry import MODEL_KINDS, Artifact, Registry, RegistryError
+from breedlab.registry.canonical import sha256_file
 
 
 def load_frozen(artifact: Artifact):
@@ -78,7 +78,12 @@ def ensure_profile(registry: Registry, parent_art: Artifact, parent, tokenizer, 
 def ensure_teacher(registry: Registry, parent_art: Artifact, parent, tokenizer, data: Artifact,
                    recipe: CMGRecipe, tokens: int, progress: Callable[[int], None] | None) -> Artifact:
     """The parent's view of ``tokens`` of ``data`` (hidden states or top-k logits), computed once."""
-    from breedlab.cmg.teacher import compute_hidden_cache, compute_teacher_cache, find_teacher_cache, register_teacher_cache
+    from breedlab.cmg.teacher import (
+        compute_hidden_cache,
+        compute_teacher_cache,
+        find_teacher_cache,
+        register_teacher_cache,
+    )
 
     cache_recipe = {"format": recipe.teacher, "temperature": recipe.temperature, "seq_len": recipe.seq_len,
                     "tokens": tokens, "tokenizer": tokenizer_hash(parent_art)}

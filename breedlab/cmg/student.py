@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from breedlab.registry.canonical import sha256_json
 from breedlab.cmg.profile import Profile
 from breedlab.cmg.recipe import STRATEGIES
+from breedlab.registry.canonical import sha256_json
 
 PRUNED = ("width", "depth", "mixed")  # layers by block influence, heads and neurons by importance
 TOLERANCE = 0.02  # a plan lands within +-2% of its target parameter count

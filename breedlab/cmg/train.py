@@ -25,8 +25,8 @@ from typing import Callable, Protocol
 import torch
 
 from breedlab.cmg.checkpoint import load_checkpoint, save_checkpoint
-from breedlab.cmg.losses import ce_loss, hidden_state_loss, kd_loss_full, kd_loss_topk
 from breedlab.cmg.lora import trainable_parameters
+from breedlab.cmg.losses import ce_loss, hidden_state_loss, kd_loss_full, kd_loss_topk
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.cmg.schedule import batch_indices, learning_rate, stream_position
 from breedlab.cmg.teacher import teacher_logits

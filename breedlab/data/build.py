@@ -22,7 +22,6 @@ from typing import Any, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from breedlab.home import Home
 from breedlab.data.cleaning import Document, chunk_documents
 from breedlab.data.config import BuildConfig, DomainConfig, SourceSpec, load_config
 from breedlab.data.dedup import deduplicate
@@ -30,6 +29,7 @@ from breedlab.data.report import BuildReport, BuiltDomain, UnavailableSource
 from breedlab.data.shards import split_stats, write_shards
 from breedlab.data.sources import FetchedSource, SourceContext, SourceUnavailable, get_source_type
 from breedlab.data.split import SPLITS, cap_documents, split_documents
+from breedlab.home import Home
 
 OPERATOR = "data-build"
 # Bump when parsing, cleaning or sharding code changes its output for the same

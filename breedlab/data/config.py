@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from breedlab.typed_config import expect_mapping, from_mapping, read_yaml
 from breedlab.data.dedup import DedupParams
 from breedlab.data.sources import SourceTypeError, get_source_type
 from breedlab.data.split import SplitFractions
+from breedlab.typed_config import expect_mapping, from_mapping, read_yaml
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "domains.yaml"
 DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rich.console import Console
+from rich.table import Table
+
 
 @dataclass(frozen=True)
 class UnavailableSource:
@@ -77,3 +80,25 @@ def format_report(report: BuildReport) -> str:
     lines += [f"note: {note}" for note in report.notes]
     lines.append(f"total {report.seconds:.1f} s")
     return "\n".join(lines)
+
+
+def print_build_report(console: Console, report) -> None:
+    """One row per registered split, then each unavailable source with its fetch command."""
+    table = Table(title=f"corpora ({report.seconds:.1f} s)")
+    for column in ("domain", "split", "dataset", "docs", "chars", "~tokens", "status"):
+        table.add_column(column, justify="right" if column in ("docs", "chars", "~tokens") else "left",
+                         no_wrap=True)
+    for built in report.built:
+        status = "cached" if built.reused else f"built {built.seconds:.1f}s"
+        for split, artifact_id in built.artifacts.items():
+            stats = built.stats.get(split, {})
+            table.add_row(built.domain, split, artifact_id[:12], f"{stats.get('docs', 0):,}",
+                          f"{stats.get('chars', 0):,}", f"{stats.get('approx_tokens', 0):,}", status)
+    console.print(table)
+    for source in report.unavailable:
+        console.print(f"[yellow]unavailable[/] {source.domain}/{source.name}: {source.reason}\n"
+                      f"  fetch with: [bold]{source.fetch_command}[/]")
+    for domain in report.skipped_domains:
+        console.print(f"[yellow]skipped[/] {domain}: none of its sources could be had")
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")

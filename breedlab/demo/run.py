@@ -26,12 +26,11 @@ from rich.progress import Progress
 from breedlab.home import Home
 from breedlab.registry import Artifact, Registry
 
-DEMO_ACTOR = "breedlab-demo"
-
 
 def run_demo(console: Console, home: Home, *, profile_name: str = "full", progress: bool = True) -> Path:
     """Replay the profile's trace through a fresh ecosystem; return the report's path."""
-    from breedlab.demo.setup import build_parts, load_profile, parent_and_data
+    from breedlab.demo.profiles import load_profile
+    from breedlab.demo.setup import build_parts, parent_and_data
     from breedlab.ecosystem.query_synth import query_texts
     from breedlab.ecosystem.trace import Phase, build_trace, domain_pools, with_queries
 
@@ -89,14 +88,15 @@ def _replay(console, run_home, registry, profile, parts, trace, progress: bool):
 
 def _write_outputs(run_home, registry, profile, parent, parent_flops, windows, events, fitness,
                    started) -> Path:
-    from breedlab.demo.timeline import compute_panel, model_rows, utc_now
-    from breedlab.report.page import write_report
+    from breedlab.demo.timeline import compute_panel, model_rows
     from breedlab.evaluation.packets import describe_machine
+    from breedlab.registry.events import utc_now
+    from breedlab.report.page import write_report
 
     ratio = _serving_ratio(registry, windows, profile)
     models = model_rows(registry, parent.id, fitness)
     timeline = {
-        "title": f"breedlab ecosystem demo ({profile.name})", "profile": profile.name, "created_utc": utc_now(),
+        "title": f"breedlab ecosystem demo ({profile.name})", "profile": profile.name, "created_utc": utc_now(seconds=True),
         "machine": describe_machine(), "command": f"breedlab demo{' --quick' if profile.name == 'quick' else ''}",
         "parent": {"id": parent.id, "name": parent.manifest.name,
                    "flops_per_token": parent_flops, "weight_bytes": _weights(parent)},
@@ -155,27 +155,3 @@ def _shipped_detector() -> dict:
     from breedlab.ecosystem.detector import load_detector_config
 
     return asdict(load_detector_config())
-
-
-def ensure_parent_and_data(console: Console, home: Home, registry: Registry, *, domains: list[str] | None = None,
-                           parent_source: str = "smollm2") -> Artifact:
-    """The champion parent (imported and crowned if needed) and the corpora the caller needs."""
-    from breedlab.data.build import build_corpora
-    from breedlab.models.parent import import_parent
-    from breedlab.cli.views import print_build_report
-
-    parents = registry.find(kind="parent", state="champion")
-    parent = parents[0] if parents else crown_parent(
-        registry, import_parent(registry, parent_source, cache_dir=home.cache_dir))
-    missing = [d for d in (domains or []) if not registry.find(kind="dataset", name=f"{d}/test")]
-    if missing or domains is None:
-        print_build_report(console, build_corpora(home, registry, domains=missing or None))
-    return parent
-
-
-def crown_parent(registry: Registry, parent: Artifact) -> Artifact:
-    """A freshly imported parent becomes the champion: the route every query takes until a child earns one."""
-    if parent.state == "candidate":
-        registry.transition(parent.id, "champion", event_type="promoted", actor=DEMO_ACTOR,
-                            reason="imported parent is the general champion and the no-op route")
-    return registry.get(parent.id)

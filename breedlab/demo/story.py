@@ -37,7 +37,8 @@ class Story:
         self.fitness: dict = {}
         self._log_start = len(registry.log.read()[0])
         self._started = time.perf_counter()
-        self.authority = Authority(self.governance, self.governance.approvers[0], self._spawn, self._reevaluate)
+        self.authority = Authority(self.governance, self.governance.approvers[0], self._spawn, self._reevaluate,
+                                   merge=self._consider_merge)
 
     def _spawn(self, request):
         """The lab's full output goes to a log file; the console shows its steps and breed bars live
@@ -63,6 +64,14 @@ class Story:
         config = replace(self.lab_config, niche=niche)
         return reevaluate(self.registry, self.home, child_id, self.eco.parts.parent_id, config,
                           console=self.console)
+
+    def _consider_merge(self, a_id: str, b_id: str, similarity: float):
+        from breedlab.ecosystem.merge.review import consider_merge
+
+        return consider_merge(self.registry, self.home, a_id, b_id, centroid_similarity=similarity,
+                              config=self.eco.parts.merge, governance=self.governance,
+                              approver=self.authority.approver, breeder=self.governance.breeder,
+                              console=self.console)
 
     def close(self, index: int, phase: str) -> None:
         from breedlab.demo.timeline import story_events

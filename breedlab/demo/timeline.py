@@ -9,8 +9,6 @@ paper's Table 3 at the same coverage and p.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from breedlab.registry import Registry
 from breedlab.registry.manifest import MODEL_KINDS
 
@@ -73,7 +71,7 @@ def _decision(registry: Registry, model_id: str) -> str:
 
 def compute_panel(windows: list[dict], final_phase: str, ratio: float, child_flops_ratio: float | None) -> dict:
     """Measured saving over the final phase's windows, next to Table 3 at the same coverage and p."""
-    from breedlab.report.page import paper_table3
+    from breedlab.report.table3 import paper_table3
 
     final = [w for w in windows if w["phase"] == final_phase]
     queries = sum(w["queries"] for w in final)
@@ -98,6 +96,3 @@ def compute_panel(windows: list[dict], final_phase: str, ratio: float, child_flo
             "formula": f"1/((1-c)+c*p) = {1.0 / ((1 - coverage) + coverage * ratio):.2f}x at c={coverage:.2f}, "
                        f"p={ratio}", "notes": notes}
 
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from breedlab.ecosystem.monitor import SHIPPED, DomainStats, GapFn, load_section
+from breedlab.ecosystem.config import SHIPPED, load_section
+from breedlab.ecosystem.monitor import DomainStats, GapFn
 
 ACTIVE_STATES = ("shadow", "canary", "champion")
 

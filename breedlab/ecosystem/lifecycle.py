@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from breedlab.ecosystem.config import SHIPPED, load_section
 from breedlab.registry import Registry
-from breedlab.ecosystem.monitor import SHIPPED, load_section
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from breedlab.registry.index import apply_migrations, connect
-from breedlab.typed_config import from_mapping, read_section
 from breedlab.ecosystem.clusters import Cluster, candidate_name, leader_clusters, normalise
-
-SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
+from breedlab.registry.index import apply_migrations, connect
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_queries", """
@@ -55,8 +52,6 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-
-
 @dataclass(frozen=True)
 class MonitorConfig:
     known_threshold: float = 0.5
@@ -76,11 +71,6 @@ class MonitorConfig:
     retain_queries: int = 200_000
     """Query rows kept (newest); older ones are deleted when a window closes, so a server's log is bounded
     on disk (~2 KB a row with its embedding). Per-window domain stats are kept for good. 0: keep all."""
-
-
-def load_section(cls, section: str, path: Path = SHIPPED):
-    """The dataclass ``cls`` from ``section`` of an ecosystem YAML file; unknown keys and wrong types are errors."""
-    return from_mapping(cls, read_section(path, section), f"{path}: {section}", keys=f"{section} keys")
 
 
 GapFn = Callable[[str, list[str]], float]
@@ -130,6 +120,12 @@ class DomainCentroids:
         best = sims.argmax(axis=1)
         return [self.names[k] if sims[i, k] >= self.per_domain.get(self.names[k], self.threshold) else None
                 for i, k in enumerate(best)]
+
+    def similarity(self, a: str, b: str) -> float | None:
+        """Cosine similarity of two domains' centroids (None when either has none): how converged they are."""
+        if a not in self.names or b not in self.names:
+            return None
+        return float(self.matrix[self.names.index(a)] @ self.matrix[self.names.index(b)])
 
     def calibrate(self, validation: dict[str, np.ndarray], quantile: float) -> dict[str, float]:
         """Per-domain thresholds: the ``quantile`` of held-out queries' similarity to their own centroid.

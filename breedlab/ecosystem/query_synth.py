@@ -28,9 +28,9 @@ from typing import Any, Callable
 from breedlab.data.cleaning import Document
 from breedlab.data.read import iter_documents
 from breedlab.data.shards import write_shards
+from breedlab.ecosystem.query_filter import filter_generations
 from breedlab.registry.atomic import atomic_write_bytes
 from breedlab.registry.canonical import sha256_json
-from breedlab.ecosystem.query_filter import filter_generations
 
 OPERATOR = "query-synth"
 # Never shown to the parent: the privacy canary planted in every train split (data/build.py, pico_lab.py)

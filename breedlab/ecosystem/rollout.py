@@ -26,8 +26,8 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
+from breedlab.ecosystem.config import SHIPPED, load_section
 from breedlab.evaluation.stats import paired_bootstrap
-from breedlab.ecosystem.monitor import SHIPPED, load_section
 
 
 @dataclass(frozen=True)

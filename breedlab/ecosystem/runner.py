@@ -1,7 +1,8 @@
 """The living ecosystem, one query and one window at a time.
 
-``Ecosystem.serve`` is the per-query path: route (the router policy over the
-niches that have a champion child; canary share by a seeded hash), serve (a
+``Ecosystem.serve`` is the per-query path: route (``decide.decide``, the rule the
+server uses too: the router policy over the niches that have a champion child; canary
+share by a seeded hash), serve (a
 real forward pass), shadow work (a shadow child answers a copy; a sample of a
 champion child's traffic is re-scored by the parent for revalidation), log
 (task monitor). ``Ecosystem.close_window`` is the slow path: the monitor's
@@ -20,12 +21,13 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from breedlab.governance.niche import current_champion
-from breedlab.registry import Registry
+from breedlab.ecosystem.decide import decide
 from breedlab.ecosystem.lifecycle import ChildWatch, LifecycleConfig, add_revalidation_pair
-from breedlab.ecosystem.rollout import Rollout, RolloutConfig, takes_canary
+from breedlab.ecosystem.rollout import Rollout, RolloutConfig
 from breedlab.ecosystem.serving import ModelPool, Served
 from breedlab.ecosystem.trace import Query
+from breedlab.governance.niche import current_champion
+from breedlab.registry import Registry
 
 PARENT = "parent"
 
@@ -64,6 +66,8 @@ class EcosystemParts:
     """``router_evidence.RouterConfig`` of online adaptation (None: the router is never refitted)."""
     router_log: object = None
     """SQLite file where a shadow router policy's routes are recorded."""
+    merge: object = None
+    """``merge.config.MergeConfig`` of the steward's merge reviews (None: merges are never reviewed)."""
 
 
 class Ecosystem:
@@ -88,14 +92,12 @@ class Ecosystem:
                 self.routes[niche] = champion.id
 
     def serve(self, query: Query, *, measure_baseline: bool = True) -> Served:
-        route = self.parts.policy.route([query.text], self.routes)[0]
-        # A niche's traffic is what the router confidently assigns to it; the rest is the parent's.
-        policy = self.parts.policy
-        niche = route.domain if policy.leaves_parent(route.domain, route.confidence) else None
-        rollout = self.rollouts.get(niche) if niche else None
-        target = route.target
-        if rollout is not None and rollout.stage == "canary" and takes_canary(query.text, self.parts.rollout):
-            target = rollout.child
+        policy, parent_id = self.parts.policy, self.parts.parent_id
+        route = policy.route([query.text], self.routes)[0]
+        stages = {niche: (rollout.child, rollout.stage) for niche, rollout in self.rollouts.items()}
+        decision = decide(policy, query.text, route, stages, self.parts.rollout, parent_id)
+        niche = decision.niche  # a niche's traffic is what the router confidently assigns to it
+        target = None if decision.model_id == parent_id else decision.model_id
         served = self.pool.run(target or self.parts.parent_id, query.text)
         baseline = self.pool.run(self.parts.parent_id, query.text) if target and measure_baseline else None
         if niche is not None:

@@ -3,21 +3,23 @@
 In order: the monitor's per-domain stats and the detector's scores; rollout
 verdicts (shadow -> canary -> champion by the approver, rejection and canary
 rollback by the lifecycle identity); pruning of idle champions; revalidation
-of degraded ones; spawns for the detector's requests. The returned record is
-one row of the demo's timeline.
+of degraded ones; merge reviews of converged champions (every
+``merge.review_every_windows`` windows); spawns for the detector's requests.
+The returned record is one row of the demo's timeline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import combinations
 
-from breedlab.governance.config import GovernanceConfig
-from breedlab.governance.promotion import promote
 from breedlab.ecosystem.lifecycle import ChildWatch, conclude_revalidation, degraded, flag, prune, record_usage
 from breedlab.ecosystem.rollout import Rollout, judge
 from breedlab.ecosystem.router.steward import adapt_router
 from breedlab.ecosystem.runner import PARENT, Ecosystem
+from breedlab.governance.config import GovernanceConfig
+from breedlab.governance.promotion import promote
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Authority:
     """(SpawnRequest) -> SpawnResult: breed, evaluate, and shadow the useful specialist (``spawn.run_spawn``)."""
     reevaluate: Callable
     """(niche, child id) -> (Decision, evidence packet id) on the frozen suites (``spawn.reevaluate``)."""
+    merge: Callable | None = None
+    """(a id, b id, centroid similarity) -> MergeOutcome (``merge.review.consider_merge``); None: no reviews."""
 
 
 def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str, now: float) -> dict:
@@ -41,6 +45,7 @@ def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str
     _judge_rollouts(eco, authority)
     _prune_idle(eco, tally)
     _revalidate(eco, authority)
+    merges = _review_merges(eco, authority, index)
     for request in requests:
         result = authority.spawn(request)
         if result.child is not None:
@@ -54,7 +59,7 @@ def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str
                       "shadow": tally.flops_shadow},
             "latency_ms": {"served": tally.ms_served, "parent_only": tally.ms_parent_only},
             "routing": {shape: {"queries": n, "right": right} for shape, (n, right) in sorted(tally.routing.items())},
-            **({"router": router} if router else {})}
+            **({"router": router} if router else {}), **({"merges": merges} if merges else {})}
 
 
 def _judge_rollouts(eco: Ecosystem, authority: Authority) -> None:
@@ -101,6 +106,29 @@ def _revalidate(eco: Ecosystem, authority: Authority) -> None:
         if eco.registry.get(watch.child).state != "champion":
             del eco.watches[niche]
             eco.pool.release(watch.child)
+
+
+def _review_merges(eco: Ecosystem, authority: Authority, index: int) -> list[dict]:
+    """Every pair of champion children, judged by ``consider_merge`` on its domains' centroid similarity
+    (the task monitor's); each review leaves events, so "not converged" is on record too. A pair whose
+    niche has no centroid is not reviewed (its convergence cannot be measured)."""
+    config, centroids = eco.parts.merge, getattr(eco.parts.monitor, "centroids", None)
+    every = config.review_every_windows if config is not None else 0
+    if authority.merge is None or every <= 0 or (index + 1) % every or centroids is None:
+        return []
+    reviews = []
+    for (niche_a, watch_a), (niche_b, watch_b) in combinations(sorted(eco.watches.items()), 2):
+        similarity = centroids.similarity(niche_a, niche_b)
+        if similarity is None:
+            continue
+        outcome = authority.merge(watch_a.child, watch_b.child, similarity)
+        reviews.append({"niches": [niche_a, niche_b], "outcome": outcome.outcome, "reason": outcome.reasons[0]})
+        if outcome.outcome == "merged":  # both retired; the merged model is the first niche's champion
+            for niche, watch in ((niche_a, watch_a), (niche_b, watch_b)):
+                del eco.watches[niche]
+                eco.pool.release(watch.child)
+            eco.watches[niche_a] = ChildWatch(outcome.merged.id, niche_a, baseline_delta=0.0)
+    return reviews
 
 
 __all__ = ["PARENT", "Authority", "close_window"]

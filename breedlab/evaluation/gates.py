@@ -34,8 +34,13 @@ from dataclasses import dataclass
 from breedlab.evaluation.fitness import FitnessVector
 
 # The config lives in its own module; these names stay importable from here, where callers found them.
-from breedlab.evaluation.gate_config import (DEFAULT_CONFIG_PATH, EvaluationConfig, EvaluationConfigError,  # noqa: F401
-                          load_evaluation_config, parse_evaluation_config)
+from breedlab.evaluation.gate_config import (  # noqa: F401
+    DEFAULT_CONFIG_PATH,
+    EvaluationConfig,
+    EvaluationConfigError,
+    load_evaluation_config,
+    parse_evaluation_config,
+)
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 

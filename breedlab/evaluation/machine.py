@@ -10,7 +10,6 @@ import os
 import platform
 import resource
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -41,7 +40,3 @@ def machine_description() -> str:
     return (f"{platform.platform()}; {cpu}; {os.cpu_count()} cpus; python {platform.python_version()}; "
             f"torch {torch.__version__} threads={torch.get_num_threads()}")
 
-
-def utc_now() -> str:
-    """Now, in UTC, ISO 8601 to the second with a Z: when the evidence was taken."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from breedlab.cmg.domain_head import attach_domain_head, greedy_head
-from breedlab.models.io import count_parameters, load_model, verify_files
-from breedlab.registry import MODEL_KINDS, Artifact, Registry
 from breedlab.evaluation.cost import flops_per_token, weight_bytes
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.latency import LatencySettings, measure_latency
-from breedlab.evaluation.machine import machine_description, peak_rss_bytes, utc_now
+from breedlab.evaluation.machine import machine_description, peak_rss_bytes
 from breedlab.evaluation.privacy import (
     NetworkBlocked,
     NetworkGuard,
@@ -41,6 +39,9 @@ from breedlab.evaluation.privacy import (
     network_guard,
 )
 from breedlab.evaluation.suites import Suite, TokenizerMismatch, load_suite, run_suite
+from breedlab.models.io import count_parameters, load_model, verify_files
+from breedlab.registry import MODEL_KINDS, Artifact, Registry
+from breedlab.registry.events import utc_now
 
 SUITE_FIELDS = {
     "cloze": ("utility", "utility_cases"),
@@ -163,7 +164,7 @@ def measure_here(registry: Registry, candidate_id: str, suites: dict[str, Suite]
     if not isolated:
         fitness.unmeasured["peak_rss_bytes"] = ("not isolated: the peak of the whole evaluating process, "
                                                 "other models it loaded included; use isolate=True")
-    fitness.machine, fitness.measured_utc = machine_description(), utc_now()
+    fitness.machine, fitness.measured_utc = machine_description(), utc_now(seconds=True)
     _explain_missing(fitness, suites, canary, parent_general_ppl)
     return fitness
 

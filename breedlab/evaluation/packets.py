@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from breedlab.registry import Artifact, Registry
-from breedlab.registry.events import utc_now
 from breedlab.evaluation.decision import Decision, Selection
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import GateResult
+from breedlab.registry import Artifact, Registry
+from breedlab.registry.events import utc_now
 
 PACKET_SCHEMA = 1
 NICHE = re.compile(r"^[a-z][a-z0-9_-]*$")

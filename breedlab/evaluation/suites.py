@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from breedlab.data.read import iter_documents
-from breedlab.registry import Artifact, Registry
-from breedlab.registry.canonical import canonical_json, sha256_bytes, sha256_json
 from breedlab.evaluation import cloze, passages
 from breedlab.evaluation.scorers import SuiteRefused, SuiteResult, get_scorer
+from breedlab.registry import Artifact, Registry
+from breedlab.registry.canonical import canonical_json, sha256_bytes, sha256_json
 
 SUITE_SCORERS = {"lm": ("lm-next-token", 1), "retention": ("lm-next-token", 1), "cloze": ("cloze-loglik", 1)}
 """Suite kind -> the scorer (name, version) new suites of that kind are built with."""

@@ -63,3 +63,11 @@ def active_weight_bytes(registry: Registry) -> int:
 def breeder_of(registry: Registry, artifact_id: str) -> str:
     """The identity that registered the artifact (the actor of its ``registered`` event)."""
     return next(e.actor for e in registry.events(artifact_id) if e.type == "registered")
+
+
+def champion_parent(registry: Registry, *, or_newest: bool = True) -> Artifact | None:
+    """The champion parent; else, with ``or_newest``, the newest parent; None when there is none."""
+    parents = registry.find(kind="parent", state="champion")
+    if not parents and or_newest:
+        parents = registry.find(kind="parent")
+    return parents[0] if parents else None

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from breedlab.registry import Event, Registry, RegistryError
 from breedlab.governance.config import GovernanceConfig
 from breedlab.governance.niche import (
-    ACTIVE_STATES, active_children, active_weight_bytes, all_active_children, breeder_of, current_champion,
+    ACTIVE_STATES,
+    active_children,
+    active_weight_bytes,
+    all_active_children,
+    breeder_of,
+    current_champion,
     previous_champion,
 )
+from breedlab.registry import Event, Registry, RegistryError
 
 
 class AuthorityError(RegistryError):

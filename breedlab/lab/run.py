@@ -65,6 +65,25 @@ class LabConfig:
             raise ValueError(f"unknown lab candidates {unknown}; known: {', '.join(CANDIDATES)}")
 
 
+HOME_LAB_FILE = "lab.yaml"
+"""A home's own lab settings (``LabConfig`` fields but the niche); ``breedlab demo`` writes its profile's."""
+
+
+def home_lab_config(home_root, niche: str) -> LabConfig:
+    """``LabConfig`` for ``niche`` with the overrides in ``<home>/lab.yaml``, when the home has one.
+
+    A demo run folder holds its profile's lab settings there (a pico parent needs the pico recipes),
+    so a spawn the server runs in it breeds exactly as the demo's own spawns did."""
+    from pathlib import Path
+
+    from breedlab.typed_config import from_mapping, read_yaml
+
+    path = Path(home_root) / HOME_LAB_FILE
+    if not path.is_file():
+        return LabConfig(niche=niche)
+    return from_mapping(LabConfig, read_yaml(path) or {}, str(path), keys="LabConfig fields", fixed={"niche": niche})
+
+
 @dataclass
 class LabResult:
     champion: Artifact

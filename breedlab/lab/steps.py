@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from breedlab.evaluation.suites import RETENTION_DOMAIN
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.registry.lineage import full_precision
 
-RETENTION_DOMAIN = "general"
 STACKS = {"cmg-fp16", "cmg-int8"}
 """Candidates that quantize the CMG candidate rather than the champion."""
 # What the lab changes in the paper's preset on a real parent: the lab recipe docs/RESULTS.md measured
@@ -36,14 +36,11 @@ def say(console: Console, text: str) -> None:
 
 def champion_of(registry: Registry, niche: str) -> Artifact:
     """The niche's champion: a promoted child if one serves it, else the champion parent."""
-    from breedlab.governance.niche import current_champion
+    from breedlab.governance.niche import champion_parent, current_champion
 
-    champion = current_champion(registry, niche)
+    champion = current_champion(registry, niche) or champion_parent(registry, or_newest=False)
     if champion is None:
-        parents = registry.find(kind="parent", state="champion")
-        if not parents:
-            raise RegistryError("no champion parent; run `breedlab parent import smollm2` (or `breedlab demo`)")
-        champion = parents[0]
+        raise RegistryError("no champion parent; run `breedlab parent import smollm2` (or `breedlab demo`)")
     return champion
 
 

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from breedlab.models.io import (
-    UnsafeModelFile, count_parameters, load_model, refuse_pickles, save_model, sha256_file,
+    UnsafeModelFile,
+    count_parameters,
+    load_model,
+    refuse_pickles,
+    save_model,
+    sha256_file,
 )
 
 if TYPE_CHECKING:

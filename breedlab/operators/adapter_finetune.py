@@ -38,7 +38,7 @@ from breedlab.cmg.steps import training_streams
 from breedlab.cmg.train import TrainResult, train_child
 from breedlab.home import Home
 from breedlab.models.io import save_model, weights_digest
-from breedlab.operators.skeleton import BreedOutcome, Made, Job, library_versions, run_job
+from breedlab.operators.skeleton import BreedOutcome, Job, Made, library_versions, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.registry.canonical import sha256_json

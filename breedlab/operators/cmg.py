@@ -23,7 +23,7 @@ from breedlab.cmg.recipe import LEGACY_ORDER, CMGRecipe, RunOptions
 from breedlab.cmg.steps import build_student_for, hidden_pairs, training_streams
 from breedlab.cmg.train import train_child
 from breedlab.home import Home
-from breedlab.operators.skeleton import BreedOutcome, Made, Job, run_job
+from breedlab.operators.skeleton import BreedOutcome, Job, Made, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Registry
 from breedlab.registry.canonical import sha256_json

@@ -23,7 +23,6 @@ both into one child: ``operators/merge_distill.py``.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,10 +34,10 @@ from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.recipe import RunOptions
 from breedlab.home import Home
 from breedlab.models.io import save_model, weights_digest
+from breedlab.operators.merge_checks import merge_problems, model_domains
 from breedlab.operators.merge_methods import METHODS, linear_merge, merge_method, ties_merge, trim
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry, RegistryError
-from breedlab.operators.merge_checks import merge_problems, model_domains
 
 __all__ = ["METHODS", "IncompatibleMerge", "MergeRecipe", "linear_merge", "merge", "merge_problems", "model_domains",
            "ties_merge", "trim"]

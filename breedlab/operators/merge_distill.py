@@ -30,12 +30,12 @@ from breedlab.cmg.lora import prepare_trainable
 from breedlab.cmg.recipe import CMGRecipe, RunOptions, TrainingFields
 from breedlab.cmg.train import TrainResult, train_child
 from breedlab.home import Home
-from breedlab.operators.skeleton import BreedOutcome, Made, Job, library_versions, run_job
+from breedlab.operators.merge import IncompatibleMerge
+from breedlab.operators.merge_checks import ancestors, model_domains, tokenizer_digest
+from breedlab.operators.skeleton import BreedOutcome, Job, Made, library_versions, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry
 from breedlab.registry.canonical import sha256_json
-from breedlab.operators.merge import IncompatibleMerge
-from breedlab.operators.merge_checks import ancestors, model_domains, tokenizer_digest
 
 OPERATOR = "merge-distill"
 TEACHERS = ("live", "topk")

@@ -33,7 +33,6 @@ The folder and its loader are in ``quantized_folder.py``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,12 +45,19 @@ from breedlab.cmg.inputs import load_frozen
 from breedlab.cmg.recipe import LORA_TARGETS, RunOptions
 from breedlab.home import Home
 from breedlab.models.io import weights_digest
-from breedlab.operators.table import operator
-from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.models.kernels.half import Fp16Linear
 from breedlab.models.kernels.int8 import Int8Head, Int8Linear, dynamic_linear, quantize_weight
-from breedlab.operators.quantized_folder import (FORMATS, KERNELS, WEIGHTS_FILE, load_quantized, quantized_module_names,
-                               quantized_tensors, write_quantized)
+from breedlab.operators.quantized_folder import (
+    FORMATS,
+    KERNELS,
+    WEIGHTS_FILE,
+    load_quantized,
+    quantized_module_names,
+    quantized_tensors,
+    write_quantized,
+)
+from breedlab.operators.table import operator
+from breedlab.registry import Artifact, Registry, RegistryError
 
 __all__ = ["Fp16Linear", "Int8Head", "Int8Linear", "QuantizeRecipe", "dynamic_linear", "load_quantized",
            "quantize", "quantize_weight", "quantized_module_names", "quantized_tensors", "write_quantized"]

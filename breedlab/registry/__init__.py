@@ -1,7 +1,11 @@
 """The breedlab registry: content-addressed artifacts with verifiable lineage."""
 
 from breedlab.registry.errors import (
-    ManifestError, NotFoundError, RegistryError, TransitionError, UnsafeFileError,
+    ManifestError,
+    NotFoundError,
+    RegistryError,
+    TransitionError,
+    UnsafeFileError,
 )
 from breedlab.registry.events import Event
 from breedlab.registry.lifecycle import STATES, TRANSITIONS

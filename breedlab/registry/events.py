@@ -27,9 +27,10 @@ GENESIS = "0" * 64
 TAIL_WINDOW = 1 << 16  # bytes read from the end to find the last event
 
 
-def utc_now() -> str:
-    """UTC timestamp with microseconds and a Z suffix (ISO 8601)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def utc_now(*, seconds: bool = False) -> str:
+    """Now in UTC, ISO 8601 with a Z: to the microsecond (events, manifests), or to the second
+    (``seconds``: when evidence was taken, a demo's timeline)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ" if seconds else "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

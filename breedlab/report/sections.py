@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-from breedlab.report.page import PAPER_TABLE3, PAPER_TABLE3_STATUS, analytic_speedup, nearest_cell
 from breedlab.report.lineage import lineage_svg
 from breedlab.report.style import (
     CSS,
@@ -27,6 +26,7 @@ from breedlab.report.style import (
     times,
 )
 from breedlab.report.svg import Plot, event_markers, flops_bars, sigma_lines, stacked_share
+from breedlab.report.table3 import PAPER_TABLE3, PAPER_TABLE3_STATUS, analytic_speedup, nearest_cell
 
 DASH = "\u2013"  # an empty cell
 SECTIONS = (("lineage", "Lineage"), ("routing", "Routing share"), ("traffic", "Traffic & detector"),

@@ -49,20 +49,14 @@ def take_lock(home_root: Path) -> int:
 def breeding_lab_config(home_root: Path):
     """The lab settings a spawn in this home uses.
 
-    A home left by ``breedlab demo`` (it has ``timeline.json``) breeds with its
-    profile's ``lab`` overrides, exactly as the demo's own spawns did (a pico
-    parent needs the pico recipes); any other home gets ``LabConfig``'s defaults.
-    The niche is filled in per request.
+    A home with a ``lab.yaml`` (``breedlab demo`` writes its profile's ``lab`` overrides
+    there) breeds with those settings, exactly as the demo's own spawns did (a pico parent
+    needs the pico recipes); any other home gets ``LabConfig``'s defaults. The niche is
+    filled in per request.
     """
-    import json
+    from breedlab.lab.run import home_lab_config
 
-    from breedlab.demo.setup import load_profile
-    from breedlab.lab.run import LabConfig
-
-    timeline = Path(home_root) / "timeline.json"
-    if not timeline.is_file():
-        return LabConfig(niche="unset")
-    return load_profile(json.loads(timeline.read_text())["profile"]).lab_config("unset")
+    return home_lab_config(home_root, "unset")
 
 
 def domain_problem(registry, domain: str) -> str | None:

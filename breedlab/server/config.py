@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from breedlab.ecosystem.config import SHIPPED
 from breedlab.ecosystem.lifecycle import LifecycleConfig, load_lifecycle_config
-from breedlab.ecosystem.monitor import SHIPPED
 from breedlab.ecosystem.rollout import RolloutConfig, load_rollout_config
 from breedlab.typed_config import from_mapping, read_section
 

@@ -25,7 +25,15 @@ from breedlab.server.errors import ApiError, error_body
 from breedlab.server.limiter import QueueFull, Slot, SlotTimeout
 from breedlab.server.prompts import chat_renderer, text_renderer
 from breedlab.server.routing import ModelNotFound
-from breedlab.server.schemas import MAX_STOPS, ChatCompletion, ChatRequest, Completion, CompletionRequest, ModelCard, ModelList
+from breedlab.server.schemas import (
+    MAX_STOPS,
+    ChatCompletion,
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+)
 from breedlab.server.shapes import ChatShape, TextShape
 
 log = logging.getLogger("breedlab.server")

@@ -5,12 +5,9 @@ read from the registry. Each has a public name, its artifact name (with
 ``@<id12>`` appended when two active models share a name); a request may also
 name a model by id prefix, and ``parent`` always means the parent.
 
-``auto`` follows ``Ecosystem.serve``: the router policy scores the text over
-its niches; below the calibrated threshold, or in a niche without a champion
-child, the parent serves (the no-op route); a niche with a canary gives it
-``rollout.canary_share`` of its confident traffic (``rollout.takes_canary``, a
-seeded hash of the text, so a query always lands on the same side). A shadow
-child never serves: it only answers copies in the background.
+``auto`` is decided by ``ecosystem.decide.decide``, the rule the demo's replay
+(``Ecosystem.serve``) uses too. A shadow child never serves: it only answers
+copies in the background.
 """
 
 from __future__ import annotations
@@ -18,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from breedlab.ecosystem.rollout import RolloutConfig, takes_canary
+from breedlab.ecosystem.decide import Decision
 from breedlab.registry import Artifact
+
+__all__ = ["PARENT_ALIAS", "Catalogue", "Decision", "ModelNotFound"]
 
 PARENT_ALIAS = "parent"
 
@@ -30,21 +29,6 @@ class ModelNotFound(LookupError):
     def __init__(self, message: str, code: str = "model_not_found"):
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Where one request goes and why (before any load fallback)."""
-
-    requested: str
-    model_id: str
-    route: str
-    """The niche for confident ``auto`` traffic, 'parent' for the no-op route, 'explicit' for a named model."""
-    confidence: float | None
-    reason: str
-    niche: str | None = None
-    """The niche whose shadow/canary child sees this request (confident ``auto`` traffic only)."""
-    canary: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,28 +91,3 @@ class Catalogue:
                 "breedlab": {"artifact_id": artifact.id, "kind": artifact.manifest.kind, "state": artifact.state,
                              "parents": parents, "domain": artifact.manifest.recipe.get("domain"),
                              "servable": artifact.state != "shadow"}}
-
-
-def decide_auto(policy, text: str, route, stages: dict[str, tuple[str, str]], rollout: RolloutConfig,
-                parent_id: str) -> Decision:
-    """Route one ``auto`` request by ``route``, the policy's ``Route`` for ``text`` (see the module
-    docstring); ``stages`` maps a niche to (child, stage)."""
-    confident = route.confidence >= policy.threshold
-    numbers = f"{route.domain} confidence {route.confidence:.3f}, threshold {policy.threshold:.3f}"
-    if not confident:
-        return Decision("auto", parent_id, "parent", route.confidence,
-                        f"{numbers}: below the calibrated threshold, the parent serves (no-op route)")
-    if route.domain not in policy.niches:  # a parent domain the policy learnt as a class: never a niche
-        return Decision("auto", parent_id, "parent", route.confidence,
-                        f"{numbers}: the parent's own domain, the parent serves (no-op route)")
-    child, stage = stages.get(route.domain, (None, None))
-    if stage == "canary" and takes_canary(text, rollout):
-        return Decision("auto", child, route.domain, route.confidence,
-                        f"{numbers}: canary {child[:12]} takes {rollout.canary_share:.0%} of {route.domain} traffic",
-                        niche=route.domain, canary=True)
-    if route.target is not None:
-        return Decision("auto", route.target, route.domain, route.confidence,
-                        f"{numbers}: the {route.domain} champion serves", niche=route.domain)
-    return Decision("auto", parent_id, route.domain, route.confidence,
-                    f"{numbers}: no champion child for {route.domain}, the parent serves (no-op route)",
-                    niche=route.domain)

@@ -1,12 +1,12 @@
 """Finding what the server runs with in a home: its parent, its router policy, its task monitor.
 
 The router policy is the champion ``router-policy`` (niche ``router``): a candidate
-never routes. Only a registry with no champion gets one fitted here, by the demo's
-own recipe over the registered domains (the parent's domains, from the shipped full
-demo profile, are its parent classes), judged on the frozen routing suite and
-crowned by the approver on passing evidence, so the next start loads it. The monitor
-is configured as the demo configures it (``demo_setup.build_parts``): centroids
-of the policy's domains, thresholds calibrated on their validation snippets.
+never routes. Only a registry with no champion gets one fitted here, over the registered
+domains with the ``population`` section of ``configs/ecosystem.yaml`` (its parent domains
+are the router's parent classes; its fit settings are the full demo's), judged on the
+frozen routing suite and crowned by the approver on passing evidence, so the next start
+loads it. The monitor is built from the ecosystem's parts (``ecosystem/setup.py``):
+centroids of the policy's domains, thresholds calibrated on their validation snippets.
 """
 
 from __future__ import annotations
@@ -37,11 +37,13 @@ def check_servable(home) -> None:
 
 def choose_parent(registry: Registry) -> Artifact:
     """The champion parent, else the newest parent."""
-    parents = registry.find(kind="parent", state="champion") or registry.find(kind="parent")
-    if not parents:
+    from breedlab.governance.niche import champion_parent
+
+    parent = champion_parent(registry)
+    if parent is None:
         raise RegistryError("no parent registered in this home; import one (breedlab parent import) or run "
                             "breedlab demo --quick and serve its run folder")
-    return parents[0]
+    return parent
 
 
 def load_router_policy(registry: Registry, config: ServerConfig, governance=None):
@@ -69,24 +71,23 @@ def policy_embedder(artifact: Artifact):
 
 
 def _fit_policy(registry: Registry, policy_name: str, governance):
-    """Fit, judge and (on passing evidence) crown ``policy_name`` as the demo does (``demo_setup``)."""
-    from breedlab.demo.setup import load_profile
+    """Fit, judge and (on passing evidence) crown ``policy_name`` (``ecosystem.setup.fit_champion_router``)."""
+    from breedlab.ecosystem.config import load_population_config
     from breedlab.ecosystem.embed import query_embedder
-    from breedlab.ecosystem.router.candidates import FitRecipe, ensure_champion
+    from breedlab.ecosystem.setup import fit_champion_router
     from breedlab.governance.config import load_governance
 
     governance = governance or load_governance(None)
     domains = _domains_with(registry, ("train", "validation"))
-    profile = load_profile("full")
-    parent_domains = [d for d in profile.parent_domains if d in domains]
+    population = load_population_config()
+    parent_domains = [d for d in population.parent_domains if d in domains]
     niches = [d for d in domains if d not in parent_domains]
     if not niches:
         log.warning("no router policy and no niche datasets: the parent serves every request")
         return None, None
-    shipped = profile.router_fit() if policy_name == profile.router.get("policy") else {}  # params are per kind
-    recipe = FitRecipe(policy_name, tuple(niches), tuple(parent_domains), seed=0, **shipped)
-    policy, artifact, packet = ensure_champion(registry, governance, recipe, query_embedder(),
-                                               approver=governance.approvers[0], extra={"fitted_by": "serve"})
+    fit = dict(population.router_fit) if policy_name == population.router_policy else {}  # params are per kind
+    policy, artifact, packet = fit_champion_router(registry, governance, policy_name, niches, parent_domains,
+                                                   query_embedder(), seed=0, fit=fit, extra={"fitted_by": "serve"})
     if artifact is None:
         log.warning("the fitted router policy failed its routing evidence (%s): the parent serves every request",
                     packet[:12])
@@ -104,9 +105,10 @@ def _domains_with(registry: Registry, splits: tuple[str, ...]) -> list[str]:
 
 def open_monitor(home, registry: Registry, policy_artifact: Artifact | None, parent, config: ServerConfig):
     """The server's task monitor (its own SQLite file under the home's logs)."""
+    from breedlab.ecosystem.config import load_section
     from breedlab.ecosystem.detector import parent_nll_gap
     from breedlab.ecosystem.embed import query_embedder
-    from breedlab.ecosystem.monitor import MonitorConfig, TaskMonitor, load_section
+    from breedlab.ecosystem.monitor import MonitorConfig, TaskMonitor
 
     embedder = query_embedder()  # the router's embedding of a query is the monitor's
     monitor_config = load_section(MonitorConfig, "monitor")
@@ -131,8 +133,8 @@ def calibrated_centroids(home, registry: Registry, domains: list[str], embedder,
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
-    from breedlab.demo.setup import calibrated_centroids as fit_centroids
     from breedlab.ecosystem.monitor import DomainCentroids
+    from breedlab.ecosystem.setup import calibrated_centroids as fit_centroids
 
     datasets = {d: [a.id for split in ("train", "validation")
                     for a in registry.find(kind="dataset", name=f"{d}/{split}")[:1]] for d in domains}

@@ -13,6 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from breedlab.ecosystem.decide import decide
 from breedlab.governance.config import GovernanceConfig, load_governance
 from breedlab.governance.niche import all_active_children, current_champion
 from breedlab.home import Home
@@ -21,9 +22,9 @@ from breedlab.server.breeding import BreedingRuns
 from breedlab.server.config import ServerConfig
 from breedlab.server.engine import ModelHost
 from breedlab.server.limiter import Limiter
-from breedlab.server.live_rollout import LiveRollouts
-from breedlab.server.routing import Catalogue, Decision, decide_auto
 from breedlab.server.live_detector import LiveDetector
+from breedlab.server.live_rollout import LiveRollouts
+from breedlab.server.routing import Catalogue, Decision
 from breedlab.server.setup import choose_parent, load_router_policy, open_monitor
 from breedlab.server.telemetry import Metrics, MonitorLog, RoutingHistory
 
@@ -162,7 +163,7 @@ class ServerState:
             return Decision("auto", self.parent_id, "parent", None,
                             "no router policy: the parent serves everything (no-op route)")
         route = self.policy.route([text], self.routes)[0]
-        decision = decide_auto(self.policy, text, route, self.rollouts.stages(), self.config.rollout, self.parent_id)
+        decision = decide(self.policy, text, route, self.rollouts.stages(), self.config.rollout, self.parent_id)
         if self.policy_shadow is not None:  # computed and recorded beside the champion's, never used
             self.policy_shadow.observe(text, route, self.policy, label=None)
         return decision

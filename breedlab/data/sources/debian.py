@@ -11,15 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote
 
-from breedlab.data.render import RenderError, groff_version, is_man_alias, man_section, read_man_source, render_html, render_man
+from breedlab.data.render import (
+    RenderError,
+    groff_version,
+    is_man_alias,
+    man_section,
+    read_man_source,
+    render_html,
+    render_man,
+)
 from breedlab.data.sources.fetching import extract_once, run_tool
 from breedlab.data.sources.registry import FetchedSource, RawDoc, SourceContext, SourceUnavailable, source
 

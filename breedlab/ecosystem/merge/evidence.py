@@ -1,7 +1,7 @@
 """What a merge consideration measures: frozen suites, fitness per model and domain, cross-evaluation, evidence.
 
 The helpers behind steps 1 and 3 of ``consider_merge`` (:mod:`breedlab.ecosystem.merge.review`), and the
-``_Run`` they share: one consideration's inputs and what it has measured so far. Cross-evaluation
+``Consideration`` they share: one consideration's inputs and what it has measured so far. Cross-evaluation
 (step 1): ``score(a on B) >= min_cross_ratio * score(b on B)`` and the same for b on A, where score is
 cloze ``utility`` or ``inverse_ppl`` = 1 / domain perplexity. Each model is measured once per domain.
 """
@@ -9,17 +9,15 @@ cloze ``utility`` or ``inverse_ppl`` = 1 / domain perplexity. Each model is meas
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from breedlab.ecosystem.merge.config import MergeConfig
 from breedlab.evaluation.decision import Decision
 from breedlab.registry import Artifact, Event, Registry
 
-if TYPE_CHECKING:
-    from breedlab.ecosystem.merge.review import MergeConfig
-
 
 @dataclass
-class _Run:
+class Consideration:
     """One consideration's inputs and what it has measured so far."""
 
     registry: Registry
@@ -41,12 +39,12 @@ class _Run:
     measure_options: dict = field(default_factory=dict)
 
 
-def _say(run: _Run, text: str) -> None:
+def say(run: Consideration, text: str) -> None:
     if run.console is not None:
         run.console.print(f"  [merge] {text}")
 
 
-def _prepare(run: _Run, suites: dict | None, *, isolate: bool, latency) -> None:
+def prepare(run: Consideration, suites: dict | None, *, isolate: bool, latency) -> None:
     """The frozen suites per domain, the planted canary, and the base's general perplexity."""
     from transformers import AutoTokenizer
 
@@ -77,19 +75,19 @@ def _planted_canary(registry: Registry) -> dict[str, str] | None:
     return None
 
 
-def _measure(run: _Run, model_id: str, domain: str):
+def measure(run: Consideration, model_id: str, domain: str):
     """The model's FitnessVector on the domain's suites, measured once per consideration."""
     from breedlab.evaluation.measure import measure_candidate
 
     if (model_id, domain) not in run.fitness:
-        _say(run, f"measuring {model_id[:12]} on {domain}")
+        say(run, f"measuring {model_id[:12]} on {domain}")
         fitness = measure_candidate(run.registry, model_id, run.suites[domain], **run.measure_options)
         fitness.operator = run.registry.get(model_id).manifest.operator
         run.fitness[(model_id, domain)] = fitness
     return run.fitness[(model_id, domain)]
 
 
-def _measure_merged(run: _Run, merged: Artifact, own: dict) -> tuple[dict, dict, dict, dict[str, int]]:
+def measure_merged(run: Consideration, merged: Artifact, own: dict) -> tuple[dict, dict, dict, dict[str, int]]:
     """Step 3's measurements as ``merge_rule`` takes them: (specialist, merged, gates, costs).
 
     ``own[model][domain]``: each specialist's FitnessVector; the merged model is measured here.
@@ -98,7 +96,7 @@ def _measure_merged(run: _Run, merged: Artifact, own: dict) -> tuple[dict, dict,
 
     a, b = run.pair
     specialist = {run.domain[m.id]: own[m.id][run.domain[m.id]] for m in run.pair}
-    merged_fit = {d: _measure(run, merged.id, d) for d in run.suites}
+    merged_fit = {d: measure(run, merged.id, d) for d in run.suites}
     gates = {d: evaluate_gates(merged_fit[d], run.evaluation) for d in run.suites}
     costs = {"merged": merged_fit[run.domain[a.id]].weight_bytes,
              "a": own[a.id][run.domain[a.id]].weight_bytes, "b": own[b.id][run.domain[b.id]].weight_bytes}
@@ -120,7 +118,7 @@ def cross_evaluation(own: dict[str, dict[str, Any]], domain_of: dict[str, str],
     return converged, {"metric": config.cross_metric, "min_ratio": config.min_cross_ratio, "pairs": pairs}
 
 
-def _cross_shortfall(cross: dict, config: MergeConfig) -> str:
+def cross_shortfall(cross: dict, config: MergeConfig) -> str:
     """Step 1's skip reason when cross-evaluation fails: every pair's score against the specialist's own."""
     return "cross-evaluation below the ratio: " + "; ".join(
         f"{k}: {p['score']} vs {p['specialist_score']} (need ratio {config.min_cross_ratio})"
@@ -133,7 +131,7 @@ def _score(fitness, config: MergeConfig) -> float | None:
     return None if not fitness.domain_ppl else 1.0 / fitness.domain_ppl
 
 
-def _write_evidence(run: _Run, merged: Artifact, specialist: dict, merged_fit: dict, gates: dict,
+def write_evidence(run: Consideration, merged: Artifact, specialist: dict, merged_fit: dict, gates: dict,
                     decision: Decision) -> dict[str, str]:
     """One evidence packet per niche: the merged model against that niche's specialist, the merge decision."""
     from breedlab.evaluation.packets import write_evidence_packet

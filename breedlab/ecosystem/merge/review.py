@@ -35,69 +35,24 @@ evidence), ``rejected`` (M, when it was made and refused; data merge_of, evidenc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from breedlab import typed_config
+from breedlab.ecosystem.merge.config import MergeConfig, load_merge_config
+from breedlab.ecosystem.merge.evidence import (
+    Consideration,
+    cross_evaluation,
+    cross_shortfall,
+    measure,
+    measure_merged,
+    prepare,
+    say,
+    write_evidence,
+)
+from breedlab.ecosystem.merge.rule import NOT_COMPARED, domain_verdict, merge_rule
 from breedlab.evaluation.decision import Decision
 from breedlab.registry import Artifact, Event, Registry, RegistryError
-from breedlab.ecosystem.merge.evidence import (_cross_shortfall, _measure, _measure_merged, _prepare, _Run, _say, _write_evidence,
-                             cross_evaluation)
-from breedlab.ecosystem.merge.rule import NOT_COMPARED, domain_verdict, merge_rule
 
 __all__ = ["NOT_COMPARED", "MergeConfig", "MergeOutcome", "consider_merge", "cross_evaluation", "domain_verdict",
            "load_merge_config", "merge_rule", "niche_of"]
-
-
-@dataclass(frozen=True)
-class MergeConfig:
-    """When two specialists merge, how, and what the merged model must show."""
-
-    min_centroid_similarity: float = 0.85
-    """Cosine similarity of the two domains' centroids at or above which they may have converged."""
-    min_cross_ratio: float = 0.9
-    """Each specialist's score on the other's suite, as a share of the other's own score, at least this."""
-    cross_metric: str = "utility"
-    """utility (cloze accuracy) | inverse_ppl (1 / domain perplexity): the cross-evaluation score."""
-    method: str = "ties"
-    """Weight-merge method: linear | ties."""
-    density: float = 0.2
-    """TIES: share of each task vector kept, by magnitude."""
-    scaling: float = 1.0
-    """TIES: lambda, the merged task vector's scale."""
-    allow_distill: bool = True
-    """Distil both into one child when the weights cannot be merged; False refuses instead."""
-    distill: dict = field(default_factory=dict)
-    """Overrides of ``MergeDistillRecipe`` fields (ratio, tokens, seq_len, teacher, ...)."""
-    max_nll_loss: float = 0.01
-    """NLL (nats/token) the merged model may lose to a specialist: worse when the CI's low end is above it.
-    The size of decide()'s min_nll_margin: a loss smaller than a gain worth promoting counts as none."""
-    max_utility_loss: float = 0.02
-    """Cloze accuracy the merged model may lose (significantly) to a specialist; decide()'s min_utility_margin."""
-    lm_cases: int = 32
-    cloze_cases: int = 60
-    retention_cases: int = 24
-    passage_tokens: int = 128
-    """Sizes of the frozen suites built when the caller gives none."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from breedlab.operators.merge import METHODS
-        from breedlab.operators.merge_distill import MergeDistillRecipe
-
-        if self.cross_metric not in ("utility", "inverse_ppl"):
-            raise ValueError(f"cross_metric must be utility or inverse_ppl, got {self.cross_metric!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        # The recipe checks the overrides now, not mid-merge; the models are the merge's own.
-        typed_config.from_mapping(MergeDistillRecipe, self.distill, "distill", keys="distill keys",
-                                  fixed={"models": ("a", "b")})
-        if not 0 < self.density <= 1 or self.min_cross_ratio < 0:
-            raise ValueError("density must be in (0, 1] and min_cross_ratio >= 0")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None) -> MergeConfig:
-        """A config from plain data (the ``merge:`` section of ecosystem.yaml); unknown keys are errors."""
-        return typed_config.from_mapping(cls, values or {}, "merge", keys="merge keys")
 
 
 @dataclass
@@ -128,19 +83,19 @@ def consider_merge(registry: Registry, home, a_id: str, b_id: str, *, centroid_s
     run.statistics["centroid_similarity"] = centroid_similarity
     if centroid_similarity < config.min_centroid_similarity:
         return _skip(run, f"centroid similarity {centroid_similarity:.4f} < {config.min_centroid_similarity}")
-    _prepare(run, suites, isolate=isolate, latency=latency)
-    own = {m.id: {d: _measure(run, m.id, d) for d in run.suites} for m in run.pair}
+    prepare(run, suites, isolate=isolate, latency=latency)
+    own = {m.id: {d: measure(run, m.id, d) for d in run.suites} for m in run.pair}
     converged, run.statistics["cross_evaluation"] = cross_evaluation(own, run.domain, config)
     if not converged:
         return _skip(run, f"centroid similarity {centroid_similarity:.4f} >= {config.min_centroid_similarity} but "
-                          + _cross_shortfall(run.statistics["cross_evaluation"], config))
+                          + cross_shortfall(run.statistics["cross_evaluation"], config))
     merged, method, problems = _make_merged(run)
     if merged is None:
         return _refuse(run, "compatibility", problems)
-    specialist, merged_fit, gates, costs = _measure_merged(run, merged, own)
+    specialist, merged_fit, gates, costs = measure_merged(run, merged, own)
     decision = merge_rule(specialist, merged_fit, gates, costs, config, run.evaluation)
     run.statistics["decision"] = decision.statistics
-    evidence = _write_evidence(run, merged, specialist, merged_fit, gates, decision)
+    evidence = write_evidence(run, merged, specialist, merged_fit, gates, decision)
     if decision.outcome != "promote":
         return _refuse(run, "evaluation", decision.reasons[1:], merged=merged, method=method, evidence=evidence)
     return _commit(run, merged, method, decision, evidence)
@@ -158,7 +113,7 @@ def niche_of(registry: Registry, artifact: Artifact) -> str:
     raise RegistryError(f"{artifact.id[:12]} was never promoted into a niche")
 
 
-def _start(registry, home, a_id, b_id, config, governance, approver, breeder, evaluation, console) -> _Run:
+def _start(registry, home, a_id, b_id, config, governance, approver, breeder, evaluation, console) -> Consideration:
     """Check who acts and what is merged before any work: both active, different domains."""
     from breedlab.evaluation.gates import load_evaluation_config
     from breedlab.governance.promotion import AuthorityError, check_approver
@@ -171,20 +126,20 @@ def _start(registry, home, a_id, b_id, config, governance, approver, breeder, ev
     domain = {m.id: m.manifest.recipe.get("domain") for m in pair}
     if None in domain.values() or len(set(domain.values())) != 2:
         raise RegistryError(f"a merge needs two specialists of two named domains, got {list(domain.values())}")
-    run = _Run(registry, home, config, governance, approver, breeder, evaluation or load_evaluation_config(),
+    run = Consideration(registry, home, config, governance, approver, breeder, evaluation or load_evaluation_config(),
                console, pair, {m.id: niche_of(registry, m) for m in pair}, domain,
                common_base(registry, [m.id for m in pair]))
-    _say(run, f"merge? {pair[0].manifest.name} ({domain[pair[0].id]}) + {pair[1].manifest.name} "
+    say(run, f"merge? {pair[0].manifest.name} ({domain[pair[0].id]}) + {pair[1].manifest.name} "
               f"({domain[pair[1].id]})")
     return run
 
 
-def _make_merged(run: _Run) -> tuple[Artifact | None, str | None, list[str]]:
+def _make_merged(run: Consideration) -> tuple[Artifact | None, str | None, list[str]]:
     """Step 2: (merged model, method, []) or (None, None, every problem)."""
     from breedlab.cmg.recipe import RunOptions
-    from breedlab.operators.table import get_operator
     from breedlab.operators.merge import IncompatibleMerge, MergeRecipe, merge_problems
     from breedlab.operators.merge_distill import MergeDistillRecipe
+    from breedlab.operators.table import get_operator
 
     if run.base is None:
         return None, None, ["lineage: the two specialists share no ancestor model to merge over"]
@@ -198,7 +153,7 @@ def _make_merged(run: _Run) -> tuple[Artifact | None, str | None, list[str]]:
             return get_operator("merge")(run.registry, run.home, run.base, recipe, options).child, config.method, []
         if not config.allow_distill:
             return None, None, [*problems, "weights cannot be merged and distillation is off (allow_distill false)"]
-        _say(run, f"weights cannot be merged ({len(problems)} problems): distilling both into one child")
+        say(run, f"weights cannot be merged ({len(problems)} problems): distilling both into one child")
         recipe = MergeDistillRecipe(models=models, **{"seed": config.seed, **config.distill})
         outcome = get_operator("merge-distill")(run.registry, run.home, run.base, recipe, options)
     except IncompatibleMerge as exc:
@@ -208,16 +163,16 @@ def _make_merged(run: _Run) -> tuple[Artifact | None, str | None, list[str]]:
     return outcome.child, "distill", []
 
 
-def _skip(run: _Run, reason: str) -> MergeOutcome:
+def _skip(run: Consideration, reason: str) -> MergeOutcome:
     for model, other in (run.pair, run.pair[::-1]):
         run.events.append(run.registry.record(
             "merge-skipped", model.id, actor=run.approver, reason=f"no merge with {other.id[:12]}: {reason}",
             data={"partner": other.id, "niche": run.niche[model.id], "statistics": run.statistics}))
-    _say(run, f"skipped: {reason}")
+    say(run, f"skipped: {reason}")
     return MergeOutcome("skipped", [reason], events=run.events, statistics=run.statistics)
 
 
-def _refuse(run: _Run, stage: str, reasons: list[str], *, merged: Artifact | None = None, method: str | None = None,
+def _refuse(run: Consideration, stage: str, reasons: list[str], *, merged: Artifact | None = None, method: str | None = None,
             evidence: dict[str, str] | None = None) -> MergeOutcome:
     """``merge-refused`` on both specialists (their states unchanged); a made merged model is rejected."""
     data = {"stage": stage, "reasons": reasons, "merged": merged.id if merged else None, "method": method,
@@ -232,11 +187,11 @@ def _refuse(run: _Run, stage: str, reasons: list[str], *, merged: Artifact | Non
             "merge-refused", model.id, actor=run.approver,
             reason=f"merge with {other.id[:12]} refused ({stage}): " + "; ".join(reasons),
             data={**data, "partner": other.id, "niche": run.niche[model.id]}))
-    _say(run, f"refused ({stage}): " + "; ".join(reasons))
+    say(run, f"refused ({stage}): " + "; ".join(reasons))
     return MergeOutcome("refused", reasons, merged, method, evidence or {}, run.events, run.statistics)
 
 
-def _commit(run: _Run, merged: Artifact, method: str, decision: Decision, evidence: dict[str, str]) -> MergeOutcome:
+def _commit(run: Consideration, merged: Artifact, method: str, decision: Decision, evidence: dict[str, str]) -> MergeOutcome:
     """Step 4: check what promotion will check, retire both specialists, crown the merged model."""
     from breedlab.governance.promotion import passing_evidence, promote
 
@@ -260,12 +215,12 @@ def _commit(run: _Run, merged: Artifact, method: str, decision: Decision, eviden
         reason=f"serves {', '.join(niches)} in place of {', '.join(m.id[:12] for m in run.pair)}",
         data={"niches": niches, "replaces": {run.niche[m.id]: m.id for m in run.pair}, "method": method,
               "evidence": evidence}))
-    _say(run, f"merged into {merged.manifest.name} {merged.id[:12]} ({method}); both specialists retired")
+    say(run, f"merged into {merged.manifest.name} {merged.id[:12]} ({method}); both specialists retired")
     return MergeOutcome("merged", decision.reasons, run.registry.get(merged.id), method, evidence, run.events,
                         run.statistics)
 
 
-def _budget_problems(run: _Run, merged: Artifact) -> list[str]:
+def _budget_problems(run: Consideration, merged: Artifact) -> list[str]:
     """The governance budgets after the merge (both specialists gone, the merged model active)."""
     from breedlab.governance.niche import active_children, active_weight_bytes
 
@@ -284,10 +239,3 @@ def _budget_problems(run: _Run, merged: Artifact) -> list[str]:
         if len(active_children(run.registry, niche)) > run.governance.max_children_per_niche:
             problems.append(f"niche {niche!r} is over its active-children budget")
     return problems
-
-
-def load_merge_config(path=None) -> MergeConfig:
-    """The ``merge`` section of ``ecosystem.yaml`` (the shipped one by default)."""
-    from breedlab.ecosystem.monitor import SHIPPED, load_section
-
-    return load_section(MergeConfig, "merge", path or SHIPPED)

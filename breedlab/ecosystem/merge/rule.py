@@ -24,12 +24,10 @@ and measure nothing themselves: they judge FitnessVectors and GateResults alread
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from breedlab.ecosystem.merge.config import MergeConfig
 from breedlab.evaluation.decision import Decision
-
-if TYPE_CHECKING:
-    from breedlab.ecosystem.merge.review import MergeConfig
 
 NOT_COMPARED = "not compared"
 

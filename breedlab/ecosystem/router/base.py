@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from breedlab.registry import Artifact, Registry
 from breedlab.ecosystem.router.policies import POLICIES, Policy, Route, policy_class
+from breedlab.registry import Artifact, Registry
 
 UNREACHABLE = 2.0  # above every score: all policies score on [0, 1]
 

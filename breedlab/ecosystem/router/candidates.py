@@ -20,13 +20,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breedlab.ecosystem.query_synth import query_texts
+from breedlab.ecosystem.router.base import UNREACHABLE, calibrate, fit, load_policy, register_policy
+from breedlab.ecosystem.router.data import build_routing_suite, load_routing_suite, mixed, routing_sets
+from breedlab.ecosystem.router.evidence import (
+    ROUTER_NICHE,
+    RouterConfig,
+    decide,
+    gates_as_dicts,
+    measure,
+    routing_gates,
+)
 from breedlab.governance.niche import current_champion
 from breedlab.governance.promotion import promote
 from breedlab.registry import Artifact, Registry
-from breedlab.ecosystem.router.base import UNREACHABLE, calibrate, fit, load_policy, register_policy
-from breedlab.ecosystem.query_synth import query_texts
-from breedlab.ecosystem.router.data import build_routing_suite, load_routing_suite, mixed, routing_sets
-from breedlab.ecosystem.router.evidence import ROUTER_NICHE, RouterConfig, decide, gates_as_dicts, measure, routing_gates
 
 OPERATOR = "router-variant"
 VARIANTS = ("refit", "threshold", "policy")

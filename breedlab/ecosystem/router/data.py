@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 
 from breedlab.data.questions import load_questions, question_domains
-from breedlab.registry import Artifact, Registry
 from breedlab.ecosystem.query_synth import query_texts
 from breedlab.ecosystem.trace import domain_pools
+from breedlab.registry import Artifact, Registry
 
 PARENT = "parent"
 GROUPS = ("snippets", "queries", "questions", "out-of-domain")

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from breedlab.evaluation.gates import GateResult
 from breedlab.ecosystem.embed import QueryEmbeddingCache
 from breedlab.ecosystem.router.data import PARENT
 from breedlab.ecosystem.router.evaluate import evaluate_policy, single_query_latencies, time_routes
 from breedlab.ecosystem.router.policies import evenly
+from breedlab.evaluation.gates import GateResult
 
 ROUTER_NICHE = "router"
 

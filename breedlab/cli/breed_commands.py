@@ -1,0 +1,174 @@
+"""Commands that breed and govern: ``breed``, ``lab``, ``promote``, ``router-variant``, ``rollback``.
+
+Each is a plain function; ``app.py`` registers them on the top-level command.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from breedlab.cli.common import (
+    HomeOption,
+    IdentityOption,
+    acting_identity,
+    console,
+    default_parent,
+    fail,
+    open_registry,
+)
+from breedlab.home import Home
+
+
+def breed(
+    domain: Annotated[str, typer.Option(help="domain to specialise in (its <domain>/train dataset)")],
+    preset: Annotated[str, typer.Option(help="named recipe: compact (width-first, full KD) | paper")] = "compact",
+    ratio: Annotated[Optional[float], typer.Option(help="p: child / parent non-embedding parameters")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="optimiser steps [default: 200]")] = None,
+    tokens: Annotated[Optional[int], typer.Option(help="training-token budget (instead of --steps)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(
+        help="profiled | width | depth | mixed | uniform | random | scratch [default: the preset's]")] = None,
+    trainable: Annotated[Optional[str], typer.Option(help="lora | lora+norms | full [default: the preset's]")] = None,
+    teacher: Annotated[str, typer.Option(help="hidden (exact, cached) | topk (approximate, cached) | live")] = "hidden",
+    domain_head: Annotated[Optional[float], typer.Option(
+        help="ship a domain head covering this share of the domain's tokens (e.g. 0.999)")] = None,
+    count_embeddings: Annotated[bool, typer.Option(help="count the embedding matrix in p")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    parent: Annotated[Optional[str], typer.Option(help="parent id [default: the champion parent]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Breed a child with the CMG: profile, build the student at ratio p, distil it with rehearsal.
+
+    Interrupt it at any time (Ctrl-C); the same command resumes from the last checkpoint.
+    """
+    from breedlab.cmg.recipe import RunOptions, preset_recipe
+    from breedlab.governance.config import load_governance
+    from breedlab.operators.table import get_operator
+
+    registry = open_registry(home)
+    breeder = load_governance(Home.resolve(home).root).breeder
+    given = {"ratio": ratio, "strategy": strategy, "trainable": trainable, "domain_head_coverage": domain_head}
+    try:
+        recipe = preset_recipe(preset, domain, steps=steps or 200, tokens=tokens, teacher=teacher,
+                               count_embeddings=count_embeddings, seed=seed,
+                               **{key: value for key, value in given.items() if value is not None})
+    except ValueError as error:
+        fail(str(error))
+    parent_id = parent or default_parent(registry)
+    options = RunOptions(threads=threads, actor=breeder)
+    outcome = get_operator("cmg")(registry, Home.resolve(home), parent_id, recipe, options)
+    if outcome.child is None:
+        console.print(f"[yellow]interrupted[/] at step {outcome.result.steps_done}/{recipe.total_steps}; "
+                      "run the same command again to resume")
+        raise typer.Exit(130)
+    child = outcome.child
+    verb = "already bred" if outcome.reused else "bred"
+    console.print(f"{verb} [bold]{child.manifest.name}[/] [cyan]{child.id}[/]: "
+                  f"{child.manifest.metrics['parameters'] / 1e6:.2f}M parameters, "
+                  f"trainable fraction {child.manifest.metrics['trainable_fraction']:.4f}")
+
+
+def lab(
+    niche: Annotated[str, typer.Option(help="the niche (domain) to breed a specialist for")],
+    ratio: Annotated[float, typer.Option(help="p of the distilled specialist")] = 0.8,
+    cmg_preset: Annotated[str, typer.Option(help="the CMG candidate's recipe: compact | paper")] = "compact",
+    distill_tokens: Annotated[Optional[int], typer.Option(help="training tokens of the CMG specialist "
+                                                           "(default: LabConfig's)")] = None,
+    finetune_tokens: Annotated[Optional[int], typer.Option(help="training tokens of the adapter fine-tune "
+                                                            "(default: LabConfig's)")] = None,
+    candidates: Annotated[Optional[str], typer.Option(help="comma-separated candidates (default: LabConfig's: "
+                                                       "adapter-finetune,cmg,cmg-fp16,quantize)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    home: HomeOption = None,
+) -> None:
+    """Run the local breeding lab: champion, frozen suites, candidates, fitness, packets.
+
+    Imports the SmolLM2 parent and builds the corpora first if they are missing.
+    The lab breeds and judges; promotion stays with an approver (breedlab promote).
+    """
+    from breedlab.lab.run import LabConfig, run_lab
+    from breedlab.lab.setup import LAB_ACTOR, ensure_parent_and_data
+
+    given = {"distill_tokens": distill_tokens, "finetune_tokens": finetune_tokens,
+             "candidates": candidates and tuple(name.strip() for name in candidates.split(",") if name.strip())}
+    try:
+        config = LabConfig(niche=niche, ratio=ratio, cmg_preset=cmg_preset, seed=seed,
+                           **{name: value for name, value in given.items() if value is not None})
+    except ValueError as error:  # before the parent and corpora are fetched: a bad flag fails fast
+        fail(str(error))
+    resolved = Home.resolve(home)
+    registry = open_registry(home)
+    ensure_parent_and_data(console, resolved, registry, actor=LAB_ACTOR, domains=[niche, "general"])
+    run_lab(registry, resolved, config, console)
+
+
+def promote(
+    artifact_id: str,
+    to: Annotated[str, typer.Option("--to", help="shadow | canary | champion")],
+    niche: Annotated[str, typer.Option(help="the niche (domain) the candidate would serve")],
+    reason: Annotated[str, typer.Option(help="why, for the event log")] = "evidence packet passed",
+    identity: IdentityOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Promote a candidate: needs a passing evidence packet and an approver who did not breed it."""
+    from breedlab.governance.config import load_governance
+    from breedlab.governance.promotion import promote as promote_candidate
+
+    resolved = Home.resolve(home)
+    events = promote_candidate(open_registry(home), load_governance(resolved.root), artifact_id, to, niche=niche,
+                               approver=acting_identity(identity), reason=reason)
+    for event in events:
+        console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')} "
+                      f"({event.reason})")
+
+
+def router_variant_command(
+    variant: Annotated[str, typer.Argument(help="refit | threshold | policy")],
+    policy: Annotated[Optional[str], typer.Option(help="the policy kind, for 'policy' (e.g. hybrid, linear)")] = None,
+    target: Annotated[Optional[float], typer.Option(help="the precision target, for 'threshold'")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Derive a candidate router policy from the champion and judge it on the frozen routing suite.
+
+    'refit' adds the monitor's, feedback and admin labels of the server's live traffic (text kept only).
+    The packet is evidence; the approver promotes: breedlab promote ID --to shadow --niche router."""
+    from breedlab.ecosystem.config import load_section
+    from breedlab.ecosystem.embed import query_embedder
+    from breedlab.ecosystem.labels import LabelStore
+    from breedlab.ecosystem.router.candidates import champion_policy, evaluate_candidate, router_variant
+    from breedlab.ecosystem.router.evidence import RouterConfig
+
+    resolved, registry = Home.resolve(home), open_registry(home)
+    champion = champion_policy(registry)
+    if champion is None:
+        fail("no champion router policy to vary; `breedlab serve` or `breedlab demo` crowns the first one")
+    config = load_section(RouterConfig, "router")
+    labels = LabelStore(resolved.logs_dir / "labels.sqlite").training_labels(config.provenances) \
+        if variant == "refit" else None
+    try:
+        candidate = router_variant(registry, champion, variant, query_embedder(), labelled=labels, policy=policy,
+                                   target=target, config=config)
+    except ValueError as error:
+        fail(str(error))
+    packet = evaluate_candidate(registry, candidate, query_embedder(), config)
+    console.print(f"candidate [cyan]{candidate.id[:12]}[/] ({candidate.manifest.recipe['policy']}): routing evidence "
+                  f"{packet.id[:12]} says [bold]{packet.manifest.metrics['outcome']}[/]")
+
+
+def rollback(
+    niche: str,
+    reason: Annotated[str, typer.Option(help="why, for the event log")] = "rolled back by an approver",
+    identity: IdentityOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Restore the niche's previous champion in one step."""
+    from breedlab.governance.config import load_governance
+    from breedlab.governance.promotion import rollback as rollback_niche
+
+    resolved = Home.resolve(home)
+    events = rollback_niche(open_registry(home), load_governance(resolved.root), niche,
+                            approver=acting_identity(identity), reason=reason)
+    for event in events:
+        console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')}")
