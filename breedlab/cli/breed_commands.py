@@ -1,10 +1,12 @@
-"""Commands that breed and govern: ``breed``, ``lab``, ``promote``, ``router-variant``, ``rollback``.
+"""Commands that breed and govern: ``breed``, ``operate``, ``lab``, ``promote``, ``router-variant``, ``rollback``.
 
 Each is a plain function; ``app.py`` registers them on the top-level command.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -68,6 +70,56 @@ def breed(
     console.print(f"{verb} [bold]{child.manifest.name}[/] [cyan]{child.id}[/]: "
                   f"{child.manifest.metrics['parameters'] / 1e6:.2f}M parameters, "
                   f"trainable fraction {child.manifest.metrics['trainable_fraction']:.4f}")
+
+
+def operate(
+    name: Annotated[str, typer.Argument(help="a registered operator (breedlab operate --list names them)")] = "",
+    input_id: Annotated[Optional[str], typer.Option("--input", help="the input model's id [default: the champion "
+                                                                     "parent]")] = None,
+    recipe_file: Annotated[Optional[Path], typer.Option("--recipe", help="YAML mapping of recipe fields")] = None,
+    field: Annotated[Optional[list[str]], typer.Option("--set", help="FIELD=VALUE (a YAML value), repeatable; "
+                                                       "over the recipe file")] = None,
+    list_operators: Annotated[bool, typer.Option("--list", help="list the operators and their recipe fields")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run any registered operator on a model: its recipe from a YAML file and --set, checked by its class.
+
+    For example, prune then heal separately:
+    breedlab operate prune --set domain=code --set ratio=0.5, then
+    breedlab operate adapter-finetune --input <the pruned child's id> --set domain=code
+    """
+    import yaml
+
+    from breedlab.cmg.recipe import RunOptions
+    from breedlab.governance.config import load_governance
+    from breedlab.operators.table import build_recipe, operator_entry, operator_names
+
+    if list_operators or not name:
+        for known in operator_names():
+            fields = ", ".join(f.name for f in dataclass_fields(operator_entry(known).recipe))
+            console.print(f"[bold]{known}[/] ({operator_entry(known).recipe.__name__}): {fields}", highlight=False)
+        return
+    values = yaml.safe_load(recipe_file.read_text()) if recipe_file else {}
+    for item in field or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--set takes FIELD=VALUE, got {item!r}")
+        values[key.strip()] = yaml.safe_load(value)
+    try:
+        recipe = build_recipe(name, values or {})
+    except (KeyError, ValueError) as error:
+        fail(str(error).strip("'\""))
+    registry = open_registry(home)
+    options = RunOptions(threads=threads, actor=load_governance(Home.resolve(home).root).breeder)
+    outcome = operator_entry(name).function(registry, Home.resolve(home), input_id or default_parent(registry),
+                                            recipe, options)
+    if outcome.child is None:
+        console.print(f"[yellow]interrupted[/] at step {outcome.result.steps_done}; run the same command to resume")
+        raise typer.Exit(2)
+    verb = "found (already made)" if outcome.reused else "registered"
+    console.print(f"{verb} {outcome.child.manifest.kind} [bold]{outcome.child.manifest.name}[/] "
+                  f"[cyan]{outcome.child.id}[/]")
 
 
 def lab(

@@ -32,6 +32,11 @@ def dataset(registry: Registry, name: str) -> Artifact:
     return found[0]
 
 
+def domain_and_general(registry: Registry, domain: str, *, general: bool) -> tuple[Artifact, Artifact | None]:
+    """``<domain>/train``, and ``general/train`` when the run draws on general text (rehearsal, calibration)."""
+    return dataset(registry, f"{domain}/train"), dataset(registry, "general/train") if general else None
+
+
 def tokenizer_hash(artifact: Artifact) -> str:
     """Teacher caches are only valid for the tokenizer that produced their token ids."""
     path = artifact.path / "tokenizer.json"

@@ -16,6 +16,19 @@ from breedlab.cmg.recipe import CMGRecipe
 from breedlab.cmg.train import LiveBlocks
 
 
+def cut_student(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress,
+                label: str):
+    """Steps 1 and 2: the parent's profile (found or made) and the student it plans, with the proxy
+    search's record for ``mixed``; -> (profile artifact, plan, student, search or None)."""
+    from breedlab.cmg.inputs import ensure_profile
+
+    profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
+                                          progress.phase(label, recipe.profile_tokens), general=general_data)
+    plan, student, search = build_student_for(parent, profile, recipe, tokenizer, domain_data, general_data,
+                                              progress)
+    return profile_art, plan, student, search
+
+
 def build_student_for(parent, profile, recipe: CMGRecipe, tokenizer, domain_data, general_data, progress=None):
     """(plan, student, the proxy search's record or None): ``mixed`` searches its depth first, with a
     progress bar (it builds and scores up to ``max_depth_drop`` x layers + 1 untrained students)."""

@@ -31,17 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from breedlab.cmg.child_files import run_metrics
-from breedlab.cmg.inputs import dataset, load_frozen
+from breedlab.cmg.inputs import domain_and_general
 from breedlab.cmg.lora import merged_model, prepare_trainable, save_adapter
 from breedlab.cmg.recipe import CMGRecipe, RunOptions, TrainingFields
 from breedlab.cmg.steps import training_streams
 from breedlab.cmg.train import TrainResult, train_child
 from breedlab.home import Home
 from breedlab.models.io import save_model, weights_digest
-from breedlab.operators.skeleton import BreedOutcome, Job, Made, library_versions, run_job
+from breedlab.operators.skeleton import BreedOutcome, Job, Made, library_versions, operator_key, parent_loader, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry, RegistryError
-from breedlab.registry.canonical import sha256_json
 
 OPERATOR = "adapter-finetune"
 LOSS_FORMULA = "a_ce*CE + a_kd*T^2*KL(softmax(parent/T) || softmax(model/T)) + l_r*L_rehearsal"
@@ -84,15 +83,9 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
     """
     cmg = recipe.to_cmg()
     parent_art = registry.get(parent_id)
-    domain_data = dataset(registry, f"{recipe.domain}/train")
-    general_data = dataset(registry, "general/train") if recipe.rehearsal_share > 0 else None
+    domain_data, general_data = domain_and_general(registry, recipe.domain, general=recipe.rehearsal_share > 0)
     data = [d for d in (domain_data, general_data) if d is not None]
-    key = sha256_json({"operator": OPERATOR, "recipe": recipe.to_dict(), "parent": parent_art.id,
-                       "data": [d.id for d in data]})
-
-    def load():
-        parent, tokenizer = load_frozen(parent_art)
-        return {"frozen": {parent_art.id: parent}, "parent": parent, "tokenizer": tokenizer}
+    key = operator_key(OPERATOR, recipe, parent_art.id, data)
 
     def train(loaded, progress, checkpoint_dir: Path) -> Made:
         parent = loaded["parent"]
@@ -112,7 +105,8 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
             recipe=adapter_recipe(recipe, parent_art, inputs), parents=[parent_art.id],
             data=[d.id for d in data] + inputs["teachers"], metrics=metrics, actor=options.actor, move=True)
 
-    job = Job("adapter", adapter_name(recipe), key, cmg, load, train, register, parents=(parent_art.id,))
+    job = Job("adapter", adapter_name(recipe), key, cmg, parent_loader(parent_art), train, register,
+              parents=(parent_art.id,))
     return run_job(registry, home, options, job)
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from breedlab.cmg.child_files import child_metrics, child_name, child_recipe, write_child, write_domain_head
 from breedlab.cmg.domain_head import HEAD_FILE
-from breedlab.cmg.inputs import dataset, ensure_profile, load_frozen
+from breedlab.cmg.inputs import domain_and_general
 from breedlab.cmg.lora import prepare_trainable
 from breedlab.cmg.recipe import LEGACY_ORDER, CMGRecipe, RunOptions
-from breedlab.cmg.steps import build_student_for, hidden_pairs, training_streams
+from breedlab.cmg.steps import cut_student, hidden_pairs, training_streams
 from breedlab.cmg.train import train_child
 from breedlab.home import Home
-from breedlab.operators.skeleton import BreedOutcome, Job, Made, run_job
+from breedlab.operators.skeleton import BreedOutcome, Job, Made, parent_loader, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Registry
 from breedlab.registry.canonical import sha256_json
@@ -44,21 +44,13 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
                 options: RunOptions = RunOptions()) -> BreedOutcome:
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     parent_art = registry.get(parent_id)
-    domain_data = dataset(registry, f"{recipe.domain}/train")
-    general_data = dataset(registry, "general/train") if recipe.rehearsal_share > 0 else None
+    domain_data, general_data = domain_and_general(registry, recipe.domain, general=recipe.rehearsal_share > 0)
     key = breed_key(recipe, parent_art.id, [domain_data.id, general_data.id if general_data else None])
-
-    def load():
-        parent, tokenizer = load_frozen(parent_art)
-        return {"frozen": {parent_art.id: parent}, "parent": parent, "tokenizer": tokenizer}
 
     def train(loaded, progress, checkpoint_dir: Path) -> Made:
         parent, tokenizer = loaded["parent"], loaded["tokenizer"]
-        profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, recipe,
-                                              progress.phase("1/4 profiling the parent", recipe.profile_tokens),
-                                              general=general_data)
-        plan, student, search = build_student_for(parent, profile, recipe, tokenizer, domain_data, general_data,
-                                                  progress)
+        profile_art, plan, student, search = cut_student(registry, parent_art, parent, tokenizer, domain_data,
+                                                         general_data, recipe, progress, "1/4 profiling the parent")
         streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
                                              recipe, progress)
         model = prepare_trainable(student, recipe)
@@ -88,5 +80,6 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
             data=[d.id for d in (domain_data, general_data) if d is not None] + inputs["teachers"],
             metrics=metrics, actor=options.actor, move=True)
 
-    job = Job("child", child_name(recipe), key, recipe, load, train, register, parents=(parent_art.id,))
+    job = Job("child", child_name(recipe), key, recipe, parent_loader(parent_art), train, register,
+              parents=(parent_art.id,))
     return run_job(registry, home, options, job)

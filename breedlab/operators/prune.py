@@ -16,16 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from breedlab.cmg.inputs import dataset, ensure_profile, load_frozen
+from breedlab.cmg.inputs import domain_and_general
 from breedlab.cmg.recipe import CMGRecipe, RunOptions
-from breedlab.cmg.steps import build_student_for
+from breedlab.cmg.steps import cut_student
 from breedlab.cmg.train import TrainResult
 from breedlab.home import Home
 from breedlab.models.io import save_model
-from breedlab.operators.skeleton import BreedOutcome, Job, Made, library_versions, run_job
+from breedlab.operators.skeleton import BreedOutcome, Job, Made, library_versions, operator_key, parent_loader, run_job
 from breedlab.operators.table import operator
 from breedlab.registry import Artifact, Registry
-from breedlab.registry.canonical import sha256_json
 
 OPERATOR = "prune"
 
@@ -67,23 +66,15 @@ def prune(registry: Registry, home: Home, parent_id: str, recipe: PruneRecipe,
     """Register the untrained student of ``recipe`` cut from ``parent_id``; the same recipe finds it again."""
     cmg = recipe.to_cmg()
     parent_art = registry.get(parent_id)
-    domain_data = dataset(registry, f"{recipe.domain}/train")
-    general_data = dataset(registry, "general/train") if recipe.calibration_general_share > 0 else None
+    domain_data, general_data = domain_and_general(registry, recipe.domain,
+                                                   general=recipe.calibration_general_share > 0)
     data = [d for d in (domain_data, general_data) if d is not None]
-    key = sha256_json({"operator": OPERATOR, "recipe": recipe.to_dict(), "parent": parent_art.id,
-                       "data": [d.id for d in data]})
-
-    def load():
-        parent, tokenizer = load_frozen(parent_art)
-        return {"frozen": {parent_art.id: parent}, "parent": parent, "tokenizer": tokenizer}
+    key = operator_key(OPERATOR, recipe, parent_art.id, data)
 
     def cut(loaded, progress, checkpoint_dir: Path) -> Made:
-        parent, tokenizer = loaded["parent"], loaded["tokenizer"]
-        profile_art, profile = ensure_profile(registry, parent_art, parent, tokenizer, domain_data, cmg,
-                                              progress.phase("1/2 profiling the parent", cmg.profile_tokens),
-                                              general=general_data)
-        plan, student, search = build_student_for(parent, profile, cmg, tokenizer, domain_data, general_data,
-                                                  progress)
+        profile_art, plan, student, search = cut_student(registry, parent_art, loaded["parent"], loaded["tokenizer"],
+                                                         domain_data, general_data, cmg, progress,
+                                                         "1/2 profiling the parent")
         inputs = {"profile": profile_art.id, "key": key, **({"shape_search": search} if search else {})}
         return Made(student, TrainResult(), {"plan": plan, "inputs": inputs})
 
@@ -102,5 +93,6 @@ def prune(registry: Registry, home: Home, parent_id: str, recipe: PruneRecipe,
                                  parents=[parent_art.id], data=[d.id for d in data], metrics=metrics,
                                  actor=options.actor, move=True)
 
-    job = Job("child", pruned_name(recipe), key, cmg, load, cut, register, parents=(parent_art.id,))
+    job = Job("child", pruned_name(recipe), key, cmg, parent_loader(parent_art), cut, register,
+              parents=(parent_art.id,))
     return run_job(registry, home, options, job)

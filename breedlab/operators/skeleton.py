@@ -23,6 +23,7 @@ from breedlab.cmg.train import TrainResult
 from breedlab.home import Home
 from breedlab.models.io import weights_digest
 from breedlab.registry import Artifact, Registry, RegistryError
+from breedlab.registry.canonical import sha256_json
 
 
 @dataclass
@@ -59,6 +60,23 @@ class Job:
     """(loaded, made, scratch dir) -> the registered artifact."""
     parents: tuple[str, ...] | None = None
     """Reuse also requires these manifest parents (None: the key alone)."""
+
+
+def parent_loader(parent: Artifact) -> Callable[[], dict[str, Any]]:
+    """A job's ``load`` for one frozen input model: its files re-hashed, its weights the only frozen ones."""
+    from breedlab.cmg.inputs import load_frozen
+
+    def load() -> dict[str, Any]:
+        model, tokenizer = load_frozen(parent)
+        return {"frozen": {parent.id: model}, "parent": model, "tokenizer": tokenizer}
+
+    return load
+
+
+def operator_key(operator: str, recipe, parent_id: str, data: list[Artifact]) -> str:
+    """The key of an operator's run on one input model: its name, its recipe, the input and the data."""
+    return sha256_json({"operator": operator, "recipe": recipe.to_dict(), "parent": parent_id,
+                        "data": [d.id for d in data]})
 
 
 def find_made(registry: Registry, kind: str, name: str, key: str,
