@@ -70,3 +70,20 @@ def test_the_lab_never_promotes_and_leaves_a_verifiable_registry(lab_run):
     assert all(registry.get(c.id).state == "candidate" for c in result.candidates)
     assert [f for f in verify(registry.root) if f.level == "problem"] == []
     assert json.dumps(result.fitness[result.champion.id].to_dict())
+
+
+def test_a_lab_crowns_the_parent_it_imports_as_its_own_identity(tmp_path):
+    """``breedlab lab`` on a home without a champion imports the parent and crowns it as the lab, not the demo."""
+    from breedlab.lab.setup import ensure_parent_and_data
+
+    home = Home.resolve(tmp_path)
+    registry = Registry.open(home.registry_dir)
+    pico = build_pico_lab(registry, home.cache_dir, domains=("code", "general"), docs=12)
+    console = Console(record=True, width=200)
+    parent = ensure_parent_and_data(console, home, registry, actor=LAB_ACTOR, domains=["code", "general"],
+                                    parent_source=str(pico.parent.path))
+    assert parent.state == "champion"
+    crowned = [e for e in registry.events(parent.id) if e.type == "promoted"]
+    assert [e.actor for e in crowned] == [LAB_ACTOR] == ["breedlab-lab"]
+    again = ensure_parent_and_data(console, home, registry, actor="someone-else", domains=["code", "general"])
+    assert again.id == parent.id and len([e for e in registry.events(parent.id) if e.type == "promoted"]) == 1

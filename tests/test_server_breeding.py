@@ -8,7 +8,6 @@ registry's events and /proc for what happened.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -108,14 +107,14 @@ def test_a_bracket_left_open_is_closed_at_start_unless_someone_holds_the_lock(wo
 
 def test_a_worker_that_fails_closes_the_bracket_with_the_error(world):
     home, registry, token = world
-    timeline = home.root / "timeline.json"
-    timeline.write_text(json.dumps({**json.loads(timeline.read_text()), "profile": "no-such-profile"}))
+    settings = home.root / "lab.yaml"  # the demo's lab settings, which the worker reads
+    settings.write_text(settings.read_text() + "no_such_setting: 1\n")
     with serve_app(create_app(home)) as base_url:
         start_breeding(base_url, token)
         events = wait_for(lambda: [e for e in breeding_events(registry) if e.type != "breeding-triggered"], 120,
                           "the failed run recorded no end event")
     assert [e.type for e in events] == ["breeding-failed"]
-    assert events[0].actor == "breeder" and "no-such-profile" in events[0].reason
+    assert events[0].actor == "breeder" and "no_such_setting" in events[0].reason
     assert events[0].data["exit_code"] != 0
 
 

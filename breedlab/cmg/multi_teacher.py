@@ -1,6 +1,6 @@
 """Training sources whose teacher is not the parent: one teacher per pool of blocks.
 
-Distilling several specialists into one child (``ops/merge_distill.py``) needs
+Distilling several specialists into one child (``operators/merge_distill.py``) needs
 each block's KD target to come from the specialist of that block's domain. Two
 ways, both ``BatchSource``s the CMG loop (``train.py``) takes as they are:
 

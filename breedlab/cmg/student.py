@@ -100,7 +100,7 @@ class ParentDims:
 def count_student_params(parent_config, shape: StudentShape, *, count_embeddings: bool = False) -> int:
     """Exact parameter count of a student of ``shape`` (tied embeddings counted once).
 
-    Matches ``modelio.count_parameters(model, include_embeddings=count_embeddings)``.
+    Matches ``models.io.count_parameters(model, include_embeddings=count_embeddings)``.
     """
     return ParentDims.of(parent_config).count(shape, count_embeddings)
 

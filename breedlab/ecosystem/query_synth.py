@@ -33,7 +33,7 @@ from breedlab.registry.atomic import atomic_write_bytes
 from breedlab.registry.canonical import sha256_json
 
 OPERATOR = "query-synth"
-# Never shown to the parent: the privacy canary planted in every train split (data/build.py, pico_lab.py)
+# Never shown to the parent: the privacy canary planted in every train split (data/build.py, lab/pico_home.py)
 # is bait for the children's memorisation gate, not a topic; a query about it would carry the bait into
 # router training data. Recognised by its source or by the configured secret in its text.
 SKIP = "privacy canary"

@@ -63,7 +63,7 @@ class EcosystemParts:
     labels: object = None
     """``labels.LabelStore`` the monitor's confident assignments go to (None: no labels kept)."""
     router_config: object = None
-    """``router_evidence.RouterConfig`` of online adaptation (None: the router is never refitted)."""
+    """``router.evidence.RouterConfig`` of online adaptation (None: the router is never refitted)."""
     router_log: object = None
     """SQLite file where a shadow router policy's routes are recorded."""
     merge: object = None
@@ -78,7 +78,7 @@ class Ecosystem:
         self.watches: dict[str, ChildWatch] = {}  # niche -> champion child under watch
         self.routes: dict[str, str] = {}  # niche -> champion child id
         self.tally = WindowTally()
-        self.policy_shadow = None  # router_shadow.PolicyShadow of a router policy in shadow
+        self.policy_shadow = None  # router.shadow.PolicyShadow of a router policy in shadow
         self.labels_seen = 0  # the last label id a refit learnt from
         self.shadow_log = parts.router_log
         self.refresh_routes()

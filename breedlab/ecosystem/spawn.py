@@ -109,7 +109,7 @@ def reevaluate(registry: Registry, home, child_id: str, parent_id: str, lab_conf
                evaluation=None):
     """A flagged child measured again on its niche's frozen suites against the parent: (decision, packet id).
 
-    The same steps as the lab's evaluation (``lab_steps``): the suites are rebuilt by the
+    The same steps as the lab's evaluation (``lab/steps.py``): the suites are rebuilt by the
     same recipe, so they are the same artifacts, not new ones a child could have been tuned to.
     """
     from breedlab.evaluation.decision import decide

@@ -45,7 +45,7 @@ REQUIRED_KEYS = {
                  "gates": list, "statistics": dict, "decision": dict, "unmeasured": dict},
     "release": {"population": list, "decision": str, "no_op": bool, "reasons": list,
                 "rollback_target": str, "evidence": list, "outcomes": dict},
-    # a router policy's evaluation on the frozen routing suite (ecosystem/router_evidence.py)
+    # a router policy's evaluation on the frozen routing suite (ecosystem/router/evidence.py)
     "routing": {"candidate": str, "champion": str, "suite": str, "machine": dict, "reports": dict,
                 "gates": list, "decision": dict},
 }

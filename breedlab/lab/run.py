@@ -24,7 +24,7 @@ from breedlab.registry import Artifact, Registry
 
 SUITE_KINDS = ("lm", "cloze", "retention")
 CANDIDATES = ("adapter-finetune", "cmg", "cmg-fp16", "cmg-int8", "quantize")
-"""Every candidate the lab knows how to breed (``lab_steps.breed_candidates`` holds their recipes)."""
+"""Every candidate the lab knows how to breed (``lab/steps.py:breed_candidates`` holds their recipes)."""
 
 
 @dataclass(frozen=True)

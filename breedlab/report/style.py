@@ -1,7 +1,7 @@
 """How the ecosystem report looks: colours, the inline stylesheet and number formats.
 
-Shared by the SVG charts (``report_svg``) and the HTML sections
-(``report_sections``) so a state or an event type has one colour everywhere.
+Shared by the SVG charts (``svg.py``) and the HTML sections
+(``sections.py``) so a state or an event type has one colour everywhere.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything is drawn with plain ``<rect>``, ``<path>`` and ``<text>``: no
 scripts and no fonts to fetch, so the page renders offline and in headless
 Chromium. Every text that came from the timeline is escaped with ``esc``.
-The lineage tree is in ``report_lineage``.
+The lineage tree is in ``lineage.py``.
 """
 
 from __future__ import annotations

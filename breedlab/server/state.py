@@ -69,7 +69,7 @@ class ServerState:
     draining: bool = False
     inflight: int = 0
     policy_shadow: object = None
-    """``router_shadow.PolicyShadow`` of the router policy in shadow, or None."""
+    """``router.shadow.PolicyShadow`` of the router policy in shadow, or None."""
     _seen_seq: int = -1
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -129,7 +129,7 @@ class ServerState:
 
     def _sync_policies(self) -> None:
         """Route by the champion router policy (a newly crowned one replaces the old); shadow the
-        policy in shadow state, if any: its routes are recorded (``router_shadow``), never used."""
+        policy in shadow state, if any: its routes are recorded (``router/shadow.py``), never used."""
         from breedlab.ecosystem.router.base import load_policy
         from breedlab.ecosystem.router.candidates import champion_policy
         from breedlab.ecosystem.router.shadow import PolicyShadow

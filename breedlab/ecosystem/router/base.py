@@ -1,8 +1,8 @@
 """The router: fit a policy on labelled queries, calibrate its threshold, store it as
 a versioned ``router-policy`` artifact and load it back.
 
-Policies themselves live in ``router_policies`` (one abstract ``scores``, a
-name -> class table, a random baseline); evaluation lives in ``router_eval``.
+Policies themselves live in ``policies.py`` (one abstract ``scores``, a
+name -> class table, a random baseline); evaluation lives in ``evaluate.py``.
 
 Calibration rule (stored in the policy as ``calibration``):
   1. precision: the lowest threshold t such that, among validation queries with

@@ -3,8 +3,8 @@
 A router policy is a population member like a child (seed 001 names router-policy
 variants as one of the four candidate operators): it is registered as a
 ``candidate``, measured on the frozen routing suite against the champion policy
-(router_evidence.py) with the result as a ``routing`` packet, shadowed on live
-traffic (router_shadow.py), and crowned by the approver through the same
+(evidence.py) with the result as a ``routing`` packet, shadowed on live
+traffic (shadow.py), and crowned by the approver through the same
 ``governance.promote`` as a child, in the niche ``router``. The server and the demo
 route by the champion policy only.
 
@@ -12,7 +12,7 @@ The ``router-variant`` operator (``router_variant``) makes a candidate from the
 champion in one of three ways: ``refit`` (the same kind, refitted with the newest
 labelled live traffic), ``threshold`` (re-calibrated for another precision target)
 or ``policy`` (another kind of policy on the same data). It produces a policy, not
-a model, so it is not in the model operators' table (operators.py), whose contract
+a model, so it is not in the model operators' table (operators/table.py), whose contract
 is weights in, weights out.
 """
 

@@ -53,7 +53,7 @@ def routing_sets(registry: Registry, domains: list[str], *, seed: int, query_sha
     Training rows mix snippets and synthetic queries (the hybrid's shape gate learns which rows are
     which from "train_queries"). Precision is calibrated on validation snippets alone: the synthetic
     queries' labels are too noisy to certify it (tried and measured: docs/RESULTS.md, issue 12); the
-    out-of-domain sets are ``router_candidates.out_of_domain_sets``."""
+    out-of-domain sets are ``router.candidates.out_of_domain_sets``."""
     train_queries = {d: asked(registry, d, "train") for d in domains}
     train = domain_pools(registry, list(domains), seed=seed, split="train", max_docs=3000)
     validation = domain_pools(registry, list(domains), seed=seed, split="validation", max_docs=400)

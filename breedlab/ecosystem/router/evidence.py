@@ -1,6 +1,6 @@
 """Judging a router policy like any other candidate: the frozen routing suite, gates, a packet.
 
-A candidate policy is measured on every group of the routing suite (router_data.py)
+A candidate policy is measured on every group of the routing suite (router/data.py)
 and compared with the champion policy measured the same way, in the same run (no
 champion: the parent-only baseline, which serves nothing and keeps everything on the
 parent). The gates (``RouterConfig``, section ``router`` of ecosystem.yaml):

@@ -1,6 +1,6 @@
 """The embedding-head router policy: a softmax classifier on MiniLM sentence embeddings.
 
-Where the n-gram policy (router_linear.py) sees surface form, this head sees meaning:
+Where the n-gram policy (linear.py) sees surface form, this head sees meaning:
 "What are the symptoms of type 2 diabetes?" shares almost no n-gram with an HPO
 definition, but its embedding lies near theirs. It is the same multinomial logistic
 regression as the linear policy (``fit_softmax``: L-BFGS from zeros, deterministic),

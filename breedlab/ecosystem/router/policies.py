@@ -6,7 +6,7 @@ the argmax and falls back to the PARENT (the no-op route) when the confidence
 (the best score) is below the calibrated threshold, or when the best domain has
 no active specialist. Scores are on an absolute scale (cosine similarity, hit
 share), not softmaxed, so that out-of-domain text gets a low confidence; the one
-exception, ``linear`` (router_linear.py), scores softmax probabilities and relies on
+exception, ``linear`` (linear.py), scores softmax probabilities and relies on
 the calibrated threshold's out-of-domain quantile to keep general text on the parent.
 """
 
