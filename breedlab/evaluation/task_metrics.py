@@ -31,7 +31,8 @@ import re
 import string
 from dataclasses import dataclass, field
 
-TASKS = ("classify", "extract", "summarize", "rewrite", "grounded")
+from breedlab.data.examples import TASKS
+
 WORD = re.compile(r"\w+")
 CITATION = re.compile(r"\[(\d+)\]")
 ARTICLES = re.compile(r"\b(a|an|the)\b")
