@@ -37,6 +37,17 @@ def domain_and_general(registry: Registry, domain: str, *, general: bool) -> tup
     return dataset(registry, f"{domain}/train"), dataset(registry, "general/train") if general else None
 
 
+def examples_dataset(registry: Registry, recipe) -> Artifact | None:
+    """``<domain>/examples/train`` when the recipe trains on examples (``examples_share``), else None."""
+    if not getattr(recipe, "examples_share", None):
+        return None
+    found = registry.find(kind="dataset", name=f"{recipe.domain}/examples/train")
+    if not found:
+        raise RegistryError(f"no examples for {recipe.domain!r}: add them with "
+                            f"`breedlab niche add {recipe.domain} --examples FILE --task KIND`")
+    return found[0]
+
+
 def tokenizer_hash(artifact: Artifact) -> str:
     """Teacher caches are only valid for the tokenizer that produced their token ids."""
     path = artifact.path / "tokenizer.json"

@@ -56,12 +56,24 @@ TEMPERATURE = 4.0  # T in Equation 2
 REHEARSAL_WEIGHT = 0.10  # l_r in Equation 2 (section VI.D)
 
 
-def ce_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+def masked_mean(per_position: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-prediction loss (B, S-1) over the predictions whose target token is marked.
+
+    ``target_mask`` (B, S) marks the tokens a loss may fall on (an example's output); position t
+    predicts token t + 1, so prediction t counts when token t + 1 is marked. Every other position
+    gets weight 0, so zero gradient.
+    """
+    weights = target_mask[:, 1:].to(per_position.dtype)  # (B, S-1)
+    return (per_position * weights).sum() / weights.sum().clamp(min=1)
+
+
+def ce_loss(logits: torch.Tensor, input_ids: torch.Tensor, target_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy, mean over the B * (S - 1) predicted tokens.
 
     Args:
         logits: (B, S, V) child logits; position t predicts token t + 1.
         input_ids: (B, S) the token block the logits were computed on.
+        target_mask: (B, S) bool, or None: only marked target tokens count (``masked_mean``).
 
     Returns:
         A scalar tensor.
@@ -69,11 +81,15 @@ def ce_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     vocab = logits.size(-1)
     predicted = logits[:, :-1].reshape(-1, vocab)  # (B*(S-1), V)
     targets = input_ids[:, 1:].reshape(-1)  # (B*(S-1),)
-    return F.cross_entropy(_full_precision(predicted), targets)
+    if target_mask is None:
+        return F.cross_entropy(_full_precision(predicted), targets)
+    per_position = F.cross_entropy(_full_precision(predicted), targets, reduction="none")
+    return masked_mean(per_position.view(input_ids.shape[0], -1), target_mask)
 
 
 def kd_loss_full(
-    child_logits: torch.Tensor, parent_logits: torch.Tensor, temperature: float = TEMPERATURE
+    child_logits: torch.Tensor, parent_logits: torch.Tensor, temperature: float = TEMPERATURE,
+    target_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """T^2 * KL(p_T || q_T) per predicted token, from the parent's full logits.
 
@@ -96,7 +112,10 @@ def kd_loss_full(
         p = log_p.exp()
         kl = (p * log_p.sub_(log_q)).sum(-1)  # (B, S-1): sum_v p (log p - log q)
         grad = log_q.exp_().sub_(p).div_(temperature)  # d kl / d child = (q - p) / T
-    return temperature**2 * _AnalyticGrad.apply(child, kl, grad).mean()
+    per_position = _AnalyticGrad.apply(child, kl, grad)  # (B, S-1)
+    if target_mask is not None:
+        return temperature**2 * masked_mean(per_position, target_mask)
+    return temperature**2 * per_position.mean()
 
 
 def kd_loss_topk(

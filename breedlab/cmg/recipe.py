@@ -19,6 +19,8 @@ LEGACY_ORDER = "document"
 """The order every profile, cache and child had before the order was recorded: leaving it out of
 their identities keeps those artifacts found (``blocks.order_record``, the breed key)."""
 TEACHER_MODES = ("hidden", "topk", "live")
+LATER_OPTIONAL = ("examples_share",)
+"""Training fields added after recipes were hashed: left out of ``to_dict`` while unset."""
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -65,6 +67,10 @@ class TrainingFields:
     """How a token budget samples a split: shuffled (seeded, whole split) | document (stored order,
     the first sources only; how results before the fix were measured). See ``cmg/blocks.py``."""
     seed: int = 0
+    examples_share: float | None = None
+    """Share of the non-rehearsal steps trained on the niche's examples (``<domain>/examples/train``):
+    the prompt under the parent's chat template, the loss (CE + KD from the live parent) on the output
+    tokens only. The rest train on its documents. None: documents only."""
 
     @property
     def total_steps(self) -> int:
@@ -73,7 +79,16 @@ class TrainingFields:
         return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; one added after recipes were first hashed (``LATER_OPTIONAL``) only when set,
+        so a recipe that does not use it keeps the identity it always had."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if not (k in LATER_OPTIONAL and v is None)}
+
+    def check_examples(self) -> None:
+        if self.examples_share is not None and not 0 < self.examples_share <= 1:
+            raise ValueError(f"examples_share must be in (0, 1], got {self.examples_share}")
+        if self.examples_share and self.teacher == "topk":
+            raise ValueError("examples are distilled from the live parent: teacher 'hidden' or 'live', not 'topk'")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
@@ -153,6 +168,7 @@ class CMGRecipe(TrainingFields):
             raise ValueError(f"min_speedup must be positive, got {self.min_speedup}")
         if self.temperature <= 0 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("temperature, steps and batch_size must be positive")
+        self.check_examples()
 
 
 # Named recipes: configured instances of CMGRecipe, not subclasses (mergekit's variants).

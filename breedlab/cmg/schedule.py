@@ -21,12 +21,22 @@ def is_rehearsal_step(step: int, share: float) -> bool:
     return math.floor((step + 1) * share) > math.floor(step * share)
 
 
-def stream_position(step: int, share: float) -> tuple[str, int]:
-    """("general" | "domain", how many batches of that stream came before this step)."""
+def stream_position(step: int, share: float, examples_share: float | None = None) -> tuple[str, int]:
+    """("general" | "domain" | "examples", how many batches of that stream came before this step).
+
+    ``examples_share`` of the non-rehearsal steps, spread evenly the same way, train on the
+    niche's examples; the rest on its documents. None: documents only (as before examples existed).
+    """
     rehearsals_before = math.floor(step * share)
     if is_rehearsal_step(step, share):
         return "general", rehearsals_before
-    return "domain", step - rehearsals_before
+    number = step - rehearsals_before
+    if examples_share:
+        examples_before = math.floor(number * examples_share)
+        if is_rehearsal_step(number, examples_share):
+            return "examples", examples_before
+        return "domain", number - examples_before
+    return "domain", number
 
 
 def batch_indices(batch_number: int, batch_size: int, pool_size: int, seed: int) -> torch.Tensor:

@@ -73,8 +73,10 @@ def hidden_pairs(plan, recipe: CMGRecipe, parent_layers: int) -> tuple[tuple[int
     return tuple(dict.fromkeys(pairs))
 
 
-def training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress):
-    """Training sources: a cached teacher (hidden states or top-k), or plain blocks for a live parent."""
+def training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data, recipe: CMGRecipe, progress,
+                     examples_data=None):
+    """Training sources: a cached teacher (hidden states or top-k), or plain blocks for a live parent; and
+    with ``examples_data`` (``<domain>/examples/train``) the examples stream (the live parent teaches it)."""
     from breedlab.cmg.blocks import dataset_blocks
     from breedlab.cmg.teacher import load_teacher_cache
 
@@ -92,4 +94,10 @@ def training_streams(registry, parent_art, parent, tokenizer, domain_data, gener
                                  progress.phase(label, tokens))
         teachers.append(teacher)
         streams[stream] = load_teacher_cache(teacher.path)
+    if examples_data is not None:
+        from breedlab.cmg.example_blocks import ExampleBlocks
+        from breedlab.data.example_shards import iter_examples
+
+        examples = list(iter_examples(examples_data.path))
+        streams["examples"] = ExampleBlocks.from_examples(tokenizer, examples, recipe.seq_len)
     return streams, teachers

@@ -11,7 +11,10 @@ on a domain batch (H: the hidden-state loss over ``hidden_pairs``, each a
 student hidden state matched to the parent's at the layer it was copied from),
 and ``l_r`` times the same loss on a rehearsal batch, so
 over a run the objective is Equation 2 of Genesis V1 with L_rehearsal the
-distillation loss on general text. The parent is only ever run under
+distillation loss on general text. An examples batch (``example_blocks.py``: the
+prompt under the chat template, then the desired output) takes the same CE + KD
+with the live parent, but only on its output tokens (``target_mask``), and no
+hidden-state term. The parent is only ever run under
 ``no_grad``; its weights never receive a gradient.
 """
 
@@ -31,7 +34,7 @@ from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.cmg.schedule import batch_indices, learning_rate, stream_position
 from breedlab.cmg.teacher import teacher_logits
 
-STREAM_SEEDS = {"domain": 0, "general": 1}
+STREAM_SEEDS = {"domain": 0, "general": 1, "examples": 2}
 
 
 class BatchSource(Protocol):
@@ -113,7 +116,7 @@ def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, Ba
 
 
 def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int, parent, hidden_pairs) -> dict:
-    stream, number = stream_position(step, recipe.rehearsal_share)
+    stream, number = stream_position(step, recipe.rehearsal_share, recipe.examples_share)
     source = streams[stream]
     indices = batch_indices(number, recipe.batch_size, len(source), recipe.seed * 2 + STREAM_SEEDS[stream])
     batch = source.batch(indices)
@@ -122,10 +125,11 @@ def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int,
     for group in optimizer.param_groups:
         group["lr"] = lr
 
-    matching = bool(hidden_pairs) and recipe.hidden_loss != "none"
-    output = model(input_ids=input_ids, output_hidden_states=matching)
+    target_mask, attention = batch.get("target_mask"), batch.get("attention_mask")  # examples only
+    matching = bool(hidden_pairs) and recipe.hidden_loss != "none" and target_mask is None
+    output = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=matching)
     logits = output.logits  # (B, S, V)
-    ce = ce_loss(logits, input_ids)
+    ce = ce_loss(logits, input_ids, target_mask)
     kd, parent_states = _kd_term(logits, batch, input_ids, recipe, parent, matching)
     loss = recipe.alpha_ce * ce + recipe.alpha_kd * kd
     record_extra = {}
@@ -164,12 +168,13 @@ def _kd_term(logits, batch, input_ids, recipe: CMGRecipe, parent, matching: bool
             parent_logits = teacher_logits(parent, batch)  # (B, S, V)
             states = {-1: batch["hidden"].float()} if matching else None  # (B, S, D), after the final norm
         else:  # live: the whole parent runs on this batch
-            output = parent(input_ids=input_ids, output_hidden_states=matching)
+            output = parent(input_ids=input_ids, attention_mask=batch.get("attention_mask"),
+                            output_hidden_states=matching)
             parent_logits = output.logits  # (B, S, V)
             states = dict(enumerate(output.hidden_states)) if matching else None
             if matching:
                 states[-1] = output.hidden_states[-1]
-    kd = kd_loss_full(logits, parent_logits, recipe.temperature)
+    kd = kd_loss_full(logits, parent_logits, recipe.temperature, batch.get("target_mask"))
     del parent_logits  # (B, S, V) floats: free them before backward allocates the child's grads
     return kd, states
 

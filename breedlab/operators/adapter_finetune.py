@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from breedlab.cmg.child_files import run_metrics
-from breedlab.cmg.inputs import domain_and_general
+from breedlab.cmg.inputs import domain_and_general, examples_dataset
 from breedlab.cmg.lora import merged_model, prepare_trainable, save_adapter
 from breedlab.cmg.recipe import CMGRecipe, RunOptions, TrainingFields
 from breedlab.cmg.steps import training_streams
@@ -84,13 +84,14 @@ def adapter_finetune(registry: Registry, home: Home, parent_id: str, recipe: Ada
     cmg = recipe.to_cmg()
     parent_art = registry.get(parent_id)
     domain_data, general_data = domain_and_general(registry, recipe.domain, general=recipe.rehearsal_share > 0)
-    data = [d for d in (domain_data, general_data) if d is not None]
+    examples_data = examples_dataset(registry, recipe)
+    data = [d for d in (domain_data, general_data, examples_data) if d is not None]
     key = operator_key(OPERATOR, recipe, parent_art.id, data)
 
     def train(loaded, progress, checkpoint_dir: Path) -> Made:
         parent = loaded["parent"]
         streams, teachers = training_streams(registry, parent_art, parent, loaded["tokenizer"], domain_data,
-                                             general_data, cmg, progress)
+                                             general_data, cmg, progress, examples_data)
         model = prepare_trainable(_exact_copy(parent, weights_digest(parent)), cmg)
         result = train_child(model, cmg, streams, checkpoint_dir, options, parent=parent,
                              on_step=progress.training("fine-tuning LoRA on the parent"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from breedlab.cmg.child_files import child_metrics, child_name, child_recipe, write_child, write_domain_head
 from breedlab.cmg.domain_head import HEAD_FILE
-from breedlab.cmg.inputs import domain_and_general
+from breedlab.cmg.inputs import domain_and_general, examples_dataset
 from breedlab.cmg.lora import prepare_trainable
 from breedlab.cmg.recipe import LEGACY_ORDER, CMGRecipe, RunOptions
 from breedlab.cmg.steps import cut_student, hidden_pairs, training_streams
@@ -45,14 +45,16 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     parent_art = registry.get(parent_id)
     domain_data, general_data = domain_and_general(registry, recipe.domain, general=recipe.rehearsal_share > 0)
-    key = breed_key(recipe, parent_art.id, [domain_data.id, general_data.id if general_data else None])
+    examples_data = examples_dataset(registry, recipe)
+    data_ids = [domain_data.id, general_data.id if general_data else None]
+    key = breed_key(recipe, parent_art.id, data_ids + ([examples_data.id] if examples_data else []))
 
     def train(loaded, progress, checkpoint_dir: Path) -> Made:
         parent, tokenizer = loaded["parent"], loaded["tokenizer"]
         profile_art, plan, student, search = cut_student(registry, parent_art, parent, tokenizer, domain_data,
                                                          general_data, recipe, progress, "1/4 profiling the parent")
         streams, teachers = training_streams(registry, parent_art, parent, tokenizer, domain_data, general_data,
-                                             recipe, progress)
+                                             recipe, progress, examples_data)
         model = prepare_trainable(student, recipe)
         result = train_child(model, recipe, streams, checkpoint_dir, options,
                              parent=parent if recipe.teacher != "topk" else None,
@@ -77,7 +79,7 @@ def breed_child(registry: Registry, home: Home, parent_id: str, recipe: CMGRecip
         return registry.register(
             "child", child_name(recipe), files, operator="cmg",
             recipe=child_recipe(recipe, plan, parent_art, inputs), parents=[parent_art.id],
-            data=[d.id for d in (domain_data, general_data) if d is not None] + inputs["teachers"],
+            data=[d.id for d in (domain_data, general_data, examples_data) if d is not None] + inputs["teachers"],
             metrics=metrics, actor=options.actor, move=True)
 
     job = Job("child", child_name(recipe), key, recipe, parent_loader(parent_art), train, register,

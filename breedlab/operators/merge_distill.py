@@ -20,7 +20,7 @@ base's LM head, which is the specialist's only if nothing trained the head.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,15 +67,17 @@ class MergeDistillRecipe(TrainingFields):
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.examples_share is not None:
+            raise ValueError("a merge-distill learns from its specialists on documents; it takes no examples")
         self.to_cmg("check")  # the CMG recipe checks the rest
 
     def to_cmg(self, domain: str) -> CMGRecipe:
-        values = asdict(self)
+        values = super().to_dict()
         del values["models"]
         return CMGRecipe(domain=domain, **values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "models": list(self.models)}
+        return {**super().to_dict(), "models": list(self.models)}
 
 
 def distill_problems(registry: Registry, specialists: list[Artifact], base: Artifact) -> list[str]:
