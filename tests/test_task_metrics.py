@@ -65,3 +65,13 @@ def test_bad_calls_are_clear_errors():
         score_task("grounded", ["a"], ["b"])
     with pytest.raises(ValueError, match="predictions"):
         score_task("classify", ["a", "b"], ["b"])
+
+
+def test_the_sign_test_on_task_scores_counts_who_scored_higher_and_is_mcnemar_on_0_1():
+    from breedlab.evaluation.stats import paired_sign_test, sign_test
+
+    binary_a, binary_b = [1, 0, 0, 1, 0, 1], [1, 1, 1, 0, 1, 1]
+    assert paired_sign_test(binary_a, binary_b) == sign_test(binary_a, binary_b)
+    test = paired_sign_test([0.2, 0.5, 0.5, 0.9], [0.4, 0.5, 0.7, 0.1])  # b higher twice, lower once, one tie
+    assert (test.discordant_b_wins, test.discordant_a_wins) == (2, 1)
+    assert test.p_b_better == pytest.approx(0.5)  # P(X >= 2), X ~ Binomial(3, 1/2)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import EvaluationConfig, evaluate_gates, rank
 from breedlab.evaluation.noninferiority import non_inferior_and_cheaper
-from breedlab.evaluation.stats import paired_bootstrap, sign_test
+from breedlab.evaluation.stats import paired_bootstrap, paired_sign_test
 
 # Pareto objectives for the diverse challenger: (metric, +1 higher is better / -1 lower is better).
 OBJECTIVES = (
@@ -108,11 +108,12 @@ def _check_same_suites(champion: FitnessVector, challenger: FitnessVector) -> No
 
 def _utility_axis(champion: FitnessVector, challenger: FitnessVector,
                   config: EvaluationConfig) -> tuple[str, str, dict | None]:
-    """(verdict, reason, statistics) for cloze accuracy via the exact sign test."""
+    """(verdict, reason, statistics) for utility (cloze accuracy, or a task metric per case) via the exact
+    sign test."""
     a, b = champion.utility_cases, challenger.utility_cases
     if not a or not b:
         return "not compared", "utility: not compared (no paired cloze cases on both sides)", None
-    test, reverse = sign_test(a, b), sign_test(b, a)
+    test, reverse = paired_sign_test(a, b), paired_sign_test(b, a)  # McNemar on 0/1 cloze cases
     gain = sum(b) / len(b) - sum(a) / len(a)
     stats = {
         "cases": len(a), "champion_accuracy": sum(a) / len(a), "challenger_accuracy": sum(b) / len(b),

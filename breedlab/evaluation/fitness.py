@@ -22,8 +22,9 @@ class FitnessVector:
     """Suite kind (lm, cloze, retention) -> eval-suite artifact id."""
     utility: float | None = None
     """Multiple-choice cloze accuracy on held-out domain documents (what a person would call usefulness)."""
-    utility_cases: list[int] = field(default_factory=list)
-    """Per cloze case, 1 if the true continuation won: the pairs for the sign/McNemar test."""
+    utility_cases: list[float] = field(default_factory=list)
+    """Per case: a cloze suite's 1 or 0 (the true continuation won), or a task suite's metric in [0, 1]
+    (an examples niche: its generated answer scored by the task): the pairs for the sign test."""
     domain_accuracy: float | None = None
     """Next-token accuracy on held-out domain text."""
     domain_ppl: float | None = None

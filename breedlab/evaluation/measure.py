@@ -45,6 +45,7 @@ from breedlab.registry.events import utc_now
 
 SUITE_FIELDS = {
     "cloze": ("utility", "utility_cases"),
+    "task": ("utility", "utility_cases"),
     "lm": ("domain_accuracy", "domain_ppl", "domain_case_nll"),
     "retention": ("general_ppl", "general_regression", "general_ppl_ratio"),
 }
@@ -197,6 +198,8 @@ def _score(fitness: FitnessVector, suite: Suite, model, tokenizer, parent_genera
         return  # NaN numbers cannot go into JSON evidence; has_nan fails the gate instead
     if suite.kind == "cloze":
         fitness.utility, fitness.utility_cases = result.accuracy, [int(v) for v in result.case_scores]
+    elif suite.kind == "task":  # an examples niche: its task's metric is the utility (no cloze suite beside it)
+        fitness.utility, fitness.utility_cases = result.accuracy, list(result.case_scores)
     elif suite.kind == "lm":
         fitness.domain_accuracy, fitness.domain_ppl = result.accuracy, result.perplexity
         fitness.domain_case_nll = list(result.case_scores)

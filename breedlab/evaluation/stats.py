@@ -121,6 +121,21 @@ def sign_test(a_correct: Sequence[int | bool], b_correct: Sequence[int | bool]) 
     return ExactTest(b_wins, a_wins, two_sided, greater)
 
 
+def paired_sign_test(a_scores: Sequence[float], b_scores: Sequence[float]) -> ExactTest:
+    """The exact sign test on paired scores in [0, 1] (task metrics): a case counts for the side that
+    scored higher, ties are dropped. On 0/1 outcomes it is ``sign_test`` (McNemar) exactly."""
+    if all(v in (0, 1) for v in [*a_scores, *b_scores]):
+        return sign_test(a_scores, b_scores)
+    if len(a_scores) != len(b_scores) or not a_scores:
+        raise ValueError(f"paired scores differ in length or are empty ({len(a_scores)} vs {len(b_scores)})")
+    a_wins = sum(a > b for a, b in zip(a_scores, b_scores))
+    b_wins = sum(b > a for a, b in zip(a_scores, b_scores))
+    n = a_wins + b_wins
+    if n == 0:
+        return ExactTest(0, 0, 1.0, 1.0)
+    return ExactTest(b_wins, a_wins, min(1.0, 2 * _lower_tail(min(a_wins, b_wins), n)), _lower_tail(a_wins, n))
+
+
 def _discordant(a_correct: Sequence[int | bool], b_correct: Sequence[int | bool]) -> tuple[int, int]:
     """(champion-only wins, challenger-only wins), refusing anything but paired 0/1 outcomes."""
     if len(a_correct) != len(b_correct):

@@ -15,7 +15,9 @@ any mismatch raises SuiteTampered. The scorer is looked up by name and version
 in the scorer registry (``scorers.py``), never taken from the candidate.
 
 Kinds: ``lm`` (passages of domain text: accuracy, perplexity), ``cloze``
-(multiple choice: utility), ``retention`` (an lm suite on ``general/test``).
+(multiple choice: utility), ``retention`` (an lm suite on ``general/test``), ``task``
+(an examples niche's held-out ``<domain>/examples/test`` examples, answers generated and
+scored by the task's metric: utility; ``task_suite.py``).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from breedlab.data.read import iter_documents
-from breedlab.evaluation import cloze, passages
+from breedlab.evaluation import cloze, passages, task_suite
 from breedlab.evaluation.scorers import SuiteRefused, SuiteResult, get_scorer
 from breedlab.registry import Artifact, Registry
 from breedlab.registry.canonical import canonical_json, sha256_bytes, sha256_json
 
-SUITE_SCORERS = {"lm": ("lm-next-token", 1), "retention": ("lm-next-token", 1), "cloze": ("cloze-loglik", 1)}
+SUITE_SCORERS = {"lm": ("lm-next-token", 1), "retention": ("lm-next-token", 1), "cloze": ("cloze-loglik", 1),
+                 "task": ("task-generate", 1)}
 """Suite kind -> the scorer (name, version) new suites of that kind are built with."""
 RETENTION_DOMAIN = "general"
 CASES_FILE, SUITE_FILE = "cases.jsonl", "suite.json"
@@ -81,9 +84,10 @@ def content_sha256(kind: str, scorer: dict, settings: dict, tokenizer: str, case
                         "cases": cases})
 
 
-def held_out_split(registry: Registry, domain: str, source: str | None = None) -> Artifact:
-    """The held-out ``<domain>/test`` dataset (newest, or ``source``); anything else is refused."""
-    name = f"{domain}/test"
+def held_out_split(registry: Registry, domain: str, source: str | None = None, kind: str = "lm") -> Artifact:
+    """The held-out ``<domain>/test`` dataset (a task suite: ``<domain>/examples/test``), newest or ``source``;
+    anything else is refused."""
+    name = f"{domain}/examples/test" if kind == "task" else f"{domain}/test"
     if source is not None:
         artifact = registry.get(source)
         if artifact.manifest.kind != "dataset" or artifact.manifest.name != name:
@@ -98,21 +102,24 @@ def held_out_split(registry: Registry, domain: str, source: str | None = None) -
 
 def build_suite(registry: Registry, kind: str, domain: str, *, tokenizer, cases: int, seed: int = 0,
                 tokens: int = 128, context_tokens: int = 64, continuation_tokens: int = 24,
-                distractors: int = 3, source: str | None = None) -> Artifact:
+                distractors: int = 3, source: str | None = None, max_new_tokens: int = 48) -> Artifact:
     """Build (or reuse) the ``kind`` suite of ``domain`` from its test split; return the artifact.
 
     ``tokens`` is the lm/retention passage length; ``context_tokens``, ``continuation_tokens`` and
-    ``distractors`` shape cloze cases. The same arguments and data always give the same artifact.
+    ``distractors`` shape cloze cases; ``max_new_tokens`` bounds a task suite's generated answers (its
+    task kind is the examples dataset's). The same arguments and data always give the same artifact.
     """
     if kind not in SUITE_SCORERS:
         raise ValueError(f"unknown suite kind {kind!r}; known: {', '.join(SUITE_SCORERS)}")
     if kind == "retention" and domain != RETENTION_DOMAIN:
         raise ValueError(f"a retention suite measures the {RETENTION_DOMAIN!r} corpus, not {domain!r}")
-    dataset = held_out_split(registry, domain, source)
+    dataset = held_out_split(registry, domain, source, kind)
     name, version = SUITE_SCORERS[kind]
     scorer_ref = {"name": name, "version": version}
     settings = ({"context_tokens": context_tokens, "continuation_tokens": continuation_tokens,
                  "distractors": distractors} if kind == "cloze" else {"tokens": tokens})
+    if kind == "task":
+        settings = {"task": dataset.manifest.recipe["task"], "max_new_tokens": max_new_tokens}
     fingerprint = tokenizer_fingerprint(tokenizer)
     recipe = {"kind": kind, "domain": domain, "source_dataset": dataset.id, "tokenizer": fingerprint,
               "requested_cases": cases, "seed": seed, "settings": settings, "scorer": scorer_ref}
@@ -137,6 +144,8 @@ def _make_cases(kind: str, documents: list[dict], tokenizer, count: int, seed: i
     rng = random.Random(f"breedlab-suite/{kind}/{seed}")
     if kind == "cloze":
         return cloze.cloze_cases(documents, tokenizer, count=count, rng=rng, **settings)
+    if kind == "task":
+        return task_suite.task_cases(documents, count, rng)
     return passages.lm_cases(documents, tokenizer, count=count, tokens=settings["tokens"], rng=rng)
 
 
@@ -175,7 +184,7 @@ def load_suite(registry: Registry, suite_id: str) -> Suite:
                             f"{str(header['content_sha256'])[:12]} ({len(cases)} cases, {header['cases']} recorded)")
     if header["source_dataset"] not in artifact.manifest.data:
         raise SuiteTampered(f"{label}: source dataset {header['source_dataset'][:12]} is not in its manifest")
-    held_out_split(registry, header["domain"], header["source_dataset"])  # refuses a suite cut from train data
+    held_out_split(registry, header["domain"], header["source_dataset"], header["kind"])  # never train data
     get_scorer(header["scorer"]["name"], header["scorer"]["version"], header["kind"])
     return Suite(id=artifact.id, kind=header["kind"], domain=header["domain"], scorer=header["scorer"]["name"],
                  scorer_version=header["scorer"]["version"], source_dataset=header["source_dataset"],
@@ -185,7 +194,7 @@ def load_suite(registry: Registry, suite_id: str) -> Suite:
 
 def run_suite(suite: Suite, model, tokenizer) -> SuiteResult:
     """Score ``model`` on a loaded suite with the suite's registered scorer."""
-    if suite.kind != "cloze" and tokenizer_fingerprint(tokenizer) != suite.tokenizer:
+    if suite.kind not in ("cloze", "task") and tokenizer_fingerprint(tokenizer) != suite.tokenizer:
         raise TokenizerMismatch(f"suite {suite.id[:12]} was built with tokenizer {suite.tokenizer[:12]}; "
                                 "per-token accuracy and perplexity need that same tokenizer")
     found = get_scorer(suite.scorer, suite.scorer_version, suite.kind)

@@ -51,6 +51,13 @@ class LabConfig:
     24 passages the same medical child read 1.209x where the benchmark's 16,384 tokens read 1.18x, so
     a gate at 1.20x was deciding on sampling noise. Chosen (2026-12-02) before the re-run it affects."""
     passage_tokens: int = 128
+    task_cases: int = 60
+    """Held-out examples an examples niche's task suite generates answers for (all of them, if fewer)."""
+    max_new_tokens: int = 48
+    """The longest generated answer a task suite scores."""
+    examples_share: float = 0.75
+    """A niche with examples: the share of each candidate's domain steps trained on them (the rest on
+    its documents, which keep the domain's language; rehearsal on general text stays)."""
     seed: int = 0
     pico: bool = False
     """Small recipes for pico parents (tests, quick demos)."""

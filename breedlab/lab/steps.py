@@ -44,17 +44,29 @@ def champion_of(registry: Registry, niche: str) -> Artifact:
     return champion
 
 
+def _examples_fields(registry: Registry, config) -> dict:
+    """A niche with examples breeds on them for ``config.examples_share`` of its domain steps."""
+    if not registry.find(kind="dataset", name=f"{config.niche}/examples/train"):
+        return {}
+    return {"examples_share": config.examples_share}
+
+
 def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, str]:
-    """Frozen lm, cloze and retention suites from the held-out test splits (reused when identical)."""
+    """Frozen lm, utility and retention suites from the held-out test splits (reused when identical).
+
+    Utility is the cloze suite, or for a niche with examples (``<niche>/examples/test``) the task suite:
+    held-out examples whose generated answers are scored by the niche's task metric."""
     from transformers import AutoTokenizer
 
     from breedlab.evaluation.suites import build_suite
 
     tokenizer = AutoTokenizer.from_pretrained(champion.path)
-    sizes = {"lm": (config.niche, config.lm_cases), "cloze": (config.niche, config.cloze_cases),
+    has_examples = bool(registry.find(kind="dataset", name=f"{config.niche}/examples/test"))
+    utility = ("task", config.task_cases) if has_examples else ("cloze", config.cloze_cases)
+    sizes = {"lm": (config.niche, config.lm_cases), utility[0]: (config.niche, utility[1]),
              "retention": (RETENTION_DOMAIN, config.retention_cases)}
     return {kind: build_suite(registry, kind, domain, tokenizer=tokenizer, cases=cases, seed=config.seed,
-                              tokens=config.passage_tokens).id
+                              tokens=config.passage_tokens, max_new_tokens=config.max_new_tokens).id
             for kind, (domain, cases) in sizes.items()}
 
 
@@ -72,12 +84,13 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
     # the bars go to the caller's display (the demo's), else to stderr: live on a terminal, plain lines
     # with tokens/s and ETA anywhere else (a nohup log), never minutes of silence
     options = RunOptions(actor=breeder, progress=True, display=display)
+    examples = _examples_fields(registry, config)
     finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
                                      pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
-                                     seed=config.seed, **small)
+                                     seed=config.seed, **small, **examples)
     distill = preset_recipe(config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens,
                             pool_tokens=_pool(config), seed=config.seed,
-                            **(cmg_small if config.pico else _lab_overrides(config)))
+                            **(cmg_small if config.pico else _lab_overrides(config)), **examples)
     recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
                "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
     unknown = set(config.candidates) - set(recipes)
