@@ -127,7 +127,7 @@ def test_a_model_that_memorised_the_canary_is_caught(lab, parent_fitness):
                                 isolate=False)
     assert fitness.canary_reproduced is True and parent_fitness.canary_reproduced is False
     assert fitness.data_local is True  # its training data id is a local dataset artifact
-    assert fitness.utility is None and "no cloze suite given" in fitness.unmeasured["utility"]
+    assert fitness.utility is None and "no cloze or task suite given" in fitness.unmeasured["utility"]
 
 
 def test_nan_logits_are_reported_and_never_become_numbers(lab):

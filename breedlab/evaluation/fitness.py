@@ -8,7 +8,7 @@ and is named, with the reason, in ``unmeasured``: evidence never pretends.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -67,3 +67,27 @@ class FitnessVector:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FitnessVector":
         return cls(**values)
+
+
+SUITE_FIELDS = {  # suite kind -> the fields it measures
+    "cloze": ("utility", "utility_cases"),
+    "task": ("utility", "utility_cases"),
+    "lm": ("domain_accuracy", "domain_ppl", "domain_case_nll"),
+    "retention": ("general_ppl", "general_regression", "general_ppl_ratio"),
+}
+
+
+def explain_missing(fitness: FitnessVector, suites: set[str]) -> None:
+    """Every metric still None gets a reason in ``unmeasured``: evidence never stays silent."""
+    givers: dict[str, list[str]] = {}  # field -> the suite kinds that measure it
+    for kind, names in SUITE_FIELDS.items():
+        for name in names:
+            givers.setdefault(name, []).append(kind)
+    reasons = {name: f"no {' or '.join(kinds)} suite given" for name, kinds in givers.items()
+               if not set(kinds) & set(suites)}
+    for name in ("general_regression", "general_ppl_ratio"):
+        reasons[name] = reasons.get(name, "no parent_general_ppl given")
+    reasons["canary_reproduced"] = "no canary given for this candidate"
+    for item in fields(FitnessVector):
+        if getattr(fitness, item.name) is None and item.name not in fitness.unmeasured:
+            fitness.unmeasured[item.name] = reasons.get(item.name, "not measured")

@@ -22,13 +22,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from breedlab.cmg.domain_head import attach_domain_head, greedy_head
 from breedlab.evaluation.cost import flops_per_token, weight_bytes
-from breedlab.evaluation.fitness import FitnessVector
+from breedlab.evaluation.fitness import SUITE_FIELDS, FitnessVector, explain_missing
 from breedlab.evaluation.latency import LatencySettings, measure_latency
 from breedlab.evaluation.machine import machine_description, peak_rss_bytes
 from breedlab.evaluation.privacy import (
@@ -43,14 +43,8 @@ from breedlab.models.io import count_parameters, load_model, verify_files
 from breedlab.registry import MODEL_KINDS, Artifact, Registry
 from breedlab.registry.events import utc_now
 
-SUITE_FIELDS = {
-    "cloze": ("utility", "utility_cases"),
-    "task": ("utility", "utility_cases"),
-    "lm": ("domain_accuracy", "domain_ppl", "domain_case_nll"),
-    "retention": ("general_ppl", "general_regression", "general_ppl_ratio"),
-}
 LATENCY_FIELDS = ("latency_token_ms_p50", "latency_token_ms_p95", "latency_request_ms_p50", "latency_request_ms_p95")
-MODEL_FIELDS = (*(n for names in SUITE_FIELDS.values() for n in names), *LATENCY_FIELDS,
+MODEL_FIELDS = (*dict.fromkeys(n for names in SUITE_FIELDS.values() for n in names), *LATENCY_FIELDS,
                 "canary_reproduced", "has_nan", "parameters", "flops_per_token")
 """Everything that needs the model loaded: left unmeasured, with the reason, if loading fails."""
 
@@ -166,7 +160,7 @@ def measure_here(registry: Registry, candidate_id: str, suites: dict[str, Suite]
         fitness.unmeasured["peak_rss_bytes"] = ("not isolated: the peak of the whole evaluating process, "
                                                 "other models it loaded included; use isolate=True")
     fitness.machine, fitness.measured_utc = machine_description(), utc_now(seconds=True)
-    _explain_missing(fitness, suites, canary, parent_general_ppl)
+    explain_missing(fitness, set(suites))
     return fitness
 
 
@@ -242,18 +236,6 @@ def context_length(suites: dict[str, Suite]) -> int | None:
         settings = suites["cloze"].settings
         return int(settings["context_tokens"]) + int(settings["continuation_tokens"])
     return None
-
-
-def _explain_missing(fitness: FitnessVector, suites: dict[str, Suite], canary, parent_general_ppl) -> None:
-    """Every metric still None gets a reason in ``unmeasured``: evidence never stays silent."""
-    reasons = {name: f"no {kind} suite given" for kind, names in SUITE_FIELDS.items() if kind not in suites
-               for name in names}
-    for name in ("general_regression", "general_ppl_ratio"):
-        reasons[name] = reasons.get(name, "no parent_general_ppl given")
-    reasons["canary_reproduced"] = "no canary given for this candidate"
-    for item in fields(FitnessVector):
-        if getattr(fitness, item.name) is None and item.name not in fitness.unmeasured:
-            fitness.unmeasured[item.name] = reasons.get(item.name, "not measured")
 
 
 def _measure_isolated(registry: Registry, candidate_id: str, suites: dict[str, str], parent_general_ppl,
