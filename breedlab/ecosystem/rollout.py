@@ -17,7 +17,9 @@ Verdicts (all thresholds in ``RolloutConfig``; delta = child NLL - champion NLL)
   above it. canary -> champion after ``canary_windows`` when the mean delta is at
   most ``max_live_regression``; otherwise the canary is rolled back on the spot,
   automatically, by the lifecycle identity (a safety action needs no approver; a
-  promotion does). Each verdict is one event whose reason carries the numbers.
+  promotion does). With ``min_approval`` set, canary -> champion also needs the
+  Wilson lower bound of people's approval of the canary's answers to reach it
+  (``approval_gate``). Each verdict is one event whose reason carries the numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ class RolloutConfig:
     """nats/token the child may be worse than the champion on the same live queries."""
     confidence: float = 0.95
     seed: int = 0
+    min_approval: float | None = None
+    """If set, a canary is crowned only when the Wilson lower bound (at ``confidence``) of its live
+    approval rate, from people's ratings of its answers (``feedback.py``), reaches this. None: no gate."""
+    min_ratings: int = 20
+    """Ratings of the canary's answers needed before the approval gate can pass."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.canary_share < 1.0:
@@ -99,8 +106,24 @@ class Verdict:
     data: dict
 
 
-def judge(rollout: Rollout, config: RolloutConfig) -> Verdict:
-    """Apply the rule in the module docstring to a rollout whose window just closed."""
+def approval_gate(config: RolloutConfig, approval) -> tuple[bool, str]:
+    """(passes, why) for the canary -> champion approval gate; passes when the config sets none."""
+    if config.min_approval is None:
+        return True, "no approval gate"
+    if approval is None or approval.ratings < config.min_ratings:
+        got = 0 if approval is None else approval.ratings
+        return False, f"approval gate: {got} of {config.min_ratings} ratings needed so far"
+    bound = approval.bound(config.confidence)
+    text = (f"approval {approval.up}/{approval.ratings} = {approval.rate:.2f}, {config.confidence:.0%} lower bound "
+            f"{bound:.3f}")
+    if bound < config.min_approval:
+        return False, f"{text} < {config.min_approval}: approval gate not met"
+    return True, f"{text} >= {config.min_approval}"
+
+
+def judge(rollout: Rollout, config: RolloutConfig, approval=None) -> Verdict:
+    """Apply the rule in the module docstring to a rollout whose window just closed; ``approval``
+    (``feedback.Approval`` of the canary's answers) is read by the approval gate, when one is set."""
     rollout.windows += 1
     n, limit = len(rollout.child_nll), config.max_live_regression
     if rollout.stage == "shadow":
@@ -123,4 +146,7 @@ def judge(rollout: Rollout, config: RolloutConfig) -> Verdict:
         return Verdict("rollback", f"{text} > {limit:+.2f}: gate max_live_regression broken", data)
     if rollout.windows < config.canary_windows or n < config.min_canary_queries:
         return Verdict("hold", f"{text} so far", data)
-    return Verdict("advance", f"{text} <= {limit:+.2f}", data)
+    approved, why = approval_gate(config, approval)
+    if not approved:
+        return Verdict("hold", f"{text} <= {limit:+.2f}; {why}", data)
+    return Verdict("advance", f"{text} <= {limit:+.2f}" + ("" if config.min_approval is None else f"; {why}"), data)

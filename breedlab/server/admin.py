@@ -138,12 +138,29 @@ def _result(request: Request, who: TokenEntry, events) -> AdminResult:
 async def admin_promote(body: PromoteBody, request: Request, who: Approver) -> AdminResult:
     """Move a candidate to shadow, canary or champion of a niche (evidence and authority checked)."""
     state = server_state(request)
+    if body.to == "champion":
+        _check_approval(state, body.candidate, body.niche)
     try:
         events = promote(state.registry, state.governance, body.candidate, body.to, niche=body.niche,
                          approver=who.identity, reason=body.reason)
     except RegistryError as error:
         raise _refusal(error) from None
     return _result(request, who, events)
+
+
+def _check_approval(state, candidate: str, niche: str) -> None:
+    """The rollout's approval gate (``rollout.min_approval``): people's ratings of the candidate's answers."""
+    from breedlab.ecosystem.rollout import approval_gate
+
+    if state.config.rollout.min_approval is None:
+        return
+    try:
+        model = state.registry.get(candidate).id
+    except RegistryError as error:
+        raise _refusal(error) from None
+    passed, why = approval_gate(state.config.rollout, state.feedback.approval(model, niche))
+    if not passed:
+        raise HTTPException(409, f"not crowned: {why}")
 
 
 @router.post("/rollback", response_model=AdminResult)

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from breedlab import __version__
 from breedlab.home import Home
-from breedlab.server import admin, dashboard, openai_api
+from breedlab.server import admin, dashboard, feedback_api, openai_api
 from breedlab.server.config import ServerConfig, load_server_config
 from breedlab.server.errors import install_handlers
 from breedlab.server.gate import RequestGate
@@ -55,6 +55,7 @@ def create_app(home: Home | Path | str, config: ServerConfig | None = None) -> F
     install_handlers(app)
     app.add_middleware(RequestGate)
     app.include_router(openai_api.router)
+    app.include_router(feedback_api.router)
     app.include_router(metrics_router())
     app.include_router(admin.router)
     app.include_router(dashboard.router)

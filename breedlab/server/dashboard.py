@@ -20,7 +20,7 @@ POLL_MS = 3000
 
 def _snapshot(request: Request) -> dict:
     state = request.app.state.breedlab
-    return snapshot(state.registry, state.routing_history())
+    return snapshot(state.registry, state.routing_history(), state.feedback)
 
 
 @router.get("/dashboard/state.json")

@@ -22,7 +22,7 @@ FITNESS_KEYS = ("utility", "domain_ppl", "general_regression", "latency_token_ms
                 "flops_per_token")
 
 
-def snapshot(registry: Registry, routing: list[dict]) -> dict:
+def snapshot(registry: Registry, routing: list[dict], feedback=None) -> dict:
     """The dashboard's whole state; ``version`` changes exactly when anything shown changes."""
     events = registry.events()
     fitness = evidence_fitness(registry)
@@ -33,7 +33,9 @@ def snapshot(registry: Registry, routing: list[dict]) -> dict:
     recent = [_event(e) for e in events[-RECENT_EVENTS:]][::-1]
     routing = [{"minute": m["minute"], "served": _by_id(m["served"], models)} for m in routing]
     body = {"parent": parent, "models": [m for m in models if m is not parent], "routing": routing,
-            "router": router_policies(registry), "events": recent, "event_count": len(events)}
+            "router": router_policies(registry), "events": recent, "event_count": len(events),
+            "approval": [{"model": a.model, "up": a.up, "down": a.down, "rate": a.rate, "bound": a.bound()}
+                         for a in (feedback.by_model() if feedback is not None else [])]}
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {**body, "version": version, "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 

@@ -29,7 +29,7 @@ from breedlab.report.svg import Plot, event_markers, stacked_share
 DASH = "\u2013"  # an empty cell
 ROUTING_MINUTES = 30  # bars on the chart: one per minute that saw traffic, the newest 30
 SECTIONS = (("lineage", "Lineage"), ("routing", "Routing share over time"), ("models", "Models: state and fitness"),
-            ("router", "Router policies"), ("events", "Recent events"))
+            ("router", "Router policies"), ("approval", "People's approval"), ("events", "Recent events"))
 EXTRA_CSS = """
 header .live { display:inline-flex; align-items:center; gap:6px; }
 header .dot { width:9px; height:9px; border-radius:50%; background:#94a3b8; display:inline-block; }
@@ -88,7 +88,20 @@ def render_sections(snap: dict) -> dict[str, str]:
     colors = model_colors(snap)
     names = {m["id"]: m["name"] for m in [snap["parent"], *snap["models"]] if m}
     return {"lineage": _lineage(snap), "routing": _routing(snap, names, colors),
-            "models": _models(snap, colors), "router": _router(snap), "events": _events(snap, names)}
+            "models": _models(snap, colors), "router": _router(snap), "approval": _approval(snap, names),
+            "events": _events(snap, names)}
+
+
+def _approval(snap: dict, names: dict) -> str:
+    """Per model: ratings people gave its answers (POST /v1/feedback), the rate and its Wilson lower bound."""
+    cell = lambda v: DASH if v is None else f"{v:.3f}"  # noqa: E731
+    rows = [f'<tr><td>{esc(names.get(a["model"], short_id(a["model"])))}</td><td class="n">{a["up"]}</td>'
+            f'<td class="n">{a["down"]}</td><td class="n">{cell(a["rate"])}</td><td class="n">{cell(a["bound"])}</td></tr>'
+            for a in snap.get("approval", [])]
+    if not rows:
+        return '<p class="lead">No ratings yet: POST /v1/feedback {"id", "rating": 1 or -1} on any response.</p>'
+    head = "<tr><th>model</th><th>+1</th><th>-1</th><th>approval</th><th>95% lower bound</th></tr>"
+    return f'<table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def _router(snap: dict) -> str:

@@ -104,8 +104,9 @@ def answer_budget(config, loaded: Loaded, prompt_tokens: int, max_tokens: int | 
     return wanted
 
 
-def finish(state, prepared: Prepared, generation: Generation, *, completed: bool = True) -> None:
-    """Telemetry for a served request, then its background shadow/canary job."""
+def finish(state, prepared: Prepared, generation: Generation, *, completed: bool = True,
+           response_id: str | None = None) -> None:
+    """Telemetry for a served request (and its id, so a person can rate it), then its shadow/canary job."""
     name, metrics = prepared.served_name, state.metrics
     prompt_tokens = len(prepared.prompt_ids)
     metrics.tokens.labels(name, "prompt").inc(prompt_tokens)
@@ -117,6 +118,8 @@ def finish(state, prepared: Prepared, generation: Generation, *, completed: bool
                       tokens=prompt_tokens + generation.completion_tokens)
     if state.detector is not None:
         state.detector.logged()  # live traffic drives the detector
+    if completed and response_id and state.feedback is not None:
+        state.feedback.served(response_id, model=prepared.loaded.id, niche=prepared.decision.niche)
     job = _job(state, prepared, generation.text) if completed and state.config.shadow else None
     if job is not None:
         state.rollouts.submit(job)

@@ -143,7 +143,7 @@ async def _respond(request: Request, prepared: Prepared, shape, body):
         await anyio.to_thread.run_sync(lambda: finish(state, prepared, generation, completed=False))
         return Response(status_code=CLIENT_CLOSED, headers=prepared.headers())
     return JSONResponse(shape.body(generation), headers=prepared.headers(),
-                        background=BackgroundTask(finish, state, prepared, generation))
+                        background=BackgroundTask(finish, state, prepared, generation, response_id=shape.id))
 
 
 async def _generate_while_connected(request: Request, generation) -> bool:
@@ -181,7 +181,7 @@ def _events(state, prepared: Prepared, shape, include_usage: bool) -> Iterator[s
         log.exception("generation failed mid-stream")
         yield _sse(error_body(500, "generation failed; the answer is incomplete", code="internal_error"))
     finally:
-        finish(state, prepared, generation, completed=completed)
+        finish(state, prepared, generation, completed=completed, response_id=shape.id)
 
 
 def _sse(payload: dict) -> str:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from breedlab.ecosystem.decide import decide
+from breedlab.ecosystem.feedback import FeedbackStore
 from breedlab.governance.config import GovernanceConfig, load_governance
 from breedlab.governance.niche import all_active_children, current_champion
 from breedlab.home import Home
@@ -30,6 +31,8 @@ from breedlab.server.telemetry import Metrics, MonitorLog, RoutingHistory
 
 log = logging.getLogger("breedlab.server")
 
+
+FEEDBACK_FILE = "feedback.sqlite"
 
 @dataclass
 class ServerState:
@@ -70,6 +73,8 @@ class ServerState:
     inflight: int = 0
     policy_shadow: object = None
     """``router.shadow.PolicyShadow`` of the router policy in shadow, or None."""
+    feedback: object = None
+    """``ecosystem.feedback.FeedbackStore``: every served response's id, and people's ratings of them."""
     _seen_seq: int = -1
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +95,7 @@ class ServerState:
                     parent_id=parent.id, policy=policy, policy_id=policy_artifact.id if policy_artifact else None,
                     metrics=metrics, host=host, monitor=monitor, rollouts=None,
                     history=RoutingHistory(config.history_minutes))
+        state.feedback = FeedbackStore(home.logs_dir / FEEDBACK_FILE)
         state.rollouts = LiveRollouts(registry, config, metrics, host, on_rollback=state._rolled_back)
         out_of_domain = policy_artifact.manifest.recipe.get("out_of_domain", []) if policy_artifact else []
         state.detector = LiveDetector(monitor, home, loaded, window_queries=config.detector_window_queries,
@@ -174,6 +180,8 @@ class ServerState:
         self.breeding.close()
         self.rollouts.close()
         self.monitor.close()
+        if self.feedback is not None:
+            self.feedback.close()
 
     def _auto_breed(self, request) -> None:
         """``server.auto_breed``: a live spawn request starts breeding as the breeder, or says why not."""

@@ -54,6 +54,10 @@ class Metrics:
                                        ["kind"], registry=r)
         self.background_dropped = PromCounter("breedlab_background_dropped",
                                               "Shadow/canary scoring jobs dropped (queue full)", registry=r)
+        self.feedback = PromCounter("breedlab_feedback", "People's ratings of served responses, by model",
+                                    ["model", "rating"], registry=r)
+        self.approval = Gauge("breedlab_approval_rate", "Share of a model's rated responses rated +1", ["model"],
+                              registry=r)
         self.inflight = Gauge("breedlab_generating", "Requests generating now", registry=r)
         self.waiting = Gauge("breedlab_waiting", "Requests waiting for a generation slot", registry=r)
 
