@@ -74,7 +74,7 @@ def test_the_page_is_self_contained_and_reads_without_javascript(served):
 def test_the_json_follows_the_registry_and_the_page_polls_it(served):
     base_url, registry = served
     first = httpx.get(base_url + "/dashboard/state.json").json()
-    assert set(first["html"]) == {"lineage", "routing", "models", "router", "events"}
+    assert set(first["html"]) == {"lineage", "routing", "models", "router", "approval", "events"}
     router = registry.find(kind="router-policy", state="champion")[0]  # crowned with evidence at set-up
     assert [r["id"] for r in first["router"] if r["state"] == "champion"] == [router.id]
     assert short_id(router.id) in first["html"]["router"]
