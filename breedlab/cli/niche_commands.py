@@ -41,6 +41,26 @@ def niche_add(
         console.print(f"[yellow]{note}[/]", highlight=False)
 
 
+@niche_app.command("ship")
+def niche_ship(
+    name: Annotated[str, typer.Argument(help="man-summary | docstring | licence-clause | hpo-grounded")],
+    limit: Annotated[int, typer.Option(help="examples at most (a seeded sample)")] = 600,
+    seed: Annotated[int, typer.Option()] = 0,
+    home: HomeOption = None,
+) -> None:
+    """Register one of the four example niches built from text already on this machine."""
+    from breedlab.data.shipped_niches import ship_niche
+
+    try:
+        report = ship_niche(Home.resolve(home), open_registry(home), name, limit=limit, seed=seed)
+    except ValueError as error:
+        fail(str(error))
+    console.print(f"{name} ({report.task}): " + ", ".join(f"{s} {n}" for s, n in report.examples.items())
+                  + " examples", highlight=False)
+    for dataset, artifact_id in report.datasets.items():
+        console.print(f"  {dataset} [cyan]{artifact_id[:12]}[/]", highlight=False)
+
+
 @niche_app.command("list")
 def niche_list(home: HomeOption = None) -> None:
     """Every niche added from local files or examples."""

@@ -49,20 +49,22 @@ class NicheReport:
 
 
 def add_niche(home: Home, registry, name: str, *, docs: list[str] | None = None, examples: Path | None = None,
-              task: str | None = None) -> NicheReport:
-    """Register the niche's datasets (see the module docstring); the same inputs give the same ids."""
+              task: str | None = None, origin: dict | None = None) -> NicheReport:
+    """Register the niche's datasets (see the module docstring); the same inputs give the same ids.
+    ``origin`` (a shipped niche's builder, sources, limit and seed) is recorded in the examples' recipe."""
     from breedlab.data.config import load_config
 
     config = load_config(None)
     _check(name, docs, examples, task, {d.name for d in config.domains})
     parsed, repeats = read_examples(examples) if examples else ([], 0)  # refuses before anything is written
-    report = NicheReport(name, task or ("lm" if not parsed else None), repeats=repeats)
+    report = NicheReport(name, task or "lm", repeats=repeats)
     if docs:
         _register_docs(home, registry, name, docs, config, report)
     if parsed:
         splits = _split_examples(parsed, config.seed)
         recipe = {"niche": name, "task": task, "examples_sha256": sha256_file(examples), "seed": config.seed,
-                  "split_fractions": asdict(EXAMPLE_SPLIT), "repeats_dropped": repeats}
+                  "split_fractions": asdict(EXAMPLE_SPLIT), "repeats_dropped": repeats,
+                  **({"origin": origin} if origin else {})}
         _register_examples(home, registry, name, splits, recipe, report)
         if not docs:
             _register_example_docs(home, registry, name, splits, recipe, report)
