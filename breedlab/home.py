@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from breedlab.typed_config import use_home_configs
+
 DEFAULT_HOME = Path("~/.cache/breedlab")
 HOME_ENV = "BREEDLAB_HOME"
 
@@ -27,6 +29,7 @@ class Home:
         chosen = path or os.environ.get(HOME_ENV) or DEFAULT_HOME
         root = Path(chosen).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
+        use_home_configs(root)  # this process now reads its configs with the home's overrides
         return cls(root)
 
     @property

@@ -28,6 +28,50 @@ import yaml
 
 T = TypeVar("T")
 ErrorClass = type[Exception]
+HOME_CONFIGS = "configs"
+_overrides_dir: Path | None = None
+
+
+def use_home_configs(home_root: Path | None) -> None:
+    """Read every shipped config file with the overrides in ``<home_root>/configs/`` (None: shipped only).
+
+    The home a process works in is set once where it is resolved (``Home.resolve``, the server's app):
+    a home's ``configs/ecosystem.yaml`` then overrides fields of the shipped ``ecosystem.yaml``, section
+    by section, for everything that process reads, like git reads a repository's own config."""
+    global _overrides_dir
+    _overrides_dir = Path(home_root) / HOME_CONFIGS if home_root is not None else None
+
+
+def override_of(shipped: Path | str) -> Path | None:
+    """The active home's override of a shipped config file, if it has one."""
+    if _overrides_dir is None:
+        return None
+    candidate = _overrides_dir / Path(shipped).name
+    return candidate if candidate.is_file() and candidate.resolve() != Path(shipped).resolve() else None
+
+
+def layered_section(cls: type, path: Path | str, section: str | None, *, error: ErrorClass = ValueError,
+                    keys: str = "key(s)") -> tuple[dict[str, Any], dict[str, str]]:
+    """(the shipped ``section`` with the home's values over it, key -> the file its value came from).
+
+    ``section`` None: the whole document. A home file's keys are checked against ``cls`` on their own,
+    so a typo in it is an error naming that file and the key, never a silent fallback."""
+    values = _section_of(path, section, error)
+    origins = {key: str(path) for key in values}
+    override = override_of(path)
+    if override is not None:
+        where = f"{override}: {section}" if section else str(override)
+        raw = _section_of(override, section, error)
+        checked_values(cls, raw, where, error=error, keys=keys)
+        values.update(raw)
+        origins.update({key: str(override) for key in raw})
+    return values, origins
+
+
+def _section_of(path: Path | str, section: str | None, error: ErrorClass) -> dict[str, Any]:
+    if section is None:
+        return expect_mapping(read_yaml(path, error=error) or {}, str(path), error=error)
+    return dict(read_section(path, section, error=error))
 
 
 def read_yaml(path: Path | str, *, error: ErrorClass = ValueError) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from breedlab.typed_config import expect_mapping, from_mapping, read_yaml, with_overrides
+from breedlab.typed_config import expect_mapping, from_mapping, layered_section, read_yaml, with_overrides
 
 PROFILES = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
@@ -72,7 +72,8 @@ def load_profile(name: str, path: Path = PROFILES) -> DemoProfile:
     profiles = expect_mapping(read_yaml(path) or {}, str(path))
     if name not in profiles:
         raise ValueError(f"no demo profile {name!r} in {path}; profiles: {', '.join(sorted(profiles))}")
-    return from_mapping(DemoProfile, profiles[name], f"{path}: profile {name!r}", fixed={"name": name})
+    values, _ = layered_section(DemoProfile, path, name, keys="profile keys")  # the home's demo.yaml over it
+    return from_mapping(DemoProfile, values, f"{path}: profile {name!r}", fixed={"name": name})
 
 
 def overridden(config, overrides: dict):

@@ -16,6 +16,7 @@ and synthetic domains.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from rich.progress import Progress
 
 from breedlab.home import Home
 from breedlab.registry import Artifact, Registry
+from breedlab.typed_config import HOME_CONFIGS
 
 
 def run_demo(console: Console, home: Home, *, profile_name: str = "full", progress: bool = True) -> Path:
@@ -61,7 +63,10 @@ def run_demo(console: Console, home: Home, *, profile_name: str = "full", progre
 def _run_home(home: Home, profile: str) -> Home:
     """A fresh folder for this run; its ``cache`` is the home's cache (conversions and sources reused)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    run = Home.resolve(home.root / "demo" / profile / stamp)
+    folder = home.root / "demo" / profile / stamp
+    if (home.root / HOME_CONFIGS).is_dir():  # the run keeps the overrides it ran with (and a server on it reads them)
+        shutil.copytree(home.root / HOME_CONFIGS, folder / HOME_CONFIGS)
+    run = Home.resolve(folder)
     (run.root / "cache").symlink_to(home.cache_dir, target_is_directory=True)
     latest = home.root / "demo" / profile / "latest"
     tmp = latest.with_name(".latest.tmp")

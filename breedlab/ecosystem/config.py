@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from breedlab.typed_config import from_mapping, read_section
+from breedlab.typed_config import from_mapping, layered_section
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "ecosystem.yaml"
 
 
 def load_section(cls, section: str, path: Path = SHIPPED):
-    """The dataclass ``cls`` from ``section`` of an ecosystem YAML file; unknown keys and wrong types are errors."""
-    return from_mapping(cls, read_section(path, section), f"{path}: {section}", keys=f"{section} keys")
+    """The dataclass ``cls`` from ``section`` of an ecosystem YAML file, with the home's overrides
+    (``<home>/configs/ecosystem.yaml``); unknown keys and wrong types are errors."""
+    values, _ = layered_section(cls, path, section, keys=f"{section} keys")
+    return from_mapping(cls, values, f"{path}: {section}", keys=f"{section} keys")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from breedlab.typed_config import from_mapping, read_yaml
+from breedlab.typed_config import from_mapping, layered_section
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "evaluation.yaml"
 GIB = 1 << 30
@@ -90,7 +90,8 @@ class EvaluationConfig:
 def load_evaluation_config(path: Path | None = None) -> EvaluationConfig:
     """Read and check an evaluation config (default: the shipped ``evaluation.yaml``)."""
     path = Path(path) if path else DEFAULT_CONFIG_PATH
-    return parse_evaluation_config(read_yaml(path, error=EvaluationConfigError), where=str(path))
+    values, _ = layered_section(EvaluationConfig, path, None, error=EvaluationConfigError)
+    return parse_evaluation_config(values, where=str(path))
 
 
 def parse_evaluation_config(raw: Any, where: str = "evaluation config") -> EvaluationConfig:

@@ -28,6 +28,7 @@ from breedlab.server.errors import install_handlers
 from breedlab.server.gate import RequestGate
 from breedlab.server.limiter import Limiter
 from breedlab.server.state import ServerState
+from breedlab.typed_config import use_home_configs
 
 log = logging.getLogger("breedlab.server")
 
@@ -35,6 +36,7 @@ log = logging.getLogger("breedlab.server")
 def create_app(home: Home | Path | str, config: ServerConfig | None = None) -> FastAPI:
     """A FastAPI app serving ``home``'s ecosystem with ``config`` (default: the shipped server section)."""
     home = home if isinstance(home, Home) else Home.resolve(home)
+    use_home_configs(home.root)  # the home's configs/*.yaml over the shipped ones
     config = config or load_server_config()
 
     @asynccontextmanager

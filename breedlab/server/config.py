@@ -16,7 +16,7 @@ from pathlib import Path
 from breedlab.ecosystem.config import SHIPPED
 from breedlab.ecosystem.lifecycle import LifecycleConfig, load_lifecycle_config
 from breedlab.ecosystem.rollout import RolloutConfig, load_rollout_config
-from breedlab.typed_config import from_mapping, read_section
+from breedlab.typed_config import from_mapping, layered_section
 
 
 @dataclass(frozen=True)
@@ -85,5 +85,5 @@ def load_server_config(path: Path = SHIPPED) -> ServerConfig:
     """``server:`` of an ecosystem YAML file plus its rollout and lifecycle sections; unknown keys are errors."""
     # Filled from their own sections of the file, so ``server:`` may not set them.
     nested = {"rollout": load_rollout_config(path), "lifecycle": load_lifecycle_config(path)}
-    return from_mapping(ServerConfig, read_section(path, "server"), f"{path}: server", keys="server keys",
-                        fixed=nested)
+    values, _ = layered_section(ServerConfig, path, "server", keys="server keys")
+    return from_mapping(ServerConfig, values, f"{path}: server", keys="server keys", fixed=nested)
