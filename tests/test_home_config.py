@@ -43,9 +43,9 @@ def test_a_typo_in_a_home_config_is_refused_with_the_file_and_the_key(home):
 def test_config_show_names_the_origin_of_every_value(home):
     result = CliRunner().invoke(app, ["config", "show", "rollout", "--home", str(home.root)])
     assert result.exit_code == 0, result.output
-    line = next(l for l in result.output.splitlines() if "min_approval" in l)
+    line = next(row for row in result.output.splitlines() if "min_approval" in row)
     assert "0.6" in line and "home:" in line
-    shipped = next(l for l in result.output.splitlines() if "min_shadow_queries" in l)
+    shipped = next(row for row in result.output.splitlines() if "min_shadow_queries" in row)
     assert "shipped:" in shipped
     unknown = CliRunner().invoke(app, ["config", "show", "nope", "--home", str(home.root)])
     assert unknown.exit_code != 0 and "no config section 'nope'" in unknown.output
