@@ -119,19 +119,23 @@ def main() -> None:
     for niche in args.niches:
         ship_niche(home, registry, niche, limit=60 if args.pico else args.limit)
         rows += niche_rows(home, registry, niche, args.pico, console)
-    report(rows, args, Console())
+        save(rows, args)  # after every niche: an interrupted run keeps what it measured
+    report(rows, Console())
 
 
-def report(rows: list[dict], args, console: Console) -> None:
+def save(rows: list[dict], args) -> None:
+    out = args.out or (None if args.pico else OUT)
+    if out:
+        out.write_text(json.dumps({"machine": f"{platform.platform()}; {torch.get_num_threads()} threads",
+                                   "command": " ".join(sys.argv), "rows": rows}, indent=1) + "\n")
+
+
+def report(rows: list[dict], console: Console) -> None:
     table = Table("niche", "model", "task score", "95% CI", "ms/token", "breed CPU min", "decision")
     for r in rows:
         table.add_row(r["niche"], r["model"], f"{r['task_score']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
                       _num(r.get("latency_token_ms_p50")), _num(r.get("breed_cpu_minutes")), r.get("decision", "-"))
     console.print(table)
-    out = args.out or (None if args.pico else OUT)
-    if out:
-        out.write_text(json.dumps({"machine": f"{platform.platform()}; {torch.get_num_threads()} threads",
-                                   "command": " ".join(sys.argv), "rows": rows}, indent=1) + "\n")
 
 
 def _num(value) -> str:

@@ -3,8 +3,6 @@ utility from generated answers scored by the task, paired evidence, a release pa
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from rich.console import Console
@@ -16,10 +14,8 @@ from breedlab.lab.pico_home import build_pico_lab
 from breedlab.lab.run import LabConfig, run_lab
 from breedlab.lab.setup import LAB_ACTOR, crown_parent
 from breedlab.registry import Registry
+from tests.niche_fixture import write_licence_examples
 
-FAMILIES = {"MIT": "Permission is hereby granted, free of charge, to any person obtaining a copy of this",
-            "Apache": "Licensed under the Apache License, Version 2.0; you may not use this file except",
-            "GPL": "This program is free software: you can redistribute it and/or modify it under the"}
 CONFIG = LabConfig(niche="licences", pico=True, ratio=0.5, distill_tokens=2048, finetune_tokens=1024, lm_cases=6,
                    task_cases=12, retention_cases=4, passage_tokens=32, max_new_tokens=6,
                    candidates=("adapter-finetune", "cmg"))
@@ -32,10 +28,7 @@ def lab_run(tmp_path_factory):
     registry = Registry.open(home.registry_dir)
     pico = build_pico_lab(registry, home.cache_dir)
     crown_parent(registry, pico.parent, actor=LAB_ACTOR)
-    path = tmp_path_factory.mktemp("ex") / "licences.jsonl"
-    lines = [{"input": f"Which licence family? {FAMILIES[f]} (paragraph {i})", "output": f}
-             for i in range(60) for f in [list(FAMILIES)[i % 3]]]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = write_licence_examples(tmp_path_factory.mktemp("ex") / "licences.jsonl")
     add_niche(home, registry, "licences", examples=path, task="classify")
     console = Console(record=True, width=200)
     return registry, run_lab(registry, home, CONFIG, console), console

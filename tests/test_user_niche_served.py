@@ -4,7 +4,6 @@ question from it to that champion, and the task monitor assigns it to the niche.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import httpx
@@ -21,11 +20,9 @@ from breedlab.lab.run import LabConfig, run_lab
 from breedlab.lab.setup import LAB_ACTOR, crown_parent
 from breedlab.registry import Registry
 from breedlab.server.config import load_server_config
+from tests.niche_fixture import question, write_licence_examples
 from tests.server_fixture import running_server
 
-FAMILIES = {"MIT": "Permission is hereby granted, free of charge, to any person obtaining a copy of this",
-            "Apache": "Licensed under the Apache License, Version 2.0; you may not use this file except",
-            "GPL": "This program is free software: you can redistribute it and/or modify it under the"}
 CONFIG = LabConfig(niche="licences", pico=True, ratio=0.5, distill_tokens=2048, finetune_tokens=2048, lm_cases=6,
                    task_cases=12, retention_cases=4, passage_tokens=32, max_new_tokens=4,
                    candidates=("adapter-finetune",))
@@ -37,9 +34,7 @@ def served(tmp_path_factory):
     home = Home.resolve(tmp_path_factory.mktemp("user-niche"))
     registry = Registry.open(home.registry_dir)
     crown_parent(registry, build_pico_lab(registry, home.cache_dir).parent, actor=LAB_ACTOR)
-    path = tmp_path_factory.mktemp("ex") / "licences.jsonl"
-    path.write_text("".join(json.dumps({"input": f"Which licence family? {FAMILIES[f]} (paragraph {i})",
-                                        "output": f}) + "\n" for i in range(60) for f in [list(FAMILIES)[i % 3]]))
+    path = write_licence_examples(tmp_path_factory.mktemp("ex") / "licences.jsonl")
     add_niche(home, registry, "licences", examples=path, task="classify")
     result = run_lab(registry, home, CONFIG, Console(record=True, width=200))
     child = result.selection.useful_specialist
@@ -54,10 +49,10 @@ def served(tmp_path_factory):
 def test_the_server_routes_a_question_of_the_niche_to_its_champion(served):
     home, registry, child = served
     config = replace(load_server_config(), fit_policy="linear", shadow=False)
-    question = f"Which licence family? {FAMILIES['GPL']} (paragraph 3)"
+    text = question("GPL", 3)
     with running_server(home, config) as base_url:
         answer = httpx.post(f"{base_url}/v1/chat/completions", timeout=120, json={
-            "model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": question}]}).json()
+            "model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": text}]}).json()
         models = httpx.get(f"{base_url}/v1/models").json()["data"]
     assert answer["breedlab"]["route"] == "licences" and answer["breedlab"]["artifact_id"] == child
     assert any(m["breedlab"]["artifact_id"] == child for m in models)
@@ -75,5 +70,5 @@ def test_the_task_monitor_knows_the_niche(served):
     embedder = query_embedder()
     centroids = calibrated_centroids(registry, ["code", "medical", "licences"], embedder,
                                      load_section(MonitorConfig, "monitor"), seed=0)
-    vectors = embedder.embed([f"Which licence family? {FAMILIES['MIT']} (paragraph 7)"])
+    vectors = embedder.embed([question("MIT", 7)])
     assert centroids.assign(vectors) == ["licences"]
