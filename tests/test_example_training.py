@@ -103,3 +103,34 @@ def test_examples_need_a_live_parent_and_an_examples_dataset(lab):
     with pytest.raises(RegistryError, match="no examples for 'code'"):
         get_operator("adapter-finetune")(registry, home, pico.parent.id,
                                          AdapterFinetuneRecipe(domain="code", examples_share=0.5, **TINY), OPTIONS)
+
+
+def test_an_example_batch_is_cut_to_its_longest_row_and_its_loss_is_unchanged(lab):
+    *_, model, tokenizer = lab
+    blocks = ExampleBlocks.from_examples(tokenizer, EXAMPLES[:4], seq_len=96)
+    indices = torch.arange(4)
+    cut = blocks.batch(indices)
+    width = int(blocks.attention_mask[indices].sum(dim=1).max())
+    assert cut["input_ids"].shape == (4, width) and width < 96
+    full = {"input_ids": blocks.input_ids[indices], "attention_mask": blocks.attention_mask[indices]}
+    with torch.no_grad():
+        losses = [ce_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
+                          b["input_ids"], blocks.target_mask[indices, :b["input_ids"].shape[1]])
+                  for b in (cut, full)]
+    assert torch.allclose(losses[0], losses[1], atol=1e-5)
+
+
+def test_the_lab_sizes_an_examples_budget_in_passes_over_the_examples(lab):
+    from breedlab.lab.steps import fit_examples_epochs
+
+    _, registry, *_ = lab
+    train = registry.find(kind="dataset", name="summaries/examples/train")[0]
+    count = train.manifest.metrics["examples"]
+    recipe = AdapterFinetuneRecipe(domain="summaries", examples_share=0.5, **{**TINY, "steps": 2})
+    fitted = fit_examples_epochs(registry, recipe, epochs=3)
+    seen = sum(recipe.batch_size for s in range(fitted.total_steps)
+               if stream_position(s, fitted.rehearsal_share, fitted.examples_share)[0] == "examples")
+    assert 3 * count <= seen < 3 * count + 2 * recipe.batch_size / 0.5
+    assert fit_examples_epochs(registry, fitted, epochs=1) is fitted  # already covers one pass
+    plain = AdapterFinetuneRecipe(domain="summaries", **TINY)
+    assert fit_examples_epochs(registry, plain, epochs=3) is plain

@@ -60,5 +60,9 @@ class ExampleBlocks:
         return self.input_ids.shape[0]
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids[indices], "attention_mask": self.attention_mask[indices],
-                "target_mask": self.target_mask[indices]}
+        """The rows, cut to the longest one among them: rows are right-padded, so the columns cut
+        are padding in every row and the loss is exactly the same (a short niche's rows train ~2x
+        faster than at the full ``seq_len``)."""
+        width = int(self.attention_mask[indices].sum(dim=1).max())
+        return {"input_ids": self.input_ids[indices, :width], "attention_mask": self.attention_mask[indices, :width],
+                "target_mask": self.target_mask[indices, :width]}

@@ -99,7 +99,7 @@ def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, Ba
             step += 1
             result.curve.append(record)
             result.steps_done = step
-            result.run_tokens += recipe.batch_size * recipe.seq_len
+            result.run_tokens += record.get("tokens", recipe.batch_size * recipe.seq_len)
             result.seconds = time.perf_counter() - started
             _count_tokens(result, recipe)
             if on_step:
@@ -130,7 +130,12 @@ def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int,
     output = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=matching)
     logits = output.logits  # (B, S, V)
     ce = ce_loss(logits, input_ids, target_mask)
-    kd, parent_states = _kd_term(logits, batch, input_ids, recipe, parent, matching)
+    if target_mask is not None and recipe.alpha_kd == 0:
+        # on an example's output tokens the parent's KL is no retention signal (unlike on documents) and
+        # its weight is 0: its forward pass is not run (a third of an adapter's example step)
+        kd, parent_states = torch.zeros(()), None
+    else:
+        kd, parent_states = _kd_term(logits, batch, input_ids, recipe, parent, matching)
     loss = recipe.alpha_ce * ce + recipe.alpha_kd * kd
     record_extra = {}
     if matching:
@@ -146,6 +151,7 @@ def _train_step(model, recipe: CMGRecipe, streams, optimizer, params, step: int,
     torch.nn.utils.clip_grad_norm_(list(params.values()), recipe.grad_clip)
     optimizer.step()
     return {"step": step, "stream": stream, "lr": lr, "loss": loss.item(), "ce": ce.item(), "kd": kd.item(),
+            "tokens": input_ids.numel(),
             **record_extra}
 
 
@@ -180,7 +186,9 @@ def _kd_term(logits, batch, input_ids, recipe: CMGRecipe, parent, matching: bool
 
 
 def _count_tokens(result: TrainResult, recipe: CMGRecipe) -> None:
+    """Tokens trained on, per stream: an example batch counts the width it was cut to (a curve from
+    before steps recorded ``tokens`` counts full batches, which is what they were)."""
     per_batch = recipe.batch_size * recipe.seq_len
-    rehearsal = sum(1 for entry in result.curve if entry["stream"] == "general")
-    result.rehearsal_tokens = rehearsal * per_batch
-    result.domain_tokens = (len(result.curve) - rehearsal) * per_batch
+    tokens = [(entry["stream"], entry.get("tokens", per_batch)) for entry in result.curve]
+    result.rehearsal_tokens = sum(n for stream, n in tokens if stream == "general")
+    result.domain_tokens = sum(n for stream, n in tokens if stream != "general")

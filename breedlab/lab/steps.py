@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 
 from breedlab.evaluation.suites import RETENTION_DOMAIN
@@ -51,6 +53,31 @@ def _examples_fields(registry: Registry, config) -> dict:
     return {"examples_share": config.examples_share}
 
 
+def fit_examples_epochs(registry: Registry, recipe, epochs: float):
+    """``recipe`` with a token budget of at least ``epochs`` passes over the niche's training examples.
+
+    The examples stream gets ``(1 - rehearsal_share) * examples_share`` of the steps
+    (``cmg/schedule.py:stream_position``), so the steps are sized from that share; a recipe without
+    examples, or whose budget already covers the passes, is returned as it is."""
+    if not recipe.examples_share:
+        return recipe
+    from dataclasses import replace
+
+    train = registry.find(kind="dataset", name=f"{recipe.domain}/examples/train")[0]
+    examples = train.manifest.metrics.get("examples") or _count_lines(train)
+    share = (1 - recipe.rehearsal_share) * recipe.examples_share
+    steps = math.ceil(epochs * examples / recipe.batch_size / share)
+    if steps <= recipe.total_steps:
+        return recipe
+    return replace(recipe, tokens=steps * recipe.batch_size * recipe.seq_len)
+
+
+def _count_lines(dataset: Artifact) -> int:
+    from breedlab.data.example_shards import iter_examples
+
+    return sum(1 for _ in iter_examples(dataset.path))
+
+
 def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, str]:
     """Frozen lm, utility and retention suites from the held-out test splits (reused when identical).
 
@@ -85,12 +112,12 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
     # with tokens/s and ETA anywhere else (a nohup log), never minutes of silence
     options = RunOptions(actor=breeder, progress=True, display=display)
     examples = _examples_fields(registry, config)
-    finetune = AdapterFinetuneRecipe(domain=config.niche, tokens=config.finetune_tokens,
-                                     pool_tokens=config.finetune_tokens, rehearsal_pool_tokens=8192,
-                                     seed=config.seed, **small, **examples)
-    distill = preset_recipe(config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens,
-                            pool_tokens=_pool(config), seed=config.seed,
-                            **(cmg_small if config.pico else _lab_overrides(config)), **examples)
+    finetune = fit_examples_epochs(registry, AdapterFinetuneRecipe(
+        domain=config.niche, tokens=config.finetune_tokens, pool_tokens=config.finetune_tokens,
+        rehearsal_pool_tokens=8192, seed=config.seed, **small, **examples), config.examples_epochs)
+    distill = fit_examples_epochs(registry, preset_recipe(
+        config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens, pool_tokens=_pool(config),
+        seed=config.seed, **(cmg_small if config.pico else _lab_overrides(config)), **examples), config.examples_epochs)
     recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
                "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
     unknown = set(config.candidates) - set(recipes)
