@@ -23,11 +23,11 @@ def safetensors_bytes(payload: bytes) -> bytes:
 
 
 def register_weights(reg: Registry, tmp: Path, name: str = "pico", content: bytes = b"w" * 4096,
-                     kind: str = "parent", parents=()):
+                     kind: str = "parent", parents=(), actor: str = "breedlab"):
     weights = write_file(tmp / name, "model.safetensors", safetensors_bytes(content))
     config = write_file(tmp / name, "config.json", b'{"model_type": "llama"}')
     return reg.register(kind, name, {"model.safetensors": weights, "config.json": config},
-                        operator="import", recipe={"source": "test"}, parents=parents)
+                        operator="import", recipe={"source": "test"}, parents=parents, actor=actor)
 
 
 def snapshot(root: Path) -> dict[str, int]:

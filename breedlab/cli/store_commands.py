@@ -104,11 +104,17 @@ def registry_lineage(artifact_id: str, home: HomeOption = None) -> None:
 
 
 @registry_app.command("verify")
-def registry_verify(home: HomeOption = None) -> None:
-    """Re-hash every object and manifest and re-check the event chain."""
+def registry_verify(
+    anchor: Annotated[Optional[str], typer.Option(help="fingerprint of the approver key that adopted the home "
+                                                       "(the trust anchor, kept outside it)")] = None,
+    expect_head: Annotated[Optional[str], typer.Option(help="hash of an event the log must still hold "
+                                                            "(a release packet's recorded head)")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Re-hash every object and manifest, re-check the event chain and every signature."""
     from breedlab.cli.views import run_verify
 
-    problems = run_verify(console, Home.resolve(home).registry_dir)
+    problems = run_verify(console, Home.resolve(home).registry_dir, anchor=anchor, expect_head=expect_head)
     raise typer.Exit(1 if problems else 0)
 
 

@@ -59,18 +59,18 @@ def history_table(registry: Registry, niche: str) -> Table:
     return table
 
 
-def run_verify(console: Console, root: Path) -> int:
+def run_verify(console: Console, root: Path, anchor: str | None = None, expect_head: str | None = None) -> int:
     """Print every finding; return the number of problems (notes are not problems)."""
     with Progress(TextColumn("verifying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("hash", total=_object_bytes(root))
-        findings = verify(root, on_bytes=lambda n: progress.advance(task, n))
+        findings = verify(root, on_bytes=lambda n: progress.advance(task, n), anchor=anchor, expect_head=expect_head)
     problems = [f for f in findings if f.level == "problem"]
     for finding in findings:
         colour = "red" if finding.level == "problem" else "yellow"
         console.print(f"[{colour}]{finding.level}[/] {finding.subject}: {finding.message}")
     if not problems:
-        console.print("[green]registry verified[/]: every object, manifest and event checks out")
+        console.print("[green]registry verified[/]: every object, manifest, event and signature checks out")
     return len(problems)
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from breedlab.registry.atomic import append_line_durably, atomic_write_bytes
 from breedlab.registry.canonical import canonical_json, sha256_json
+from breedlab.registry.keys import SigningKey
 
 GENESIS = "0" * 64
 TAIL_WINDOW = 1 << 16  # bytes read from the end to find the last event
@@ -46,11 +47,23 @@ class Event:
     prev: str
     data: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
+    sig: dict[str, str] | None = None
+    """The actor's signature of ``signed_body`` (``registry/keys.py``); None on an unsigned event, and
+    then absent from the line, so events written before signatures keep their bytes and hashes."""
 
-    def body(self) -> dict[str, Any]:
+    def signed_body(self) -> dict[str, Any]:
+        """What the actor signs: everything but the hash and the signature."""
         body = asdict(self)
         body.pop("hash")
+        body.pop("sig")
         return body
+
+    def body(self) -> dict[str, Any]:
+        """What the hash covers: the signed body and the signature, so the chain pins signatures too."""
+        return {**self.signed_body(), **({"sig": self.sig} if self.sig is not None else {})}
+
+    def line(self) -> bytes:
+        return canonical_json({**self.body(), "hash": self.hash}) + b"\n"
 
     def expected_hash(self) -> str:
         return sha256_json(self.body())
@@ -103,8 +116,11 @@ class EventLog:
                 stream.truncate(keep)
                 os.fsync(stream.fileno())
 
-    def append(self, type: str, artifact: str, *, actor: str, reason: str, data: dict | None = None) -> Event:
-        """Commit one event (call only under the registry lock)."""
+    def append(self, type: str, artifact: str, *, actor: str, reason: str, data: dict | None = None,
+               signer: SigningKey | None = None) -> Event:
+        """Commit one event (call only under the registry lock), signed by ``signer`` when given."""
+        if signer is not None and signer.identity != actor:
+            raise ValueError(f"{signer.identity!r}'s key cannot sign an event of {actor!r}")
         self.repair_torn_tail()
         last = self.last()
         draft = Event(
@@ -117,8 +133,10 @@ class EventLog:
             prev=last.hash if last else GENESIS,
             data=dict(data or {}),
         )
-        event = Event(**{**draft.body(), "hash": draft.expected_hash()})
-        append_line_durably(self.path, canonical_json(asdict(event)) + b"\n")
+        if signer is not None:
+            draft = replace(draft, sig=signer.sign(draft.signed_body()))
+        event = replace(draft, hash=draft.expected_hash())
+        append_line_durably(self.path, event.line())
         atomic_write_bytes(self.head_path, canonical_json({"seq": event.seq, "hash": event.hash}) + b"\n")
         return event
 

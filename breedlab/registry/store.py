@@ -28,10 +28,12 @@ from typing import Any, Iterator, Mapping
 from breedlab import __version__
 from breedlab.registry import index
 from breedlab.registry.atomic import TMP_PREFIX, atomic_write_bytes, exclusive_lock, fsync_dir
+from breedlab.registry.authority import HOME, KEY_EVENT_TYPES
 from breedlab.registry.canonical import sha256_bytes
 from breedlab.registry.card import render_card
 from breedlab.registry.errors import NotFoundError, RegistryError
 from breedlab.registry.events import Event, EventLog, utc_now
+from breedlab.registry.keys import KEYS_ENV, KeyFileError, SigningKey, available_keys, key_dir
 from breedlab.registry.lifecycle import STATE_EVENT_TYPES, check_transition
 from breedlab.registry.manifest import FileEntry, Manifest, check_file_name, parse, validate, validate_header
 from breedlab.registry.objects import ObjectStore
@@ -51,8 +53,11 @@ class Artifact:
 
 
 class Registry:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, signers: dict[str, SigningKey] | None = None):
         self.root = root
+        self.signers = signers
+        """Private keys this process signs with, by identity (None: loaded from the key folder when the
+        home is adopted and an event must be signed; ``registry/keys.py``)."""
         self.objects = ObjectStore(root / "objects")
         self.log = EventLog(root)
         self.artifacts_dir = root / "artifacts"
@@ -61,12 +66,12 @@ class Registry:
         self.lock_path = root / "lock"
 
     @classmethod
-    def open(cls, root: Path) -> "Registry":
+    def open(cls, root: Path, signers: dict[str, SigningKey] | None = None) -> "Registry":
         """Open (creating if needed) the registry at ``root``; bring its index up to date."""
         root = Path(root)
         for sub in ("objects", "artifacts", "manifests"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        registry = cls(root)
+        registry = cls(root, signers)
         with registry.writing():
             pass  # taking the lock migrates and catches up the index
         return registry
@@ -118,7 +123,7 @@ class Registry:
             self._materialise(manifest)
             raw = manifest.to_json()
             atomic_write_bytes(self.manifests_dir / f"{manifest.id}.json", raw, mode=0o444)
-            event = self.log.append(
+            event = self._append(
                 "registered", manifest.id, actor=actor, reason=f"{operator} made {kind} {name}",
                 data={"kind": kind, "name": name, "manifest_sha256": sha256_bytes(raw)},
             )
@@ -172,7 +177,7 @@ class Registry:
             artifact = self.get(artifact_id)
             check_transition(artifact.state, to, event_type, artifact.id)
             details = {**(data or {}), "from": artifact.state, "to": to}
-            event = self.log.append(event_type, artifact.id, actor=actor, reason=reason, data=details)
+            event = self._append(event_type, artifact.id, actor=actor, reason=reason, data=details)
             self._apply([event])
             return event
 
@@ -182,10 +187,29 @@ class Registry:
         if event_type in STATE_EVENT_TYPES or event_type == "registered" or "to" in (data or {}):
             raise RegistryError(f"{event_type!r} changes state; use register() or transition()")
         with self.writing():
-            self.get(artifact_id)
-            event = self.log.append(event_type, artifact_id, actor=actor, reason=reason, data=data)
+            if artifact_id != HOME:
+                self.get(artifact_id)
+            elif event_type not in KEY_EVENT_TYPES:
+                raise RegistryError(f"only key events ({', '.join(KEY_EVENT_TYPES)}) are about the home itself")
+            event = self._append(event_type, artifact_id, actor=actor, reason=reason, data=data)
             self._apply([event])
             return event
+
+    def _append(self, event_type: str, artifact_id: str, *, actor: str, reason: str, data: dict | None) -> Event:
+        """Append one event, signed by ``actor``'s key once the home is adopted (it must then have one)."""
+        signer = None
+        if event_type == "adopted" or self.adopted():
+            if self.signers is None:
+                self.signers = available_keys()
+            signer = self.signers.get(actor)
+            if signer is None:
+                raise KeyFileError(f"this home takes only signed events and no private key of {actor!r} is at hand "
+                                   f"(looked in {key_dir()}; set --keys or ${KEYS_ENV})")
+        return self.log.append(event_type, artifact_id, actor=actor, reason=reason, data=data, signer=signer)
+
+    def adopted(self) -> bool:
+        """Whether the home signs its events (an ``adopted`` event is committed)."""
+        return bool(self._query("SELECT 1 FROM events WHERE type = 'adopted' LIMIT 1"))
 
     # ----- reading -------------------------------------------------------------------
 

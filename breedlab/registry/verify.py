@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from breedlab.registry.authority import HOME, KEY_EVENT_TYPES, replay_authority
 from breedlab.registry.canonical import sha256_bytes
 from breedlab.registry.errors import ManifestError, TransitionError
 from breedlab.registry.events import Event, EventLog, chain_problems
@@ -32,13 +33,24 @@ class Finding:
     message: str
 
 
-def verify(root: Path, on_bytes: Callable[[int], None] | None = None) -> list[Finding]:
-    """All findings for the registry at ``root``; ``on_bytes`` reports hashing progress."""
+def verify(root: Path, on_bytes: Callable[[int], None] | None = None, *, anchor: str | None = None,
+           expect_head: str | None = None) -> list[Finding]:
+    """All findings for the registry at ``root``; ``on_bytes`` reports hashing progress.
+
+    ``anchor``: the fingerprint of the approver key that adopted the home (the trust anchor, kept
+    outside it); ``expect_head``: the hash of an event the log must still hold (a release packet's
+    recorded head), which catches a history truncated and re-signed from there."""
     findings: list[Finding] = []
     log = EventLog(root)
     events, bad_lines = log.read()
     findings += [Finding("problem", "event log", f"unreadable {line}") for line in bad_lines]
     findings += [Finding("problem", "event log", text) for text in chain_problems(events, log.head())]
+    authority = replay_authority(events, anchor)
+    findings += [Finding("problem", "authority", text) for text in authority.problems]
+    findings += [Finding("note", "authority", text) for text in authority.notes]
+    if expect_head and expect_head not in {e.hash for e in events}:
+        findings.append(Finding("problem", "event log", f"no event has the expected hash {expect_head[:16]}: "
+                                                         "history was cut or rewritten"))
     manifests = _check_manifests(root, events, findings)
     _check_objects(root, manifests, findings, on_bytes)
     _check_states(events, manifests, findings)
@@ -115,6 +127,8 @@ def _check_states(events: list[Event], manifests: dict[str, Manifest],
         if event.type == "registered":
             kind = manifests[event.artifact].kind if event.artifact in manifests else event.data.get("kind", "")
             states[event.artifact] = INITIAL_STATE if has_lifecycle(kind) else None
+        elif event.artifact == HOME and event.type in KEY_EVENT_TYPES:
+            continue  # about the home's keys (registry/authority.py checks them)
         elif event.artifact not in states:
             found.append(Finding("problem", f"event {event.seq}", f"names unregistered {event.artifact[:12]}"))
         elif event.type in STATE_EVENT_TYPES:
