@@ -32,6 +32,7 @@ import numpy as np
 from breedlab.evaluation.decision import Decision, Selection
 from breedlab.evaluation.fitness import FitnessVector
 from breedlab.evaluation.gates import GateResult
+from breedlab.evaluation.packet_authority import SIGNATURE_FILE, STAMP_KEYS, stamped, write_signature
 from breedlab.registry import Artifact, Registry
 from breedlab.registry.events import utc_now
 
@@ -39,6 +40,8 @@ PACKET_SCHEMA = 1
 NICHE = re.compile(r"^[a-z][a-z0-9_-]*$")
 UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 NOT_METRICS = {"candidate", "suites", "machine", "measured_utc", "unmeasured"}
+EVALUATOR = "evaluator"
+"""The evaluating identity packets are written as unless told (``GovernanceConfig.evaluator``)."""
 COMMON_KEYS = {"schema": int, "type": str, "created_utc": str, "niche": str}
 REQUIRED_KEYS = {
     "evidence": {"candidate": str, "champion": str, "machine": dict, "suites": dict, "fitness": dict,
@@ -89,8 +92,8 @@ def unmeasured(fitness: FitnessVector) -> dict[str, str]:
 
 def write_evidence_packet(registry: Registry, champion: FitnessVector, challenger: FitnessVector,
                           gates: Sequence[GateResult], decision: Decision, *, niche: str,
-                          parents: Sequence[str] | None = None) -> Artifact:
-    """Register one evaluation's evidence packet.
+                          parents: Sequence[str] | None = None, evaluator: str = EVALUATOR) -> Artifact:
+    """Register one evaluation's evidence packet, as ``evaluator``.
 
     ``parents`` default to the challenger alone; any given are kept and the
     challenger's id is put first if missing. The suites of both vectors become
@@ -103,7 +106,7 @@ def write_evidence_packet(registry: Registry, champion: FitnessVector, challenge
     recipe = {"packet": "evidence", "niche": niche, "candidate": challenger.candidate,
               "champion": champion.candidate, "suites": suites}
     metrics = {"outcome": decision.outcome, "gates_passed": all(g.passed for g in gates)}
-    return _register(registry, body, f"evidence/{niche}/{challenger.candidate[:12]}",
+    return _register(registry, body, f"evidence/{niche}/{challenger.candidate[:12]}", evaluator,
                      operator="evaluate", recipe=recipe, parents=links, data=suites, metrics=metrics)
 
 
@@ -122,7 +125,7 @@ def release_body(selection: Selection, evidence_ids: Sequence[str], *, niche: st
 
 
 def write_release_packet(registry: Registry, selection: Selection, evidence_ids: Sequence[str], *,
-                         niche: str, rollback_target: str) -> Artifact:
+                         niche: str, rollback_target: str, evaluator: str = EVALUATOR) -> Artifact:
     """Register one selection's release packet; its parents are the evidence packets it rests on."""
     evidence_ids = [registry.get(ref).id for ref in dict.fromkeys(evidence_ids)]
     if not evidence_ids:
@@ -134,12 +137,13 @@ def write_release_packet(registry: Registry, selection: Selection, evidence_ids:
     body = release_body(selection, evidence_ids, niche=niche, rollback_target=rollback_target)
     recipe = {"packet": "release", "niche": niche, "rollback_target": rollback_target,
               "population": {p["role"]: p["id"] for p in body["population"]}}
-    return _register(registry, body, f"release/{niche}", operator="select", recipe=recipe,
+    return _register(registry, body, f"release/{niche}", evaluator, operator="select", recipe=recipe,
                      parents=evidence_ids, data=[], metrics={"decision": body["decision"]})
 
 
 def write_routing_packet(registry: Registry, *, candidate: str, champion: str | None, suite: str,
-                         reports: dict, gates: list[dict], decision: dict, niche: str = "router") -> Artifact:
+                         reports: dict, gates: list[dict], decision: dict, niche: str = "router",
+                         evaluator: str = EVALUATOR) -> Artifact:
     """Register a router policy's routing evidence; ``champion`` None: judged against the parent-only route."""
     body = _plain({"schema": PACKET_SCHEMA, "type": "routing", "created_utc": utc_now(), "niche": _niche(niche),
                    "candidate": candidate, "champion": champion or "parent-only", "suite": suite,
@@ -147,7 +151,7 @@ def write_routing_packet(registry: Registry, *, candidate: str, champion: str | 
                    "decision": decision})
     recipe = {"packet": "routing", "niche": niche, "candidate": candidate, "champion": champion, "suite": suite}
     parents = [candidate, *([champion] if champion else [])]
-    return _register(registry, body, f"routing/{candidate[:12]}", operator="evaluate-router", recipe=recipe,
+    return _register(registry, body, f"routing/{candidate[:12]}", evaluator, operator="evaluate-router", recipe=recipe,
                      parents=parents, data=[suite], metrics={"outcome": decision["outcome"],
                                                            "gates_passed": all(g["passed"] for g in gates)})
 
@@ -174,10 +178,10 @@ def validate_packet(body: Any, *, source: str = "packet") -> dict[str, Any]:
     if body.get("type") not in REQUIRED_KEYS:
         raise PacketError(f"{source}: packet type must be one of {sorted(REQUIRED_KEYS)}, got {body.get('type')!r}")
     expected = {**COMMON_KEYS, **REQUIRED_KEYS[body["type"]]}
-    missing, unknown = sorted(set(expected) - set(body)), sorted(set(body) - set(expected))
+    missing, unknown = sorted(set(expected) - set(body)), sorted(set(body) - set(expected) - set(STAMP_KEYS))
     if missing or unknown:
         raise PacketError(f"{source}: missing keys {missing}, unknown keys {unknown}")
-    wrong = [key for key, kind in expected.items() if not isinstance(body[key], kind)]
+    wrong = [key for key, kind in {**expected, **STAMP_KEYS}.items() if key in body and not isinstance(body[key], kind)]
     if wrong:
         raise PacketError(f"{source}: wrong types for {wrong}")
     if not UTC.match(body["created_utc"]):
@@ -187,8 +191,10 @@ def validate_packet(body: Any, *, source: str = "packet") -> dict[str, Any]:
     return body
 
 
-def _register(registry: Registry, body: dict[str, Any], name: str, **manifest: Any) -> Artifact:
-    """Write packet.json and packet.md to a scratch folder and register them as one packet."""
+def _register(registry: Registry, body: dict[str, Any], name: str, evaluator: str, **manifest: Any) -> Artifact:
+    """Write packet.json, packet.md (and, in a signed home, the evaluator's signature.json) to a scratch
+    folder and register them as one packet, as the evaluator."""
+    body = stamped(body, evaluator)
     validate_packet(body, source=name)  # never register what load_packet would refuse
     text = json.dumps(body, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     with tempfile.TemporaryDirectory(prefix="breedlab-packet-") as scratch:
@@ -196,7 +202,10 @@ def _register(registry: Registry, body: dict[str, Any], name: str, **manifest: A
         (folder / "packet.json").write_text(text, encoding="utf-8")
         (folder / "packet.md").write_text(render_markdown(body), encoding="utf-8")
         files = {"packet.json": folder / "packet.json", "packet.md": folder / "packet.md"}
-        return registry.register("packet", name, files, **manifest)
+        signature = write_signature(registry, body, evaluator, folder)
+        if signature is not None:
+            files[SIGNATURE_FILE] = signature
+        return registry.register("packet", name, files, actor=evaluator, **manifest)
 
 
 def _niche(niche: str) -> str:

@@ -21,6 +21,8 @@ HOME_FILE = "governance.yaml"
 class GovernanceConfig:
     breeder: str = "breeder"
     """Identity that breeding runs record as the creator of each candidate."""
+    evaluator: str = "evaluator"
+    """Identity that measures candidates and writes (in a signed home: signs) the evidence packets."""
     approvers: tuple[str, ...] = ("approver",)
     """Identities allowed to promote, roll back and retire."""
     max_children_per_niche: int = 2
@@ -35,6 +37,8 @@ class GovernanceConfig:
     def __post_init__(self) -> None:
         if self.breeder in self.approvers:
             raise ValueError(f"the breeding identity {self.breeder!r} must not also be an approver")
+        if self.evaluator in (self.breeder, *self.approvers):
+            raise ValueError(f"the evaluating identity {self.evaluator!r} must be neither the breeder nor an approver")
         if min(self.max_children_per_niche, self.max_active_children, self.max_total_weight_bytes,
                self.lease_days) < 1:
             raise ValueError("budgets and lease must be positive")

@@ -83,22 +83,30 @@ def rollback(registry: Registry, config: GovernanceConfig, niche: str, *, approv
 
 
 def passing_evidence(registry: Registry, candidate_id: str, niche: str) -> str:
-    """The id of the newest evidence packet for this candidate and niche that passed and decided promote."""
+    """The id of the newest evidence packet for this candidate and niche that passed and decided promote,
+    and that ``packet_authority.refusal`` accepts (unaltered, under the evaluation config in force, and in
+    a signed home signed by an evaluator who did not breed the candidate)."""
+    from breedlab.evaluation.packet_authority import refusal
     from breedlab.evaluation.packets import PacketError, load_packet
 
+    breeder, refused = breeder_of(registry, candidate_id), []
     for packet in registry.find(kind="packet"):
         if candidate_id not in packet.manifest.parents:
             continue
         try:
             body = load_packet(registry, packet.id)
-        except PacketError:
-            continue  # a malformed packet is no evidence; verify reports it, promotion just skips it
+        except PacketError as exc:
+            refused.append(f"{packet.id[:12]}: {exc}")  # verify reports it too; here it is simply no evidence
+            continue
         if body.get("type") in ("evidence", "routing") and body.get("niche") == niche and body.get("candidate") == candidate_id \
                 and body.get("decision", {}).get("outcome") == "promote" \
                 and all(g.get("passed") for g in body.get("gates", [])):
-            return packet.id
-    raise EvidenceError(f"no passing evidence packet promotes {candidate_id[:12]} in niche {niche!r}; "
-                        "evaluate it first (breedlab lab)")
+            reason = refusal(registry, packet, body, breeder)
+            if reason is None:
+                return packet.id
+            refused.append(f"{packet.id[:12]}: {reason}")
+    raise EvidenceError(f"no passing evidence packet promotes {candidate_id[:12]} in niche {niche!r}"
+                        + (f" (refused: {'; '.join(refused)})" if refused else "; evaluate it first (breedlab lab)"))
 
 
 def _check_budgets(registry: Registry, config: GovernanceConfig, candidate, niche: str) -> None:

@@ -138,5 +138,5 @@ def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console 
     result = LabResult(champion, suites, candidates, fitness)
     budgets = judge(registry, result, config, evaluation, governance, console)
     say("6/6 population and release packet")
-    select_and_release(registry, result, config, evaluation, budgets, console)
+    select_and_release(registry, result, config, evaluation, budgets, console, governance.evaluator)
     return result

@@ -25,14 +25,16 @@ def judge(registry: Registry, result, config, evaluation, governance, console: C
             fitness, active_children_in_niche=active, max_children_per_niche=governance.max_children_per_niche,
             total_weight_bytes_active=weights, max_total_weight_bytes=governance.max_total_weight_bytes)
         decision = decide(champion, fitness, evaluation, budget_problems=budgets[candidate.id])
-        packet = write_evidence_packet(registry, champion, fitness, gates, decision, niche=config.niche)
+        packet = write_evidence_packet(registry, champion, fitness, gates, decision, niche=config.niche,
+                                       evaluator=governance.evaluator)
         result.evidence[candidate.id] = packet.id
         rows.append((candidate, fitness, gates, decision, packet))
     console.print(fitness_table(result, rows))
     return budgets
 
 
-def select_and_release(registry: Registry, result, config, evaluation, budgets, console: Console) -> None:
+def select_and_release(registry: Registry, result, config, evaluation, budgets, console: Console,
+                       evaluator: str = "evaluator") -> None:
     from breedlab.evaluation.decision import select_population
     from breedlab.evaluation.packets import write_release_packet
 
@@ -41,7 +43,8 @@ def select_and_release(registry: Registry, result, config, evaluation, budgets, 
     result.selection = select_population(result.fitness[result.champion.id], fitness, evaluation,
                                          operators=operators, budget_problems=budgets)
     result.release = write_release_packet(registry, result.selection, list(result.evidence.values()),
-                                          niche=config.niche, rollback_target=result.champion.id)
+                                          niche=config.niche, rollback_target=result.champion.id,
+                                          evaluator=evaluator)
     _print_selection(registry, result, config, console)
 
 

@@ -197,15 +197,18 @@ class Registry:
 
     def _append(self, event_type: str, artifact_id: str, *, actor: str, reason: str, data: dict | None) -> Event:
         """Append one event, signed by ``actor``'s key once the home is adopted (it must then have one)."""
-        signer = None
-        if event_type == "adopted" or self.adopted():
-            if self.signers is None:
-                self.signers = available_keys()
-            signer = self.signers.get(actor)
-            if signer is None:
-                raise KeyFileError(f"this home takes only signed events and no private key of {actor!r} is at hand "
-                                   f"(looked in {key_dir()}; set --keys or ${KEYS_ENV})")
+        signer = self.signer_for(actor) if event_type == "adopted" or self.adopted() else None
         return self.log.append(event_type, artifact_id, actor=actor, reason=reason, data=data, signer=signer)
+
+    def signer_for(self, actor: str) -> SigningKey:
+        """``actor``'s private key (from ``signers``, else the key folder); a clear error without one."""
+        if self.signers is None:
+            self.signers = available_keys()
+        signer = self.signers.get(actor)
+        if signer is None:
+            raise KeyFileError(f"this home takes only signed events and no private key of {actor!r} is at hand "
+                               f"(looked in {key_dir()}; set --keys or ${KEYS_ENV})")
+        return signer
 
     def adopted(self) -> bool:
         """Whether the home signs its events (an ``adopted`` event is committed)."""
