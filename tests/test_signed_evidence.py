@@ -97,3 +97,20 @@ def test_approver_equal_to_breeder_is_refused(signed, tmp_path):
     evidence(reg, parent, suite, own)
     with pytest.raises(AuthorityError, match="cannot promote its own work"):
         promote(reg, CONFIG, own.id, "champion", niche="code", approver="approver", reason="mine")
+
+
+def test_the_cli_acts_as_an_approver_only_with_its_key_file(signed, tmp_path):
+    from typer.testing import CliRunner
+
+    from breedlab.cli.app import app
+
+    reg, parent, suite, child = signed
+    evidence(reg, parent, suite, child)
+    home, args = tmp_path / "home", ["promote", child.id, "--to", "champion", "--niche", "code", "--as", "approver"]
+    keyless = CliRunner().invoke(app, [*args, "--keys", str(tmp_path / "nowhere"), "--home", str(home)])
+    assert keyless.exit_code == 1 and "acts only with its key" in keyless.output
+    assert reg.get(child.id).state == "candidate"
+    keyed = CliRunner().invoke(app, [*args, "--keys", str(tmp_path / "keys"), "--home", str(home)])
+    assert keyed.exit_code == 0, keyed.output
+    assert reg.get(child.id).state == "champion"
+    assert [f.message for f in verify(reg.root) if f.level == "problem"] == []

@@ -14,11 +14,13 @@ import typer
 from breedlab.cli.common import (
     HomeOption,
     IdentityOption,
+    KeysOption,
     acting_identity,
     console,
     default_parent,
     fail,
     open_registry,
+    open_registry_as,
 )
 from breedlab.home import Home
 
@@ -162,15 +164,17 @@ def promote(
     niche: Annotated[str, typer.Option(help="the niche (domain) the candidate would serve")],
     reason: Annotated[str, typer.Option(help="why, for the event log")] = "evidence packet passed",
     identity: IdentityOption = None,
+    keys: KeysOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Promote a candidate: needs a passing evidence packet and an approver who did not breed it."""
+    """Promote a candidate: needs a passing evidence packet and an approver who did not breed it (in a
+    signed home, the approver's key file)."""
     from breedlab.governance.config import load_governance
     from breedlab.governance.promotion import promote as promote_candidate
 
-    resolved = Home.resolve(home)
-    events = promote_candidate(open_registry(home), load_governance(resolved.root), artifact_id, to, niche=niche,
-                               approver=acting_identity(identity), reason=reason)
+    resolved, approver = Home.resolve(home), acting_identity(identity)
+    events = promote_candidate(open_registry_as(home, approver, keys), load_governance(resolved.root), artifact_id,
+                               to, niche=niche, approver=approver, reason=reason)
     for event in events:
         console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')} "
                       f"({event.reason})")
@@ -213,14 +217,15 @@ def rollback(
     niche: str,
     reason: Annotated[str, typer.Option(help="why, for the event log")] = "rolled back by an approver",
     identity: IdentityOption = None,
+    keys: KeysOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Restore the niche's previous champion in one step."""
+    """Restore the niche's previous champion in one step (in a signed home, with the approver's key file)."""
     from breedlab.governance.config import load_governance
     from breedlab.governance.promotion import rollback as rollback_niche
 
-    resolved = Home.resolve(home)
-    events = rollback_niche(open_registry(home), load_governance(resolved.root), niche,
-                            approver=acting_identity(identity), reason=reason)
+    resolved, approver = Home.resolve(home), acting_identity(identity)
+    events = rollback_niche(open_registry_as(home, approver, keys), load_governance(resolved.root), niche,
+                            approver=approver, reason=reason)
     for event in events:
         console.print(f"{event.type} {event.artifact[:12]}: {event.data.get('from')} -> {event.data.get('to')}")

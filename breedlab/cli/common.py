@@ -51,3 +51,25 @@ def acting_identity(identity: Optional[str]) -> str:
     if not identity:
         fail("say who is acting with --as NAME or BREEDLAB_IDENTITY (approvers are set in governance.yaml)")
     return identity
+
+
+KeysOption = Annotated[
+    Optional[Path],
+    typer.Option("--keys", envvar="BREEDLAB_KEYS", help="key folder holding <identity>.key "
+                                                         "[default: ~/.config/breedlab/keys]"),
+]
+
+
+def open_registry_as(home: Optional[Path], identity: str, keys: Optional[Path] = None):
+    """The registry, signing as ``identity`` alone: in a signed home its private key comes from its key
+    file (a bare name proves nothing), and no other identity's key is loaded."""
+    from breedlab.registry import Registry
+    from breedlab.registry.keys import KeyFileError, load_key
+
+    registry = Registry.open(Home.resolve(home).registry_dir, signers={})
+    if registry.adopted():
+        try:
+            registry.signers = {identity: load_key(identity, keys)}
+        except KeyFileError as error:
+            fail(f"this home is signed, so {identity!r} acts only with its key: {error}")
+    return registry
