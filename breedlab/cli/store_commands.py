@@ -9,8 +9,11 @@ import typer
 
 from breedlab.cli.common import (
     HomeOption,
+    KeysOption,
     console,
+    fail,
     open_registry,
+    open_registry_as,
 )
 from breedlab.home import Home
 
@@ -116,6 +119,30 @@ def registry_verify(
 
     problems = run_verify(console, Home.resolve(home).registry_dir, anchor=anchor, expect_head=expect_head)
     raise typer.Exit(1 if problems else 0)
+
+
+@registry_app.command("gc")
+def registry_gc(
+    keep_retired: Annotated[int, typer.Option(help="the most recently retired or rejected models kept whole")] = 4,
+    dry_run: Annotated[bool, typer.Option(help="list what would be collected; change nothing")] = False,
+    identity: Annotated[str, typer.Option("--as", help="the lifecycle (or approver) identity collecting")] = "lifecycle",
+    keys: KeysOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Collect the weight files of retired models past the bound; keep every manifest, event and packet."""
+    from rich.table import Table
+
+    from breedlab.governance.archive import collect, describe
+
+    if keep_retired < 0:
+        fail("--keep-retired must be 0 or more")
+    plans = collect(open_registry_as(home, identity, keys), keep_retired, actor=identity, dry_run=dry_run)
+    table = Table("artifact", "name", "files", "bytes")
+    for row in describe(plans):
+        table.add_row(row[0], row[1], str(row[2]), f"{row[3]:,}")
+    console.print(table)
+    verb = "would collect" if dry_run else "collected"
+    console.print(f"{verb} {len(plans)} models, {sum(p.bytes for p in plans):,} bytes")
 
 
 @registry_app.command("reindex")

@@ -127,6 +127,9 @@ def load_model(
     refuse_pickles(directory)
     if expected_files is not None:
         verify_files(directory, expected_files)
+    if (directory / "config.json").is_file() and not any(directory.glob("*.safetensors")):
+        raise FileNotFoundError(f"{directory} has no weights: a registry gc collected them "
+                                "(`breedlab registry show ID`); breeding the same recipe again restores them")
     model = AutoModelForCausalLM.from_pretrained(
         directory,
         use_safetensors=True,

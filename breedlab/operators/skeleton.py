@@ -81,9 +81,10 @@ def operator_key(operator: str, recipe, parent_id: str, data: list[Artifact]) ->
 
 def find_made(registry: Registry, kind: str, name: str, key: str,
               parents: tuple[str, ...] | None = None) -> Artifact | None:
-    """The artifact an earlier run with this key registered, if any."""
+    """The artifact an earlier run with this key registered, if any (and whole: a gc collected its
+    weights, the job breeds it again, and registering restores it under the same id)."""
     for found in registry.find(kind=kind, name=name):
-        if parents is not None and found.manifest.parents != parents:
+        if parents is not None and found.manifest.parents != parents or registry.collected(found.id):
             continue
         if found.manifest.recipe.get("inputs", {}).get("key") == key:
             return found

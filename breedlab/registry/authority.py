@@ -31,6 +31,7 @@ ROLES_FOR_EVENT = {
     "rejected": ("approver", "lifecycle"),
     "retired": ("approver", "lifecycle"),
     "rolled-back": ("approver", "lifecycle"),
+    "collected": ("approver", "lifecycle"),
     **{kind: ("approver",) for kind in KEY_EVENT_TYPES},
 }
 PACKET_KIND = "packet"

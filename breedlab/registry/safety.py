@@ -11,7 +11,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from breedlab.registry.errors import UnsafeFileError
+from breedlab.registry.errors import RegistryError, UnsafeFileError
+from breedlab.registry.manifest import check_file_name
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
 ZIP_MAGIC = b"PK\x03\x04"
@@ -61,3 +62,18 @@ def refuse_pickle(path: Path, name: str) -> None:
         raise UnsafeFileError(
             f"refused {name!r}: {reason} (it was not unpickled); breedlab stores and loads safetensors only"
         )
+
+
+def checked_sources(files) -> dict[str, Path]:
+    """``files`` (relative name -> path) with every name valid and no pickle, before anything is written."""
+    if not files:
+        raise RegistryError("an artifact needs at least one file")
+    sources = {}
+    for rel, path in files.items():
+        check_file_name(rel)
+        path = Path(path)
+        if not path.is_file():
+            raise RegistryError(f"cannot register {rel!r}: {path} is not a file")
+        refuse_pickle(path, rel)
+        sources[rel] = path
+    return sources

@@ -31,13 +31,14 @@ from breedlab.registry.atomic import TMP_PREFIX, atomic_write_bytes, exclusive_l
 from breedlab.registry.authority import HOME, KEY_EVENT_TYPES
 from breedlab.registry.canonical import sha256_bytes
 from breedlab.registry.card import render_card
+from breedlab.registry.collected import collected_files
 from breedlab.registry.errors import NotFoundError, RegistryError
 from breedlab.registry.events import Event, EventLog, utc_now
 from breedlab.registry.keys import KEYS_ENV, KeyFileError, SigningKey, available_keys, key_dir
 from breedlab.registry.lifecycle import STATE_EVENT_TYPES, check_transition
-from breedlab.registry.manifest import FileEntry, Manifest, check_file_name, parse, validate, validate_header
+from breedlab.registry.manifest import FileEntry, Manifest, parse, validate, validate_header
 from breedlab.registry.objects import ObjectStore
-from breedlab.registry.safety import refuse_pickle
+from breedlab.registry.safety import checked_sources
 
 CARD_NAME = "README.md"
 
@@ -110,7 +111,7 @@ class Registry:
             parents=tuple(parents), data=tuple(data), created=utc_now(),
             breedlab_version=__version__, host=platform.node(), metrics=dict(metrics or {}),
         ))
-        sources = self._checked_sources(files)
+        sources = checked_sources(files)
         with self.writing():
             for ref in (*parents, *data):
                 self.get(ref)  # every parent and data id must already be committed
@@ -119,7 +120,7 @@ class Registry:
             if CARD_NAME not in entries:
                 manifest = self._with_card(manifest)
             if self._committed(manifest.id):
-                return self.get(manifest.id)
+                return self._restored(self.get(manifest.id), actor)
             self._materialise(manifest)
             raw = manifest.to_json()
             atomic_write_bytes(self.manifests_dir / f"{manifest.id}.json", raw, mode=0o444)
@@ -130,19 +131,15 @@ class Registry:
             self._apply([event])
             return self.get(manifest.id)
 
-    def _checked_sources(self, files: Mapping[str, Path]) -> dict[str, Path]:
-        """Validate names and refuse pickles before anything is written."""
-        if not files:
-            raise RegistryError("an artifact needs at least one file")
-        sources = {}
-        for rel, path in files.items():
-            check_file_name(rel)
-            path = Path(path)
-            if not path.is_file():
-                raise RegistryError(f"cannot register {rel!r}: {path} is not a file")
-            refuse_pickle(path, rel)
-            sources[rel] = path
-        return sources
+    def _restored(self, artifact: Artifact, actor: str) -> Artifact:
+        """A committed artifact registered again: if a gc collected files of it, the objects were just
+        stored again, so its folder is rebuilt and a ``restored`` event records it."""
+        if not self.collected(artifact.id):
+            return artifact
+        self._materialise(artifact.manifest)
+        self._apply([self._append("restored", artifact.id, actor=actor, reason="registered again after gc",
+                                  data={"files": sorted(artifact.manifest.files)})])
+        return self.get(artifact.id)
 
     def _with_card(self, manifest: Manifest) -> Manifest:
         with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False, encoding="utf-8") as out:
@@ -245,6 +242,10 @@ class Registry:
     def events(self, artifact_id: str | None = None) -> list[Event]:
         events, _ = self.log.read()
         return [e for e in events if artifact_id is None or e.artifact == artifact_id]
+
+    def collected(self, artifact_id: str) -> set[str]:
+        """The artifact's files a gc collected (empty when it is whole)."""
+        return collected_files(self.events(artifact_id)).get(artifact_id, set())
 
     def load_manifest(self, artifact_id: str) -> Manifest:
         path = self.manifests_dir / f"{artifact_id}.json"

@@ -12,12 +12,13 @@ import os
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from breedlab.registry.authority import HOME, KEY_EVENT_TYPES, replay_authority
 from breedlab.registry.canonical import sha256_bytes
+from breedlab.registry.collected import collected_files
 from breedlab.registry.errors import ManifestError, TransitionError
 from breedlab.registry.events import Event, EventLog, chain_problems
 from breedlab.registry.index import connect
@@ -52,7 +53,14 @@ def verify(root: Path, on_bytes: Callable[[int], None] | None = None, *, anchor:
         findings.append(Finding("problem", "event log", f"no event has the expected hash {expect_head[:16]}: "
                                                          "history was cut or rewritten"))
     manifests = _check_manifests(root, events, findings)
-    _check_objects(root, manifests, findings, on_bytes)
+    collected = collected_files(events)
+    if collected:
+        count = sum(len(files) for files in collected.values())
+        findings.append(Finding("note", "gc", f"{count} weight files of {len(collected)} retired artifacts are "
+                                              "collected (manifests, events and packets kept; a re-breed restores them)"))
+    live = {a: replace(m, files={r: e for r, e in m.files.items() if r not in collected.get(a, set())})
+            for a, m in manifests.items()}
+    _check_objects(root, live, findings, on_bytes)
     _check_states(events, manifests, findings)
     _check_index(root, events, manifests, findings)
     _note_debris(root, manifests, findings)
