@@ -89,8 +89,8 @@ def niche_rows(home: Home, registry: Registry, niche: str, pico: bool, console: 
     rows = []
     for model_id, fitness in result.fitness.items():
         artifact = registry.get(model_id)
-        metrics = artifact.manifest.metrics
-        cpu = metrics.get("breed_cpu_seconds") or metrics.get("train_seconds_last_run")
+        costs = [e.data["cpu_seconds"] for e in registry.events(model_id) if e.type == "breed-cost"]
+        cpu = sum(costs) if costs else None  # every run of the breed, loading and caching included
         rows.append({"niche": niche, "task": suite.settings["task"], "model": artifact.manifest.name, "id": model_id,
                      "operator": artifact.manifest.operator, "task_score": fitness.utility,
                      "ci95": interval(fitness.utility_cases), "cases": len(fitness.utility_cases),

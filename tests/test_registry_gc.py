@@ -91,7 +91,7 @@ def test_a_collected_child_re_breeds_from_its_recipe_to_the_same_id(tmp_path):
     assert not (first.path / "model.safetensors").exists() and problems(reg) == []
     again = adapter_finetune(reg, home, pico.parent.id, TINY, OPTIONS).child
     assert again.id == first.id and (again.path / "model.safetensors").exists()
-    assert [e.type for e in reg.events(first.id)][-2:] == ["collected", "restored"]
+    assert [e.type for e in reg.events(first.id)][-3:] == ["collected", "restored", "breed-cost"]
     assert problems(reg) == []
     model, _ = load_model(again.path)
     assert sum(p.numel() for p in model.parameters()) > 0

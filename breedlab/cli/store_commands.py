@@ -145,6 +145,21 @@ def registry_gc(
     console.print(f"{verb} {len(plans)} models, {sum(p.bytes for p in plans):,} bytes")
 
 
+@registry_app.command("costs")
+def registry_costs(
+    c_train: Annotated[float, typer.Option(help="one-off CPU-seconds paid before the first child (breedlab "
+                                               "imports a pretrained parent: 0)")] = 0.0,
+    home: HomeOption = None,
+) -> None:
+    """Every breed's measured cost, and Equation 1 (C_train + K·p·C_finetune) with its crossover K*."""
+    from breedlab.cli.views import costs_tables
+    from breedlab.governance.costs import breed_costs, equation_one
+
+    rows = breed_costs(open_registry(home))
+    for table in costs_tables(rows, equation_one(rows, c_train)):
+        console.print(table)
+
+
 @registry_app.command("reindex")
 def registry_reindex(home: HomeOption = None) -> None:
     """Rebuild the SQLite index from the manifests and the event log alone."""

@@ -22,6 +22,7 @@ from breedlab.cmg.recipe import CMGRecipe, RunOptions
 from breedlab.cmg.train import TrainResult
 from breedlab.home import Home
 from breedlab.models.io import weights_digest
+from breedlab.operators.breed_cost import CostMeter, record_cost, training_flops
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.registry.canonical import sha256_json
 
@@ -106,18 +107,23 @@ def run_job(registry: Registry, home: Home, options: RunOptions, job: Job) -> Br
     existing = find_made(registry, job.kind, job.name, job.key, job.parents)
     if existing is not None:
         return BreedOutcome(existing, TrainResult(), Path(), reused=True)
+    checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / job.key[:16]
+    meter = CostMeter(checkpoint_dir)
     loaded = job.load()
     digests = {ref: weights_digest(model) for ref, model in loaded["frozen"].items()}
-    checkpoint_dir = (options.work_dir or home.cache_dir / "breeds") / job.key[:16]
     with BreedProgress(options.progress, job.progress_recipe, display=options.display) as progress:
         trained = job.make(loaded, progress, checkpoint_dir)
     changed = [ref[:12] for ref, model in loaded["frozen"].items() if weights_digest(model) != digests[ref]]
     if changed:  # the promise of every operator: its inputs never change
         raise RegistryError(f"weights of {changed} changed during {job.kind} {job.name}; nothing was registered")
+    distils = job.progress_recipe.alpha_kd > 0 or job.progress_recipe.hidden_loss != "none"
+    cost = meter.stop(trained.result.run_tokens, training_flops(
+        trained.model, loaded.get("parent"), trained.result.run_tokens, distils))
     if trained.result.interrupted:
         return BreedOutcome(None, trained.result, checkpoint_dir)
     with tempfile.TemporaryDirectory(dir=home.cache_dir) as scratch:
         artifact = job.register(loaded, trained, Path(scratch))
+    record_cost(registry, artifact, cost, actor=options.actor, operator=artifact.manifest.operator)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return BreedOutcome(artifact, trained.result, checkpoint_dir)
 
