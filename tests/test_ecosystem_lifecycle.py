@@ -161,6 +161,32 @@ def test_a_champion_that_fails_re_evaluation_is_rolled_back_to_the_parent(lab):
     assert "medical" not in eco.routes  # medical traffic is the parent's again
 
 
+def test_an_expired_lease_opens_a_review_and_a_child_the_suites_still_pass_is_renewed(lab, spawned):
+    eco = Ecosystem(lab.parts)
+    eco.watches["code"] = ChildWatch(spawned.child.id, "code", baseline_delta=0.0, lease_until=0.0)
+    lab.replay(eco, {"code": 1.0}, windows=1, seed=15)
+    events = lab.registry.events(spawned.child.id)
+    assert [e.type for e in events[-2:]] == ["lease-review", "lease-renewed"]
+    assert events[-2].actor == events[-1].actor == "ecosystem" and events[-1].data["outcome"] == "promote"
+    assert eco.watches["code"].lease_until == 1e9 + lab.governance.lease_days * 86_400.0
+    assert lab.registry.get(spawned.child.id).state == "champion"
+
+
+def test_a_lease_review_the_suites_fail_retires_the_champion(lab):
+    bad = lab.damaged_child("legal-damaged", scale=0.3, domain="code")
+    for stage in ("shadow", "champion"):
+        lab.registry.transition(bad, stage, event_type="promoted", actor="approver", reason="test: crown it",
+                                data={"niche": "code-lease"})
+    eco = Ecosystem(lab.parts)
+    # a baseline so lenient that revalidation never flags it: only the lease review catches it
+    eco.watches["code"] = ChildWatch(bad, "code", baseline_delta=100.0, lease_until=0.0)
+    lab.replay(eco, {"general": 1.0}, windows=1, seed=16)
+    events = lab.registry.events(bad)
+    assert [e.type for e in events[-2:]] == ["lease-review", "retired"]
+    assert lab.registry.get(bad).state == "retired" and events[-1].data["outcome"] == "reject"
+    assert "code" not in eco.watches
+
+
 def test_an_idle_champion_is_pruned_and_its_niche_returns_to_the_parent(lab, spawned):
     eco = Ecosystem(lab.parts)
     eco.watches["code"] = ChildWatch(spawned.child.id, "code", baseline_delta=0.0)

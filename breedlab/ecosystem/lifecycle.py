@@ -17,9 +17,17 @@ champion-challenger rule against the parent). If it still earns promotion it
 stays (the event says the live drift was in the traffic, not the model);
 otherwise it is rolled back and the niche returns to the parent.
 
-Pruning and a failed revalidation are safety actions: they remove exposure,
-so the lifecycle identity takes them without an approver. Each is one event
-with its reason and numbers.
+**Lease review.** Crowning gives a champion a lease (``governance.lease_days``
+on the ecosystem's clock). When it runs out a ``lease-review`` event opens a
+retirement review: the child is re-evaluated on the frozen suites and its live
+samples are read. It is retired if the suites no longer say promote, demoted
+to shadow (live traffic must earn its place again) if the suites pass but its
+live delta drifted past tolerance, and otherwise renewed (``lease-renewed``,
+with the next expiry). Each outcome is one event with its numbers.
+
+Pruning, a failed revalidation and a failed lease review are safety actions:
+they remove exposure, so the lifecycle identity takes them without an approver.
+Each is one event with its reason and numbers.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ class ChildWatch:
     """Usage shares of the current run of idle windows."""
     pairs: deque = field(default_factory=deque)
     """Rolling (child NLL, parent NLL) samples."""
+    lease_until: float | None = None
+    """When its lease runs out, on the ecosystem's clock (seconds); None: no lease (never reviewed)."""
 
 
 def record_usage(watch: ChildWatch, share: float, config: LifecycleConfig) -> bool:
@@ -129,3 +139,39 @@ def conclude_revalidation(registry: Registry, watch: ChildWatch, decision, packe
                                reason="kept: the frozen suites still say promote; the live drift is in the traffic")
     return registry.transition(watch.child, "retired", event_type="rolled-back", actor=config.actor, data=data,
                                reason=f"re-evaluation says {decision.outcome}: " + "; ".join(decision.reasons))
+
+
+def lease_expired(watch: ChildWatch, now: float) -> bool:
+    return watch.lease_until is not None and now >= watch.lease_until
+
+
+def open_lease_review(registry: Registry, watch: ChildWatch, config: LifecycleConfig, now: float):
+    delta = rolling_delta(watch)
+    return registry.record("lease-review", watch.child, actor=config.actor,
+                           reason=f"lease ran out at {watch.lease_until:.0f} (now {now:.0f}): re-evaluating on the "
+                                  "frozen suites and its live samples",
+                           data={"niche": watch.niche, "lease_until": watch.lease_until, "now": now,
+                                 "rolling_delta": delta, "samples": len(watch.pairs),
+                                 "baseline": watch.baseline_delta})
+
+
+def conclude_lease_review(registry: Registry, watch: ChildWatch, decision, packet_id: str, config: LifecycleConfig,
+                          now: float, lease_seconds: float) -> str:
+    """Retire, demote to shadow or renew (the module docstring); returns which."""
+    data = {"niche": watch.niche, "evidence": packet_id, "outcome": decision.outcome,
+            "reasons": list(decision.reasons), "rolling_delta": rolling_delta(watch), "samples": len(watch.pairs)}
+    if decision.outcome != "promote":
+        registry.transition(watch.child, "retired", event_type="retired", actor=config.actor, data=data,
+                            reason=f"lease review: the frozen suites say {decision.outcome}: "
+                                   + "; ".join(decision.reasons))
+        return "retired"
+    if degraded(watch, config):
+        registry.transition(watch.child, "shadow", event_type="demoted", actor=config.actor, data=data,
+                            reason=f"lease review: the suites pass but the live delta {data['rolling_delta']:+.4f} "
+                                   f"drifted past the baseline {watch.baseline_delta:+.4f} + {config.revalidate_tolerance}"
+                                   "; back to shadow to earn its place on live traffic")
+        return "demoted"
+    watch.lease_until = now + lease_seconds
+    registry.record("lease-renewed", watch.child, actor=config.actor, data={**data, "lease_until": watch.lease_until},
+                    reason=f"lease review passed: renewed until {watch.lease_until:.0f}")
+    return "renewed"

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 
-from breedlab.ecosystem.lifecycle import ChildWatch, conclude_revalidation, degraded, flag, prune, record_usage
+from breedlab.ecosystem.lifecycle import (
+    ChildWatch,
+    conclude_lease_review,
+    conclude_revalidation,
+    degraded,
+    flag,
+    lease_expired,
+    open_lease_review,
+    prune,
+    record_usage,
+)
 from breedlab.ecosystem.rollout import Rollout, judge
 from breedlab.ecosystem.router.steward import adapt_router
 from breedlab.ecosystem.runner import PARENT, Ecosystem
@@ -42,9 +52,10 @@ def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str
     stats = eco.parts.monitor.close_window()
     sigma = {s.domain: round(eco.parts.detector.score(s)[0], 4) for s in stats}
     requests = eco.parts.detector.observe(stats, now)
-    _judge_rollouts(eco, authority)
+    _judge_rollouts(eco, authority, now)
     _prune_idle(eco, tally)
     _revalidate(eco, authority)
+    _review_leases(eco, authority, now)
     merges = _review_merges(eco, authority, index)
     for request in requests:
         result = authority.spawn(request)
@@ -62,7 +73,7 @@ def close_window(eco: Ecosystem, authority: Authority, *, index: int, phase: str
             **({"router": router} if router else {}), **({"merges": merges} if merges else {})}
 
 
-def _judge_rollouts(eco: Ecosystem, authority: Authority) -> None:
+def _judge_rollouts(eco: Ecosystem, authority: Authority, now: float) -> None:
     lifecycle = eco.parts.lifecycle
     for niche, rollout in list(eco.rollouts.items()):
         verdict = judge(rollout, eco.parts.rollout)
@@ -77,7 +88,8 @@ def _judge_rollouts(eco: Ecosystem, authority: Authority) -> None:
         if verdict.action == "advance":  # a canary that held: crown it, and watch it from now on
             promote(eco.registry, authority.governance, rollout.child, "champion", niche=niche,
                     approver=authority.approver, reason=f"approver: {verdict.reason}")
-            eco.watches[niche] = ChildWatch(rollout.child, niche, baseline_delta=verdict.data["mean_delta"])
+            eco.watches[niche] = ChildWatch(rollout.child, niche, baseline_delta=verdict.data["mean_delta"],
+                                            lease_until=now + lease_seconds(authority))
             continue
         event_type = "rejected" if verdict.action == "reject" else "rolled-back"
         eco.registry.transition(rollout.child, "rejected", event_type=event_type, actor=lifecycle.actor,
@@ -105,6 +117,29 @@ def _revalidate(eco: Ecosystem, authority: Authority) -> None:
         conclude_revalidation(eco.registry, watch, decision, packet, eco.parts.lifecycle)
         if eco.registry.get(watch.child).state != "champion":
             del eco.watches[niche]
+            eco.pool.release(watch.child)
+
+
+def lease_seconds(authority: Authority) -> float:
+    """A champion's lease on the ecosystem's clock (seconds; the demo's window is one day)."""
+    return authority.governance.lease_days * 86_400.0
+
+
+def _review_leases(eco: Ecosystem, authority: Authority, now: float) -> None:
+    """Every champion whose lease ran out: re-evaluated, then renewed, demoted to shadow, or retired."""
+    for niche, watch in list(eco.watches.items()):
+        if not lease_expired(watch, now):
+            continue
+        open_lease_review(eco.registry, watch, eco.parts.lifecycle, now)
+        decision, packet = authority.reevaluate(niche, watch.child)
+        outcome = conclude_lease_review(eco.registry, watch, decision, packet, eco.parts.lifecycle, now,
+                                        lease_seconds(authority))
+        if outcome == "renewed":
+            continue
+        del eco.watches[niche]
+        if outcome == "demoted":
+            eco.rollouts[niche] = Rollout(watch.child, niche)  # back in shadow: live traffic judges it again
+        else:
             eco.pool.release(watch.child)
 
 

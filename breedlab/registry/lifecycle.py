@@ -8,7 +8,8 @@ backwards without a named action: a rollback may bring a retired champion
 back, a retired model may be promoted to shadow again on fresh evidence (a
 spawn whose recipe re-derives a child pruned earlier gets that same,
 content-addressed artifact: it starts over from live shadow traffic), and a
-canary may be demoted to shadow. A rejected model stays rejected. champion -> champion
+canary may be demoted to shadow, and so may a champion whose lease review finds its live quality
+drifted (it must earn its place again). A rejected model stays rejected. champion -> champion
 by ``promoted`` crowns a model in one more niche (a merged specialist serves
 the niches of both models it replaced; niches are event data, not states). A state is never
 stored in a manifest: it is the result of replaying state events.
@@ -30,7 +31,7 @@ TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
                "rejected": ("rejected",), "retired": ("retired",)},
     "canary": {"champion": ("promoted",), "shadow": ("demoted", "rolled-back"),
                "rejected": ("rejected", "rolled-back"), "retired": ("retired", "rolled-back")},
-    "champion": {"retired": ("retired", "rolled-back"), "champion": ("promoted",)},
+    "champion": {"retired": ("retired", "rolled-back"), "champion": ("promoted",), "shadow": ("demoted",)},
     "retired": {"champion": ("rolled-back",), "shadow": ("promoted",)},
     "rejected": {},
 }
