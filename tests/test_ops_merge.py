@@ -14,6 +14,7 @@ from breedlab.models.parent import import_parent
 from breedlab.models.pico import build_pico_parent
 from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
 from breedlab.operators.merge import IncompatibleMerge, MergeRecipe, linear_merge, merge_problems, ties_merge, trim
+from breedlab.operators.merge_methods import dare_merge, tensor_seed
 from breedlab.operators.merge_distill import MergeDistillRecipe
 from breedlab.operators.table import get_operator
 from breedlab.registry import Registry, verify
@@ -49,6 +50,21 @@ def test_ties_elects_the_sign_by_mass_and_averages_only_the_agreeing_values():
     weighted = ties_merge(base, [base + t(1, -2, 3), base + t(3, 1, -1)], (1.0, 3.0), density=1.0, scaling=0.5)
     # weighted sums (10, 1, 0) elect (+, +, 0): (1*1 + 3*3)/4 = 2.5; only 3*1/3 = 1 agrees; a tie merges to 0
     assert torch.allclose(weighted, base + 0.5 * t(2.5, 1, 0))
+
+
+def test_dare_is_deterministic_with_its_seed_and_keeps_the_expected_task_vector():
+    base = torch.zeros(20_000)
+    models = [torch.full((20_000,), 1.0), torch.full((20_000,), 3.0)]
+    first = dare_merge(base, models, (1.0, 1.0), density=0.3, scaling=1.0, seed=tensor_seed(7, "w"))
+    again = dare_merge(base, models, (1.0, 1.0), density=0.3, scaling=1.0, seed=tensor_seed(7, "w"))
+    other = dare_merge(base, models, (1.0, 1.0), density=0.3, scaling=1.0, seed=tensor_seed(8, "w"))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    allowed = torch.tensor([0.0, 1 / 0.3 / 2, 3 / 0.3 / 2, 4 / 0.3 / 2])  # both dropped, one kept, both kept
+    assert all(torch.isclose(allowed, value).any() for value in torch.unique(first))
+    assert abs(first.mean().item() - 2.0) < 0.05  # the expected merge is the linear one: (1 + 3) / 2
+    assert tensor_seed(7, "a") != tensor_seed(7, "b")  # same shape, different tensor: a different mask
+    full = dare_merge(base, models, (1.0, 1.0), density=1.0, scaling=1.0, seed=0)
+    assert torch.allclose(full, linear_merge(models, (1.0, 1.0)))  # nothing dropped: the linear merge
 
 
 def test_ties_trims_before_the_election():

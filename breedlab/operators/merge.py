@@ -60,15 +60,15 @@ class MergeRecipe:
     models: tuple[str, ...]
     """Artifact ids (or unique prefixes) of the models to merge, at least two (one may repeat)."""
     method: str = "ties"
-    """linear | ties (see the module docstring)."""
+    """linear | ties | dare (see the module docstring and ``merge_methods.py``)."""
     weights: tuple[float, ...] | None = None
     """One non-negative weight per model (None: all equal)."""
     density: float = 0.2
-    """TIES: share of each task vector's entries kept, by magnitude, per tensor."""
+    """TIES: share of each task vector's entries kept, by magnitude, per tensor; DARE: the keep probability."""
     scaling: float = 1.0
-    """TIES: lambda in theta_base + lambda * merged task vector."""
+    """TIES, DARE: lambda in theta_base + lambda * merged task vector."""
     seed: int = 0
-    """Recorded for identity; linear and TIES are deterministic and draw nothing."""
+    """DARE's drop masks (one per tensor, from this seed and the tensor's name); linear and TIES draw nothing."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -108,7 +108,7 @@ def merge_state(base: dict[str, torch.Tensor], states: list[dict[str, torch.Tens
                 raise IncompatibleMerge([f"integer tensor {name} differs between the models"])
             merged[name] = base_tensor.clone()
         else:
-            merged[name] = merge_method(recipe.method).merge(base_tensor, tensors, weights, recipe)
+            merged[name] = merge_method(recipe.method).merge(base_tensor, tensors, weights, recipe, name=name)
     return merged
 
 

@@ -1,6 +1,6 @@
 """Weight-merge methods, registered by name: each merges one tensor of several fine-tunes of one base.
 
-A method is a function ``(base, tensors, weights, recipe) -> tensor`` registered with
+A method is a function ``(base, tensors, weights, recipe, name) -> tensor`` registered with
 ``@merge_method(name, formula=...)``; ``MergeRecipe.method`` names one, and the formula
 is recorded in the merged artifact's recipe. Adding a method is one decorated function
 here (or in any module imported by ``breedlab.operators``).
@@ -8,6 +8,7 @@ here (or in any module imported by ``breedlab.operators``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -43,13 +44,42 @@ def merge_method(name: str) -> MergeMethod:
 
 
 @register_merge_method("linear", formula="theta = sum_i w_i theta_i / sum_i w_i")
-def _linear(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], recipe: Any) -> torch.Tensor:
+def _linear(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], recipe: Any,
+            name: str = "") -> torch.Tensor:
     return linear_merge(tensors, weights)
 
 
 @register_merge_method("ties", formula="theta = theta_base + lambda * disjoint_mean(elect_sign(trim(theta_i - theta_base)))")
-def _ties(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], recipe: Any) -> torch.Tensor:
+def _ties(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], recipe: Any,
+          name: str = "") -> torch.Tensor:
     return ties_merge(base, tensors, weights, density=recipe.density, scaling=recipe.scaling)
+
+
+@register_merge_method("dare", formula="theta = theta_base + lambda * sum_i w_i * m_i * (theta_i - theta_base) / density "
+                                       "/ sum_i w_i, m_i ~ Bernoulli(density) seeded by (seed, tensor name)")
+def _dare(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], recipe: Any,
+          name: str = "") -> torch.Tensor:
+    return dare_merge(base, tensors, weights, density=recipe.density, scaling=recipe.scaling,
+                      seed=tensor_seed(recipe.seed, name))
+
+
+def tensor_seed(seed: int, name: str) -> int:
+    """One seed per (recipe seed, tensor): tensors of the same shape must not share one drop mask."""
+    return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16)
+
+
+def dare_merge(base: torch.Tensor, tensors: list[torch.Tensor], weights: tuple[float, ...], *,
+               density: float, scaling: float, seed: int) -> torch.Tensor:
+    """DARE (Yu et al. 2024, "Language Models are Super Mario"): drop each task-vector entry with
+    probability 1 - density, rescale the survivors by 1/density (the expected task vector is kept),
+    then average the task vectors by weight; float64 inside, deterministic for the seed."""
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(base.shape, dtype=torch.float64)
+    for weight, tensor in zip(weights, tensors, strict=True):
+        delta = tensor.double() - base.double()
+        keep = torch.rand(delta.shape, generator=generator, dtype=torch.float64) < density
+        total += weight * torch.where(keep, delta / density, torch.zeros_like(delta))
+    return (base.double() + scaling * total / sum(weights)).to(base.dtype)
 
 
 def linear_merge(tensors: list[torch.Tensor], weights: tuple[float, ...]) -> torch.Tensor:
