@@ -185,6 +185,34 @@ def test_the_merge_rule_wants_no_significant_loss_on_every_domain_and_a_lower_co
     assert merge_rule(same, same, failing, costs, rule, evaluation).outcome == "reject"
 
 
+def test_the_ensemble_baseline_can_block_a_merge_its_specialists_would_allow():
+    evaluation = EvaluationConfig(bootstrap_resamples=2000)
+    rule = replace(CONFIG, max_nll_loss=0.0, max_utility_loss=0.0)
+    same = {d: _vector(d, [1.0, 2.0, 1.5, 1.2] * 5, [1, 0, 1, 1] * 5) for d in ("code", "medical")}
+    better = {d: _vector(f"ensemble {d}", [0.5, 1.4, 1.0, 0.7] * 5, [1, 0, 1, 1] * 5, 200) for d in same}
+    gates = {d: [GateResult("g", True, 0, 0, "ok")] for d in same}
+    costs = {"merged": 100, "a": 100, "b": 100}
+    assert merge_rule(same, same, gates, costs, rule, evaluation, ensemble=same).outcome == "promote"
+    blocked = merge_rule(same, same, gates, costs, rule, evaluation, ensemble=better)
+    assert blocked.outcome == "no-op"
+    assert any(r.startswith("code, against the ensemble") and ": worse" in r for r in blocked.reasons)
+    assert blocked.statistics["ensemble code"]["nll"]["worse"]
+
+
+def test_the_logit_ensemble_averages_its_members_and_is_scored_like_any_model(eco):
+    from breedlab.evaluation.ensemble import LogitEnsemble, measure_ensemble
+    from breedlab.evaluation.measure import load_candidate
+
+    _, registry, _, models, suites = eco
+    (a, tokenizer), (b, _) = (load_candidate(registry.get(models[d])) for d in ("code", "medical"))
+    ids = tokenizer("def add(a, b): return a + b", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        mean = (a(input_ids=ids).logits + b(input_ids=ids).logits) / 2
+        assert torch.allclose(LogitEnsemble([a, b])(input_ids=ids).logits, mean, atol=1e-5)
+    fitness = measure_ensemble(registry, [models["code"], models["medical"]], suites["code"])
+    assert len(fitness.domain_case_nll) > 0 and fitness.utility_cases and fitness.weight_bytes > 0
+
+
 def test_merge_config_reads_a_mapping_and_refuses_unknown_keys():
     assert MergeConfig.from_mapping({"method": "linear", "distill": {"ratio": 0.3}}).distill == {"ratio": 0.3}
     assert MergeConfig.from_mapping(None) == MergeConfig()

@@ -24,7 +24,7 @@ class MergeConfig:
     cross_metric: str = "utility"
     """utility (cloze accuracy) | inverse_ppl (1 / domain perplexity): the cross-evaluation score."""
     method: str = "ties"
-    """Weight-merge method: linear | ties."""
+    """Weight-merge method: linear | ties | dare."""
     density: float = 0.2
     """TIES: share of each task vector kept, by magnitude."""
     scaling: float = 1.0
@@ -33,6 +33,9 @@ class MergeConfig:
     """Distil both into one child when the weights cannot be merged; False refuses instead."""
     distill: dict = field(default_factory=dict)
     """Overrides of ``MergeDistillRecipe`` fields (ratio, tokens, seq_len, teacher, ...)."""
+    ensemble_baseline: bool = True
+    """Measure the two specialists' logit ensemble beside every merge; the merged model must be not
+    significantly worse than it (on the same margins) at less than its cost."""
     max_nll_loss: float = 0.01
     """NLL (nats/token) the merged model may lose to a specialist: worse when the CI's low end is above it.
     The size of decide()'s min_nll_margin: a loss smaller than a gain worth promoting counts as none."""

@@ -103,6 +103,16 @@ def measure_merged(run: Consideration, merged: Artifact, own: dict) -> tuple[dic
     return specialist, merged_fit, gates, costs
 
 
+def measure_ensembles(run: Consideration) -> dict:
+    """Domain -> the pair's logit ensemble measured on that domain's lm and cloze suites (in this process:
+    the ensemble is no registered model a guarded subprocess could load by id)."""
+    from breedlab.evaluation.ensemble import measure_ensemble
+
+    say(run, "measuring the ensemble of both specialists (the behavioural baseline)")
+    return {domain: measure_ensemble(run.registry, [m.id for m in run.pair], suites)
+            for domain, suites in run.suites.items()}
+
+
 def cross_evaluation(own: dict[str, dict[str, Any]], domain_of: dict[str, str],
                      config: MergeConfig) -> tuple[bool, dict]:
     """Step 1's cross-evaluation; ``own[model][domain]`` is that model's FitnessVector on that domain."""

@@ -42,6 +42,7 @@ from breedlab.ecosystem.merge.evidence import (
     cross_evaluation,
     cross_shortfall,
     measure,
+    measure_ensembles,
     measure_merged,
     prepare,
     say,
@@ -93,7 +94,8 @@ def consider_merge(registry: Registry, home, a_id: str, b_id: str, *, centroid_s
     if merged is None:
         return _refuse(run, "compatibility", problems)
     specialist, merged_fit, gates, costs = measure_merged(run, merged, own)
-    decision = merge_rule(specialist, merged_fit, gates, costs, config, run.evaluation)
+    ensemble = measure_ensembles(run) if config.ensemble_baseline else None
+    decision = merge_rule(specialist, merged_fit, gates, costs, config, run.evaluation, ensemble)
     run.statistics["decision"] = decision.statistics
     evidence = write_evidence(run, merged, specialist, merged_fit, gates, decision)
     if decision.outcome != "promote":

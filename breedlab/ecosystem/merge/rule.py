@@ -68,9 +68,11 @@ def domain_verdict(specialist, merged, config: MergeConfig, evaluation) -> tuple
 
 
 def merge_rule(specialist: dict, merged: dict, gates: dict, costs: dict[str, int], config: MergeConfig,
-               evaluation) -> Decision:
+               evaluation, ensemble: dict | None = None) -> Decision:
     """Step 3 of the module docstring. ``specialist``, ``merged``: domain -> FitnessVector; ``gates``: domain
-    -> the merged model's GateResults there; ``costs``: "merged", "a", "b" -> weight bytes."""
+    -> the merged model's GateResults there; ``costs``: "merged", "a", "b" -> weight bytes; ``ensemble``:
+    domain -> the two specialists' logit ensemble's FitnessVector (the behavioural baseline: the merged
+    model must also be not significantly worse than it, at less than its cost, which is both models')."""
     statistics: dict[str, Any] = {"rule": {
         "max_nll_loss": config.max_nll_loss, "max_utility_loss": config.max_utility_loss,
         "alpha": evaluation.alpha, "confidence": evaluation.confidence,
@@ -87,9 +89,15 @@ def merge_rule(specialist: dict, merged: dict, gates: dict, costs: dict[str, int
                                                                      evaluation)
         reasons.append(f"{domain}: {why}")
         domains_ok = domains_ok and passed
+    for domain in ensemble or {}:
+        passed, why, statistics[f"ensemble {domain}"] = domain_verdict(ensemble[domain], merged[domain], config,
+                                                                       evaluation)
+        reasons.append(f"{domain}, against the ensemble of both: " + why.replace("specialist", "ensemble"))
+        domains_ok = domains_ok and passed
     cheaper = costs["merged"] < costs["a"] + costs["b"]
     statistics["cost"] = {**costs, "cheaper": cheaper}
-    reasons.append(f"cost: merged {costs['merged']:,} weight bytes vs {costs['a'] + costs['b']:,} for both: "
+    reasons.append(f"cost: merged {costs['merged']:,} weight bytes vs {costs['a'] + costs['b']:,} for both (the "
+                   "ensemble's cost): "
                    + ("cheaper" if cheaper else "not cheaper"))
     outcome = "reject" if failed else ("promote" if domains_ok and cheaper else "no-op")
     reasons.append("merge: one model replaces both" if outcome == "promote" else "no merge: keep both specialists")
