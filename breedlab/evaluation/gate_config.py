@@ -67,6 +67,9 @@ class EvaluationConfig:
     min_latency_saving: float = 0.20
     """Least relative cut in p50 latency per token (0.20: at most 0.8x the champion's) that counts as cheaper."""
     # --- aggregate weights (higher score is better; see the module docstring)
+    duplicate_tolerance: float = 1e-3
+    """A candidate whose every paired case score (lm NLL, cloze/task score) is within this of an active
+    model's or an earlier candidate's on the same suites, and that is not smaller, is a duplicate."""
     weight_utility: float = 1.0
     weight_domain_ppl: float = 0.5
     weight_latency: float = 0.1

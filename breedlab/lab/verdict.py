@@ -10,7 +10,8 @@ from breedlab.registry import Registry
 
 def judge(registry: Registry, result, config, evaluation, governance, console: Console) -> dict[str, list[str]]:
     """An evidence packet per candidate (gates first, then the paired tests); return budget problems."""
-    from breedlab.evaluation.decision import check_budget, decide
+    from breedlab.evaluation.decision import Decision, check_budget, decide
+    from breedlab.evaluation.duplicates import duplicate_of
     from breedlab.evaluation.gates import evaluate_gates
     from breedlab.evaluation.packets import write_evidence_packet
     from breedlab.governance.niche import active_children, active_weight_bytes
@@ -18,19 +19,46 @@ def judge(registry: Registry, result, config, evaluation, governance, console: C
     champion = result.fitness[result.champion.id]
     active, weights = len(active_children(registry, config.niche)), active_weight_bytes(registry)
     budgets, rows = {}, []
+    seen = {result.champion.id: champion, **active_fitness(registry, config.niche, champion.suites)}
     for candidate in result.candidates:
         fitness = result.fitness[candidate.id]
         gates = evaluate_gates(fitness, evaluation)
         budgets[candidate.id] = check_budget(
             fitness, active_children_in_niche=active, max_children_per_niche=governance.max_children_per_niche,
             total_weight_bytes_active=weights, max_total_weight_bytes=governance.max_total_weight_bytes)
-        decision = decide(champion, fitness, evaluation, budget_problems=budgets[candidate.id])
+        duplicate = duplicate_of(fitness, seen, evaluation.duplicate_tolerance)
+        decision = Decision("reject", [f"duplicate of {duplicate[0][:12]}: {duplicate[1]}, and no smaller"],
+                            {"duplicate_of": duplicate[0]}) if duplicate else \
+            decide(champion, fitness, evaluation, budget_problems=budgets[candidate.id])
+        seen[candidate.id] = fitness
         packet = write_evidence_packet(registry, champion, fitness, gates, decision, niche=config.niche,
                                        evaluator=governance.evaluator)
         result.evidence[candidate.id] = packet.id
         rows.append((candidate, fitness, gates, decision, packet))
     console.print(fitness_table(result, rows))
     return budgets
+
+
+def active_fitness(registry: Registry, niche: str, suites: dict[str, str]) -> dict:
+    """The niche's active children as their newest evidence packet measured them on these same suites."""
+    from breedlab.evaluation.fitness import FitnessVector
+    from breedlab.evaluation.packets import PacketError, load_packet
+    from breedlab.governance.niche import active_children
+
+    found = {}
+    for child in active_children(registry, niche):
+        for packet in registry.find(kind="packet"):
+            if child.id not in packet.manifest.parents:
+                continue
+            try:
+                body = load_packet(registry, packet.id)
+            except PacketError:
+                continue
+            measured = body.get("fitness", {}).get("candidate", {})
+            if body.get("candidate") == child.id and measured.get("suites") == suites:
+                found[child.id] = FitnessVector.from_dict(measured)
+                break
+    return found
 
 
 def select_and_release(registry: Registry, result, config, evaluation, budgets, console: Console,
