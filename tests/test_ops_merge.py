@@ -14,8 +14,8 @@ from breedlab.models.parent import import_parent
 from breedlab.models.pico import build_pico_parent
 from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
 from breedlab.operators.merge import IncompatibleMerge, MergeRecipe, linear_merge, merge_problems, ties_merge, trim
-from breedlab.operators.merge_methods import dare_merge, tensor_seed
 from breedlab.operators.merge_distill import MergeDistillRecipe
+from breedlab.operators.merge_methods import dare_merge, tensor_seed
 from breedlab.operators.table import get_operator
 from breedlab.registry import Registry, verify
 

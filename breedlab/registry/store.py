@@ -54,8 +54,10 @@ class Artifact:
 
 
 class Registry:
-    def __init__(self, root: Path, signers: dict[str, SigningKey] | None = None):
+    def __init__(self, root: Path, signers: dict[str, SigningKey] | None = None, actor: str = "breedlab"):
         self.root = root
+        self.actor = actor
+        """The identity this process acts as: the actor of registrations that name none."""
         self.signers = signers
         """Private keys this process signs with, by identity (None: loaded from the key folder when the
         home is adopted and an event must be signed; ``registry/keys.py``)."""
@@ -67,12 +69,12 @@ class Registry:
         self.lock_path = root / "lock"
 
     @classmethod
-    def open(cls, root: Path, signers: dict[str, SigningKey] | None = None) -> "Registry":
+    def open(cls, root: Path, signers: dict[str, SigningKey] | None = None, actor: str = "breedlab") -> "Registry":
         """Open (creating if needed) the registry at ``root``; bring its index up to date."""
         root = Path(root)
         for sub in ("objects", "artifacts", "manifests"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        registry = cls(root, signers)
+        registry = cls(root, signers, actor)
         with registry.writing():
             pass  # taking the lock migrates and catches up the index
         return registry
@@ -98,7 +100,7 @@ class Registry:
         parents: tuple[str, ...] | list[str] = (),
         data: tuple[str, ...] | list[str] = (),
         metrics: dict[str, Any] | None = None,
-        actor: str = "breedlab",
+        actor: str | None = None,
         move: bool = False,
     ) -> Artifact:
         """Store ``files`` (relative name -> path) as one artifact and commit it.
@@ -111,7 +113,7 @@ class Registry:
             parents=tuple(parents), data=tuple(data), created=utc_now(),
             breedlab_version=__version__, host=platform.node(), metrics=dict(metrics or {}),
         ))
-        sources = checked_sources(files)
+        sources, actor = checked_sources(files), actor or self.actor
         with self.writing():
             for ref in (*parents, *data):
                 self.get(ref)  # every parent and data id must already be committed
