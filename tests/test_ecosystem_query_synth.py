@@ -46,7 +46,7 @@ def test_the_dataset_records_its_recipe_cost_and_filter_and_is_found_again(lab):
     assert metrics["generation_s"] > 0 and metrics["generated_tokens"] > 0
     assert len(list(iter_documents(artifact.path))) == metrics["docs"]
     assert synthesize(registry, parent, "code", "train", RECIPE, cache_dir=root).id == artifact.id  # cached
-    assert verify(registry.root) == []
+    assert [f for f in verify(registry.root) if f.level == "problem"] == []  # an unsigned home's note is no problem
 
 
 def test_the_privacy_canary_is_never_shown_to_the_parent(lab):

@@ -75,7 +75,7 @@ def test_a_candidate_routes_nothing_until_promoted_and_a_shadow_is_recorded_neve
         state.refresh_if_changed()
         assert state.policy_id == candidate.id and registry.get(champion_id).state == "retired"
         assert state.policy_shadow is None and state.policy.threshold == registry.get(candidate.id).manifest.recipe["threshold"]
-        assert verify(registry.root) == []
+        assert [f for f in verify(registry.root) if f.level == "problem"] == []  # an unsigned home's note is no problem
     finally:
         state.close()
 
