@@ -14,8 +14,9 @@ ecosystem's router; the release packet says so.)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
 
@@ -129,14 +130,27 @@ def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console 
     say("1/6 champion")
     champion = champion_of(registry, config.niche)
     say("2/6 frozen evaluation suites")
-    suites = build_suites(registry, champion, config)
+    with acting_as(registry, governance.evaluator):  # suites and packets are the evaluator's
+        suites = build_suites(registry, champion, config)
     say(f"3/6 candidates: {', '.join(config.candidates)}")
-    candidates = breed_candidates(registry, home, champion, config, governance.breeder, console, display)
+    with acting_as(registry, governance.breeder):  # so is everything a breed registers (teachers, profiles)
+        candidates = breed_candidates(registry, home, champion, config, governance.breeder, console, display)
     say("4/6 fitness vectors (each model in its own guarded process)")
     fitness = measure_all(registry, champion, candidates, suites, console, display)
     say("5/6 gates, champion-challenger tests, evidence packets")
     result = LabResult(champion, suites, candidates, fitness)
-    budgets = judge(registry, result, config, evaluation, governance, console)
-    say("6/6 population and release packet")
-    select_and_release(registry, result, config, evaluation, budgets, console, governance.evaluator)
+    with acting_as(registry, governance.evaluator):
+        budgets = judge(registry, result, config, evaluation, governance, console)
+        say("6/6 population and release packet")
+        select_and_release(registry, result, config, evaluation, budgets, console, governance.evaluator)
     return result
+
+
+@contextmanager
+def acting_as(registry: Registry, identity: str) -> Iterator[None]:
+    """Registrations that name no actor are ``identity``'s for the block (in a signed home: signed by it)."""
+    previous, registry.actor = registry.actor, identity
+    try:
+        yield
+    finally:
+        registry.actor = previous
