@@ -134,3 +134,15 @@ def test_the_lab_sizes_an_examples_budget_in_passes_over_the_examples(lab):
     assert fit_examples_epochs(registry, fitted, epochs=1) is fitted  # already covers one pass
     plain = AdapterFinetuneRecipe(domain="summaries", **TINY)
     assert fit_examples_epochs(registry, plain, epochs=3) is plain
+
+
+def test_a_niche_of_short_examples_gets_lm_passages_its_documents_can_hold(lab):
+    from breedlab.evaluation.suites import build_suite
+    from breedlab.lab.steps import lm_passage_tokens
+
+    _, registry, _, _, tokenizer = lab
+    tokens = lm_passage_tokens(registry, "summaries", tokenizer, wanted=128, cases=32)
+    assert 16 <= tokens < 128  # "def add_3(a, b): return a + b\n\nadds two numbers 3" is far from 128 tokens
+    suite = build_suite(registry, "lm", "summaries", tokenizer=tokenizer, cases=32, tokens=tokens)
+    assert suite.manifest.metrics["cases"] > 0
+    assert lm_passage_tokens(registry, "no-such-niche", tokenizer, wanted=128, cases=32) == 128

@@ -92,9 +92,26 @@ def build_suites(registry: Registry, champion: Artifact, config) -> dict[str, st
     utility = ("task", config.task_cases) if has_examples else ("cloze", config.cloze_cases)
     sizes = {"lm": (config.niche, config.lm_cases), utility[0]: (config.niche, utility[1]),
              "retention": (RETENTION_DOMAIN, config.retention_cases)}
+    tokens = {"lm": lm_passage_tokens(registry, config.niche, tokenizer, config.passage_tokens, config.lm_cases)}
     return {kind: build_suite(registry, kind, domain, tokenizer=tokenizer, cases=cases, seed=config.seed,
-                              tokens=config.passage_tokens, max_new_tokens=config.max_new_tokens).id
+                              tokens=tokens.get(kind, config.passage_tokens), max_new_tokens=config.max_new_tokens).id
             for kind, (domain, cases) in sizes.items()}
+
+
+def lm_passage_tokens(registry: Registry, niche: str, tokenizer, wanted: int, cases: int, floor: int = 16) -> int:
+    """``wanted``, halved (not below ``floor``) until the niche's held-out documents hold at least
+    min(cases, 8) whole passages: a niche of short examples (an HPO question with its answer) has no
+    128-token document, and its lm suite is still worth reading at 32. Built-in corpora keep ``wanted``."""
+    from breedlab.data.read import iter_documents
+
+    found = registry.find(kind="dataset", name=f"{niche}/test")
+    if not found:
+        return wanted
+    lengths = [len(tokenizer(d["text"], add_special_tokens=False)["input_ids"]) for d in iter_documents(found[0].path)]
+    tokens = wanted
+    while tokens > floor and sum(n // tokens for n in lengths) < min(cases, 8):
+        tokens //= 2
+    return tokens
 
 
 def breed_candidates(registry: Registry, home, champion: Artifact, config, breeder: str,
