@@ -36,7 +36,8 @@ class LogitEnsemble(torch.nn.Module):
 
 def measure_ensemble(registry: Registry, model_ids: list[str], suites: dict[str, str]) -> FitnessVector:
     """The ensemble's per-case scores on ``suites``' lm and cloze suites, and its cost (the members' sum)."""
-    loaded = [load_candidate(registry.get(ref)) for ref in model_ids]
+    members = [registry.get(ref) for ref in model_ids]
+    loaded = [load_candidate(member) for member in members]
     prints = {tokenizer_fingerprint(tokenizer) for _, tokenizer in loaded}
     if len(prints) != 1:
         raise ValueError("the ensemble's members use different tokenizers; their logits cannot be averaged")
@@ -50,6 +51,6 @@ def measure_ensemble(registry: Registry, model_ids: list[str], suites: dict[str,
                 fitness.domain_case_nll, fitness.domain_ppl = list(result.case_scores), result.perplexity
             else:
                 fitness.utility, fitness.utility_cases = result.accuracy, [int(v) for v in result.case_scores]
-    fitness.weight_bytes = sum(registry.get(ref).manifest.files[name].size for ref in model_ids
-                               for name in registry.get(ref).manifest.files if name.endswith(".safetensors"))
+    fitness.weight_bytes = sum(entry.size for member in members for name, entry in member.manifest.files.items()
+                               if name.endswith(".safetensors"))
     return fitness

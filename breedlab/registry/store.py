@@ -246,7 +246,10 @@ class Registry:
         return [e for e in events if artifact_id is None or e.artifact == artifact_id]
 
     def collected(self, artifact_id: str) -> set[str]:
-        """The artifact's files a gc collected (empty when it is whole)."""
+        """The artifact's files a gc collected (empty when it is whole). Asked on every re-registration and
+        every reuse lookup, so the index answers the common case; only a collected artifact reads the log."""
+        if not self._query("SELECT 1 FROM events WHERE artifact = ? AND type = 'collected' LIMIT 1", (artifact_id,)):
+            return set()
         return collected_files(self.events(artifact_id)).get(artifact_id, set())
 
     def load_manifest(self, artifact_id: str) -> Manifest:
