@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from breedlab.cli import breed_commands
-from breedlab.cli.common import HomeOption, console
+from breedlab.cli.common import HomeOption, KeysOption, console
 from breedlab.cli.config_commands import config_app
 from breedlab.cli.key_commands import key_app
 from breedlab.cli.niche_commands import niche_app
@@ -56,24 +56,33 @@ def demo(home: HomeOption = None,
 @app.command()
 def serve(home: HomeOption = None,
           host: Annotated[Optional[str], typer.Option(help="interface [default: server.host, 127.0.0.1]")] = None,
-          port: Annotated[Optional[int], typer.Option(help="port [default: server.port]")] = None) -> None:
+          port: Annotated[Optional[int], typer.Option(help="port [default: server.port]")] = None,
+          keys: KeysOption = None) -> None:
     """Serve the ecosystem over an OpenAI-compatible API (model "auto" routes every request).
 
     Settings: the server section of configs/ecosystem.yaml. A demo run folder is itself a home:
-    breedlab serve --home ~/.cache/breedlab/demo/quick/latest
+    breedlab serve --home ~/.cache/breedlab/demo/quick/latest. In a signed home the server signs each
+    admin write with the key of the token's identity, read from --keys.
     """
+    import os
     from dataclasses import replace
+
+    from breedlab.registry.keys import KEYS_ENV
 
     import uvicorn
 
     from breedlab.server.app import create_app
     from breedlab.server.config import load_server_config
-    from breedlab.server.setup import check_servable
+    from breedlab.server.setup import check_servable, signing_report
 
     config = load_server_config()
     config = replace(config, host=host or config.host, port=port or config.port)
     resolved = Home.resolve(home)
     check_servable(resolved)
+    if keys:
+        os.environ[KEYS_ENV] = str(keys)  # where the server's registry finds the token identities' keys
+    for line in signing_report(resolved, config.lifecycle.actor):
+        console.print(line)
     console.print(f"breedlab serving {resolved.root}\n  OpenAI base URL: [bold]http://{config.host}:{config.port}/v1[/]"
                   f"\n  dashboard: http://{config.host}:{config.port}/   metrics: http://{config.host}:{config.port}/metrics")
     # uvicorn's access log prints the request line and status only, never headers (no Authorization).

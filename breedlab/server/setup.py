@@ -35,6 +35,24 @@ def check_servable(home) -> None:
     choose_parent(Registry.open(home.registry_dir))
 
 
+def signing_report(home, lifecycle_actor: str) -> list[str]:
+    """In a signed home, who the server can sign as: each approver or breeder token's identity and its
+    own lifecycle actor, with or without a private key at hand. Without one that identity's writes are
+    refused with a clear 409, never made unsigned. An unsigned home: nothing to report."""
+    from breedlab.registry.keys import available_keys, key_dir
+    from breedlab.server.tokens import read_book
+
+    if not Registry.open(home.registry_dir).adopted():
+        return []
+    writers = {e.identity for e in read_book(home.root).entries if e.role != "inference"} | {lifecycle_actor}
+    held = available_keys()
+    lines = [f"signed home: keys from {key_dir()}"]
+    for identity in sorted(writers):
+        lines.append(f"  {identity}: " + ("signs its writes" if identity in held
+                                          else "[bold red]no private key here: its writes will be refused[/]"))
+    return lines
+
+
 def choose_parent(registry: Registry) -> Artifact:
     """The champion parent, else the newest parent."""
     from breedlab.governance.niche import champion_parent

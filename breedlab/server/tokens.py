@@ -105,6 +105,25 @@ class TokenBook:
         return [e for e in self.entries if e.role == role]
 
 
+def check_signed_identity(home: Path, identity: str, role: str) -> None:
+    """In a signed home an approver or breeder token acts as that identity's key (the server signs its
+    events with it): refuse a token for an identity that holds no active key of the token's role."""
+    from breedlab.governance.identities import keys_of
+    from breedlab.registry import Registry
+
+    registry_dir = Path(home) / "registry"
+    if role == "inference" or not registry_dir.is_dir():
+        return
+    registry = Registry.open(registry_dir)
+    if not registry.adopted():
+        return
+    held = [k for k in keys_of(registry).values() if k.identity == identity and k.active]
+    if not held or held[0].role != role:
+        have = f"holds a {held[0].role} key" if held else "holds no key"
+        raise TokenError(f"this home is signed and {identity!r} {have}; a {role} token needs an identity with an "
+                         f"active {role} key (`breedlab keys add {identity} --role {role}`)")
+
+
 def token_path(home: Path) -> Path:
     return Path(home) / TOKEN_FILE
 
@@ -132,6 +151,7 @@ def create_token(home: Path, config: GovernanceConfig, identity: str, role: str,
                  now: datetime | None = None) -> str:
     """Make a token for ``identity`` in ``role``, store its hash, and return it (shown once)."""
     check_role(config, identity, role)
+    check_signed_identity(home, identity, role)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     entry = TokenEntry(sha256=hash_token(token), identity=identity, role=role, created=created)
