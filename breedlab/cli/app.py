@@ -67,10 +67,9 @@ def serve(home: HomeOption = None,
     import os
     from dataclasses import replace
 
-    from breedlab.registry.keys import KEYS_ENV
-
     import uvicorn
 
+    from breedlab.registry.keys import KEYS_ENV
     from breedlab.server.app import create_app
     from breedlab.server.config import load_server_config
     from breedlab.server.setup import check_servable, signing_report
