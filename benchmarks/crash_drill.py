@@ -7,11 +7,16 @@ Phases, each a writer (``drill_worker.py``) killed at random moments and restart
     transition   promotions and retirements (signed state events)
     packet       evidence packets (the evaluator's signature file, then the packet's registration)
     gc           models rejected and collected (the collected event, then the file removals)
+    server       a real ``breedlab serve`` killed while a client promotes candidates through its admin
+                 API (shadow, canary, champion: the crowning and the retirement it causes are one append)
     breed        a pico adapter breed checkpointing every step (the checkpoint swap), resumed
 
-A second writer registers datasets for the whole run and is never killed. After every kill:
+The home is a signed copy of a quick demo run (``--demo``, else one is made: about 2 minutes), so the
+server has real models to serve. Two writers run for the whole run and are never killed: a CLI writer
+registering datasets, and a second server whose client promotes through it. After every kill:
 ``registry verify`` finds no problem in the signed home; every operation a worker printed as
-committed is in the log (none lost) and no operation is in it twice (none doubled). The breed, once
+committed is in the log (none lost), no operation is in it twice (none doubled), and no niche has two
+champions. The breed, once
 let finish, registers the id an uninterrupted breed of the same recipe gets. ENOSPC: a writer on a
 4 MiB tmpfs home (when this process may mount one) fails with a clear error and leaves the home
 verifiable.
@@ -29,24 +34,85 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
 WORKER = Path(__file__).with_name("drill_worker.py")
-PHASES = ("register", "transition", "packet", "gc")
+PHASES = ("register", "transition", "packet", "gc", "server")
+DRILL_BUDGETS = "max_active_children: 1000\nmax_children_per_niche: 2\nmax_total_weight_bytes: 100000000000\n"
+"""The drill's home governance: every tag's niche holds its own champion and challenger at once."""
 KEY_IDENTITIES = ("approver", "breeder", "evaluator", "lifecycle")
 
 
-def start(phase: str, home: Path, tag: str, keys: Path, count: int | None = None) -> subprocess.Popen:
+def start(phase: str, home: Path, tag: str, keys: Path, count: int | None = None,
+          server: tuple[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "BREEDLAB_KEYS": str(keys),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **({"DRILL_SERVER": server[0], "DRILL_TOKEN": server[1]} if server else {})}
     args = [sys.executable, str(WORKER), phase, str(home), tag] + ([str(count)] if count else [])
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def start_server(root: Path, keys: Path) -> tuple[subprocess.Popen, str]:
+    """``breedlab serve`` on the drill's home and a free loopback port; returns once it answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "breedlab.cli.app", "serve", "--home", str(root.parent),
+                               "--port", str(port), "--keys", str(keys)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if urllib.request.urlopen(url + "/v1/models", timeout=5).status == 200:
+                return server, url
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"the drill's server did not start (exit {server.poll()})")
+
+
+def kill_server_at_random(root: Path, keys: Path, tag: str, token: str, rng: random.Random):
+    """Start a server and a client promoting through it; SIGKILL the server mid-stream."""
+    server, url = start_server(root, keys)
+    client = start("server", root, tag, keys, server=(url, token))
+    first = client.stdout.readline()  # promotions are flowing (the client prepares candidates first)
+    time.sleep(rng.uniform(0.0, 1.5))
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    out, _ = client.communicate(timeout=300)  # the client stops at its first failed request
+    return _committed(first + out), server.returncode == -signal.SIGKILL
+
+
+def drill_home(folder: Path, demo: Path) -> tuple[Path, Path, str]:
+    """A signed copy of a quick demo run (its models are real, so a server can serve them), the key
+    folder beside it (never inside), and an approver token for the servers."""
+    from breedlab.governance.config import load_governance
+    from breedlab.governance.identities import adopt_home
+    from breedlab.registry import Registry
+    from breedlab.server.tokens import create_token
+
+    home, keys = folder / "home", folder / "keys"
+    shutil.copytree(demo, home, symlinks=True)
+    (home / "governance.yaml").write_text(DRILL_BUDGETS)
+    adopt_home(Registry.open(home / "registry", signers={}), keys)
+    return home / "registry", keys, create_token(home, load_governance(home), "approver", "approver")
+
+
+def quick_demo(folder: Path) -> Path:
+    """A ``breedlab demo --quick`` run folder made under ``folder`` (about 2 minutes on 2 cores)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-m", "breedlab.cli.app", "demo", "--quick", "--home", str(folder)],
+                   env=env, check=True, capture_output=True, timeout=1800)
+    return (folder / "demo" / "quick" / "latest").resolve()
 
 
 def signed_home(folder: Path) -> tuple[Path, Path]:
@@ -74,20 +140,40 @@ def _committed(out: str) -> set[int]:
 
 def ledger_problems(reg, printed: dict[str, set[int]]) -> list[str]:
     """Operations lost (printed as committed, not in the log) or doubled (in it twice)."""
-    names = Counter(a.manifest.name for a in reg.find())
+    names = Counter(a.manifest.name for a in reg.find()  # what the drill made (the demo's own names may repeat)
+                    if a.manifest.operator == "drill" or "drill" in a.manifest.recipe)
     found = [f"{name} registered {n} times" for name, n in names.items() if n > 1]
     ops = defaultdict(Counter)
     for event in reg.events():
         if "op" in event.data and event.type != "registered":
             ops[event.data.get("niche") or event.artifact][event.data["op"]] += 1
     found += [f"{key}: op {op} recorded {n} times" for key, counter in ops.items() for op, n in counter.items() if n > 1]
+    found += promotion_problems(reg)
     for tag, numbers in printed.items():
         found += [f"{tag}: committed op {n} is missing from the log" for n in sorted(numbers) if not _in_log(reg, tag, n)]
     return found
 
 
+def promotion_problems(reg) -> list[str]:
+    """A model promoted to the same state twice (a doubled promotion), or a niche with two champions."""
+    promotions, niche_of = Counter(), {}
+    for event in reg.events():
+        if event.type == "promoted":
+            promotions[event.artifact, event.data.get("to")] += 1
+        if event.data.get("to") == "champion":
+            niche_of[event.artifact] = event.data.get("niche")
+    found = [f"{a[:12]} promoted to {to} {n} times" for (a, to), n in promotions.items() if n > 1]
+    champions = Counter(niche_of[a.id] for a in reg.find(state="champion")
+                        if a.manifest.kind != "parent" and a.id in niche_of)
+    return found + [f"niche {niche} has {n} champions" for niche, n in champions.items() if n > 1]
+
+
 def _in_log(reg, tag: str, number: int) -> bool:
-    phase = tag.split("-")[0]
+    phase = tag.split("-")[1] if tag.startswith("steady-") else tag.split("-")[0]
+    if phase == "server":  # the candidate of op ``number`` was promoted to its target by the server
+        child = reg.find(kind="child", name=f"{tag}-{number // 3}")
+        target = ("shadow", "canary", "champion")[number % 3]
+        return bool(child) and any(e.type == "promoted" and e.data.get("to") == target for e in reg.events(child[0].id))
     if phase in ("register", "steady"):
         return bool(reg.find(kind="dataset", name=f"{tag}-{number}"))
     if phase == "transition":
@@ -110,25 +196,32 @@ def checked(root: Path, printed: dict[str, set[int]]) -> list[str]:
     return found + ledger_problems(reg, printed)
 
 
-def kill_drill(folder: Path, kills: int, rng: random.Random, say) -> tuple[list[dict], dict]:
-    """The phases in turn, ``kills`` SIGKILLs in all, with the steady second writer throughout."""
-    root, keys = signed_home(folder)
+def kill_drill(folder: Path, kills: int, rng: random.Random, say, demo: Path) -> tuple[list[dict], dict]:
+    """The phases in turn, ``kills`` SIGKILLs in all, with the two steady writers (CLI, server) throughout."""
+    root, keys, token = drill_home(folder, demo)
     steady = start("register", root, "steady", keys, count=10**6)
+    steady_server, url = start_server(root, keys)
+    steady_client = start("server", root, "steady-server", keys, count=10**6, server=(url, token))
     printed, rows, started = defaultdict(set), [], time.perf_counter()
     for number in range(kills):
         phase = PHASES[number % len(PHASES)]
         tag = f"{phase}-{number // len(PHASES) % 3}"  # each tag is restarted again and again: resumes
-        ops, landed = kill_at_random(phase, root, keys, tag, rng, (0.3, 2.0))
+        if phase == "server":
+            ops, landed = kill_server_at_random(root, keys, tag, token, rng)
+        else:
+            ops, landed = kill_at_random(phase, root, keys, tag, rng, (0.3, 2.0))
         printed[tag] |= ops
         found = checked(root, printed)
         rows.append({"kill": number, "phase": phase, "landed": landed, "ops": len(ops), "problems": found})
         say(number + 1, kills, started, phase, found)
-    steady.send_signal(signal.SIGKILL)
-    out, _ = steady.communicate()
-    printed["steady"] = _committed(out)
+    for writer, tag in ((steady, "steady"), (steady_client, "steady-server")):
+        writer.send_signal(signal.SIGKILL)
+        printed[tag] = _committed(writer.communicate()[0])
+    steady_server.send_signal(signal.SIGKILL)
+    steady_server.wait()
     final = checked(root, printed)
-    return rows, {"steady_ops": len(printed["steady"]), "final_problems": final,
-                  "ops_committed": sum(len(v) for v in printed.values())}
+    return rows, {"steady_ops": len(printed["steady"]), "steady_server_ops": len(printed["steady-server"]),
+                  "final_problems": final, "ops_committed": sum(len(v) for v in printed.values())}
 
 
 def breed_drill(folder: Path, kills: int, rng: random.Random, steps: int = 40) -> dict:
@@ -181,11 +274,12 @@ def say_progress(done: int, total: int, started: float, phase: str, found: list[
     print(f"kill {done}/{total} ({phase})  elapsed {elapsed:.0f}s  ETA {eta:.0f}s{mark}", file=sys.stderr, flush=True)
 
 
-def run_drill(kills: int, breed_kills: int, seed: int = 20261206) -> dict:
+def run_drill(kills: int, breed_kills: int, seed: int = 20261206, demo: Path | None = None) -> dict:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="breedlab-drill-") as scratch:
         folder = Path(scratch)
-        rows, steady = kill_drill(folder / "kills", kills, rng, say_progress)
+        demo = demo or quick_demo(folder / "demo-home")
+        rows, steady = kill_drill(folder / "kills", kills, rng, say_progress, demo)
         breed = breed_drill(folder / "breed", breed_kills, rng)
         disk = enospc_drill(folder)
     by_phase = Counter(r["phase"] for r in rows)
@@ -202,8 +296,10 @@ def main() -> None:
     parser.add_argument("--breed-kills", type=int, default=10, help="SIGKILLs of the breed (checkpoint swap)")
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--out", type=Path, default=None, help="raw rows as JSON")
+    parser.add_argument("--demo", type=Path, default=None,
+                        help="a `breedlab demo --quick` run folder to copy [default: make one, about 2 minutes]")
     args = parser.parse_args()
-    result = run_drill(args.kills, args.breed_kills, args.seed)
+    result = run_drill(args.kills, args.breed_kills, args.seed, args.demo)
     if args.out:
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), **result}, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))

@@ -20,7 +20,7 @@ from pathlib import Path
 from breedlab.registry import Registry
 
 ACTORS = {"register": "breeder", "transition": "approver", "packet": "evaluator", "gc": "lifecycle",
-          "breed": "breeder"}
+          "breed": "breeder", "server": "breeder"}
 
 
 def committed(tag: str, number: int) -> None:
@@ -130,7 +130,62 @@ def breed_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
     print(f"bred {outcome.child.id}", flush=True)
 
 
-LOOPS = {"register": register_loop, "breed": breed_loop, "transition": transition_loop, "packet": packet_loop, "gc": gc_loop}
+SERVER_MOVES = ("shadow", "canary", "champion")
+STATE_ORDER = {"candidate": 0, "shadow": 1, "canary": 2, "champion": 3, "retired": 4}
+
+
+def server_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
+    """Promotions through a running server (``$DRILL_SERVER``, an approver token in ``$DRILL_TOKEN``):
+    candidate after candidate to shadow, canary and champion of niche ``drill-<tag>``, each crowning
+    retiring the champion before it. Candidates and their packets are written here (breeder, evaluator),
+    so this is a CLI writer too; the server writes every promotion."""
+    import os
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {os.environ['DRILL_TOKEN']}"}
+    with httpx.Client(base_url=os.environ["DRILL_SERVER"], timeout=60, headers=headers) as http:
+        for number in range(count):
+            candidate = server_candidate(Registry.open(reg.root, actor="breeder"), tag, number // len(SERVER_MOVES))
+            target = SERVER_MOVES[number % len(SERVER_MOVES)]
+            state = Registry.open(reg.root).get(candidate.id).state  # opened afresh: the server wrote since
+            if STATE_ORDER[state] < STATE_ORDER[target]:
+                answer = http.post("/admin/promote", json={"candidate": candidate.id, "to": target,
+                                                           "niche": f"drill-{tag}", "reason": f"drill op {number}"})
+                if answer.status_code != 200:
+                    sys.exit(f"op {number} refused: {answer.status_code} {answer.text}")
+            committed(tag, number)
+            if tag.startswith("steady"):
+                time.sleep(STEADY_PACE_S)
+
+
+def server_candidate(reg: Registry, tag: str, number: int):
+    """A copy of one of the demo's children under a new name, with a passing packet the evaluator signs."""
+    from breedlab.evaluation.decision import Decision
+    from breedlab.evaluation.fitness import FitnessVector
+    from breedlab.evaluation.gates import GateResult
+    from breedlab.evaluation.packets import load_packet, write_evidence_packet
+
+    name = f"{tag}-{number}"
+    packets = {p.manifest.recipe.get("candidate"): p for p in reg.find(kind="packet")}
+    source = min((c for c in reg.find(kind="child") if c.id in packets and not reg.collected(c.id)
+                  and c.manifest.operator != "drill" and "drill" not in c.manifest.recipe),  # a demo child
+                 key=lambda c: (c.state != "champion", c.id))
+    found = reg.find(kind="child", name=name)
+    child = found[0] if found else reg.register(
+        "child", name, {n: source.path / n for n in source.manifest.files if n != "README.md"}, operator="cmg",
+        recipe={**source.manifest.recipe, "drill": name}, parents=source.manifest.parents, actor="breeder")
+    if not any(child.id in p.manifest.parents for p in reg.find(kind="packet")):
+        body = load_packet(reg, packets[source.id].id)
+        suites = body["suites"]["candidate"]
+        write_evidence_packet(reg, FitnessVector(candidate=body["champion"], suites=suites, utility=0.5),
+                              FitnessVector(candidate=child.id, suites=suites, utility=0.7),
+                              [GateResult("drill", True, 0.1, 2.0, "drill")], Decision("promote", [name]),
+                              niche=f"drill-{tag}")
+    return child
+
+
+LOOPS = {"server": server_loop, "register": register_loop, "breed": breed_loop, "transition": transition_loop, "packet": packet_loop, "gc": gc_loop}
 
 
 def main(phase: str, home: str, tag: str, count: int) -> None:

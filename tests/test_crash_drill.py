@@ -12,12 +12,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import crash_drill  # noqa: E402  (a benchmark module: its folder is put on the path above)
+from server_fixture import quick_home  # noqa: E402
 
 
-def test_sixteen_kills_across_the_phases_with_a_second_writer_corrupt_nothing(tmp_path):
-    rows, steady = crash_drill.kill_drill(tmp_path, 16, random.Random(20261206), lambda *args: None)
-    assert [r["problems"] for r in rows] == [[]] * 16
-    assert steady["final_problems"] == [] and steady["steady_ops"] > 0
+def test_fifteen_kills_across_the_phases_with_a_cli_and_a_server_writing_throughout_corrupt_nothing(
+        tmp_path, tmp_path_factory):
+    demo = quick_home(tmp_path_factory).root
+    rows, steady = crash_drill.kill_drill(tmp_path, 15, random.Random(20261206), lambda *args: None, demo)
+    assert [r["problems"] for r in rows] == [[]] * 15
+    assert steady["final_problems"] == [] and steady["steady_ops"] > 0 and steady["steady_server_ops"] > 0
     assert {r["phase"] for r in rows} == set(crash_drill.PHASES) and all(r["landed"] for r in rows)
     assert sum(r["ops"] for r in rows) > 0  # kills landed after commits, not only before the first
 

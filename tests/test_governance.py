@@ -23,7 +23,8 @@ from breedlab.governance.promotion import (
     rollback,
 )
 from breedlab.home import Home
-from breedlab.registry import Registry
+from breedlab.registry import Registry, RegistryError
+from breedlab.registry.lifecycle import Move
 
 CONFIG = GovernanceConfig(breeder="breeder", approvers=("approver",), max_children_per_niche=2,
                           max_total_weight_bytes=10**9, lease_days=30)
@@ -155,3 +156,23 @@ def test_a_refusal_from_the_real_entry_point_is_one_clear_line(world):
                              "--as", "breeder", "--home", str(home.root)], capture_output=True, text=True)
     assert result.returncode == 1
     assert "not an approver" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+def test_crowning_and_rolling_back_are_each_one_append_so_a_crash_cannot_leave_two_champions(world, monkeypatch):
+    from breedlab.registry import events as event_log
+    from breedlab.registry.verify import verify
+
+    _, reg, parent, suite, (a, b, _) = world
+    for child in (a, b):
+        evidence(reg, parent, suite, child)
+    promote(reg, CONFIG, a.id, "champion", niche="code", approver="approver", reason="won on cloze")
+    writes = []
+    real = event_log.append_line_durably
+    monkeypatch.setattr(event_log, "append_line_durably", lambda path, lines: (writes.append(lines), real(path, lines)))
+    promote(reg, CONFIG, b.id, "champion", niche="code", approver="approver", reason="beat a")
+    rollback(reg, CONFIG, "code", approver="approver", reason="b regressed")
+    assert [w.count(b"\n") for w in writes] == [2, 2]  # the crowning with its retirement, the rollback's two moves
+    assert [f.message for f in verify(reg.root) if f.level == "problem"] == []
+    with pytest.raises(RegistryError, match="retired"):  # checked in order: the second move sees the first's state
+        reg.transitions([Move(a.id, "retired", "retired", "approver", "r")] * 2)
+    assert reg.get(a.id).state == "champion"  # a refused group changes nothing

@@ -24,6 +24,7 @@ from breedlab.governance.niche import (
     previous_champion,
 )
 from breedlab.registry import Event, Registry, RegistryError
+from breedlab.registry.lifecycle import Move
 
 
 class AuthorityError(RegistryError):
@@ -58,12 +59,11 @@ def promote(registry: Registry, config: GovernanceConfig, candidate_id: str, to:
     previous = current_champion(registry, niche) if to == "champion" else None
     data = {"niche": niche, "evidence": packet_id, "lease_until": lease,
             "previous_champion": previous.id if previous else None}
-    events = [registry.transition(candidate.id, to, event_type="promoted", actor=approver, reason=reason, data=data)]
+    moves = [Move(candidate.id, to, "promoted", approver, reason, data)]
     if previous is not None and previous.id != candidate.id and previous.manifest.kind != "parent":
-        events.append(registry.transition(previous.id, "retired", event_type="retired", actor=approver,
-                                          reason=f"superseded by {candidate.id[:12]} in {niche}",
-                                          data={"niche": niche, "successor": candidate.id}))
-    return events
+        moves.append(Move(previous.id, "retired", "retired", approver, f"superseded by {candidate.id[:12]} in {niche}",
+                          {"niche": niche, "successor": candidate.id}))
+    return registry.transitions(moves)  # one append: a crash never leaves two champions
 
 
 def rollback(registry: Registry, config: GovernanceConfig, niche: str, *, approver: str, reason: str) -> list[Event]:
@@ -74,12 +74,11 @@ def rollback(registry: Registry, config: GovernanceConfig, niche: str, *, approv
         raise RegistryError(f"niche {niche!r} has no champion to roll back (the parent already serves it)")
     previous = previous_champion(registry, niche, current)
     restored = previous.id if previous else None
-    events = [registry.transition(current.id, "retired", event_type="rolled-back", actor=approver, reason=reason,
-                                  data={"niche": niche, "restored": restored})]
+    moves = [Move(current.id, "retired", "rolled-back", approver, reason, {"niche": niche, "restored": restored})]
     if previous is not None:
-        events.append(registry.transition(previous.id, "champion", event_type="rolled-back", actor=approver,
-                                          reason=reason, data={"niche": niche, "replaces": current.id}))
-    return events
+        moves.append(Move(previous.id, "champion", "rolled-back", approver, reason,
+                          {"niche": niche, "replaces": current.id}))
+    return registry.transitions(moves)  # one append: a crash never leaves the niche half rolled back
 
 
 def passing_evidence(registry: Registry, candidate_id: str, niche: str) -> str:

@@ -69,6 +69,18 @@ class Event:
         return sha256_json(self.body())
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An event to append: the log fills in its sequence number, time, chain link and signature."""
+
+    type: str
+    artifact: str
+    actor: str
+    reason: str
+    data: dict | None = None
+    signer: SigningKey | None = None
+
+
 class EventLog:
     def __init__(self, directory: Path):
         self.path = directory / "events.jsonl"
@@ -119,26 +131,27 @@ class EventLog:
     def append(self, type: str, artifact: str, *, actor: str, reason: str, data: dict | None = None,
                signer: SigningKey | None = None) -> Event:
         """Commit one event (call only under the registry lock), signed by ``signer`` when given."""
-        if signer is not None and signer.identity != actor:
-            raise ValueError(f"{signer.identity!r}'s key cannot sign an event of {actor!r}")
+        return self.append_all([Draft(type, artifact, actor, reason, data, signer)])[0]
+
+    def append_all(self, drafts: list[Draft]) -> list[Event]:
+        """Commit events as one (call only under the registry lock): chained and signed, then appended
+        with a single ``write`` and one fsync, so a killed process leaves all of them or none (a power
+        loss can still tear the write; the reader then keeps the whole lines before the tear)."""
         self.repair_torn_tail()
-        last = self.last()
-        draft = Event(
-            seq=(last.seq + 1) if last else 1,
-            ts=utc_now(),
-            type=type,
-            artifact=artifact,
-            actor=actor,
-            reason=reason,
-            prev=last.hash if last else GENESIS,
-            data=dict(data or {}),
-        )
-        if signer is not None:
-            draft = replace(draft, sig=signer.sign(draft.signed_body()))
-        event = replace(draft, hash=draft.expected_hash())
-        append_line_durably(self.path, event.line())
-        atomic_write_bytes(self.head_path, canonical_json({"seq": event.seq, "hash": event.hash}) + b"\n")
-        return event
+        last, events = self.last(), []
+        for draft in drafts:
+            if draft.signer is not None and draft.signer.identity != draft.actor:
+                raise ValueError(f"{draft.signer.identity!r}'s key cannot sign an event of {draft.actor!r}")
+            event = Event(seq=(last.seq + 1) if last else 1, ts=utc_now(), type=draft.type, artifact=draft.artifact,
+                          actor=draft.actor, reason=draft.reason, prev=last.hash if last else GENESIS,
+                          data=dict(draft.data or {}))
+            if draft.signer is not None:
+                event = replace(event, sig=draft.signer.sign(event.signed_body()))
+            last = replace(event, hash=event.expected_hash())
+            events.append(last)
+        append_line_durably(self.path, b"".join(event.line() for event in events))
+        atomic_write_bytes(self.head_path, canonical_json({"seq": last.seq, "hash": last.hash}) + b"\n")
+        return events
 
     def head(self) -> dict[str, Any] | None:
         if not self.head_path.exists():

@@ -17,6 +17,8 @@ stored in a manifest: it is the result of replaying state events.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from breedlab.registry.errors import TransitionError
 from breedlab.registry.manifest import MODEL_KINDS
 
@@ -54,3 +56,15 @@ def check_transition(current: str | None, target: str, event_type: str, artifact
         raise TransitionError(
             f"{artifact[:12]}: {event_type} from {current} to {target} is not allowed; from {current}: {options}"
         )
+
+
+@dataclass(frozen=True)
+class Move:
+    """One state change of ``Registry.transitions``: ``artifact`` to state ``to`` by an ``event_type`` event."""
+
+    artifact: str
+    to: str
+    event_type: str
+    actor: str
+    reason: str
+    data: dict | None = None

@@ -18,8 +18,6 @@ the artifact is wholly there or not there at all.
 from __future__ import annotations
 
 import platform
-import shutil
-import tempfile
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,20 +25,18 @@ from typing import Any, Iterator, Mapping
 
 from breedlab import __version__
 from breedlab.registry import index
-from breedlab.registry.atomic import TMP_PREFIX, atomic_write_bytes, exclusive_lock, fsync_dir
+from breedlab.registry.atomic import atomic_write_bytes, exclusive_lock
 from breedlab.registry.authority import HOME, KEY_EVENT_TYPES
 from breedlab.registry.canonical import sha256_bytes
-from breedlab.registry.card import render_card
 from breedlab.registry.collected import collected_files
 from breedlab.registry.errors import NotFoundError, RegistryError
-from breedlab.registry.events import Event, EventLog, utc_now
+from breedlab.registry.events import Draft, Event, EventLog, utc_now
+from breedlab.registry.folders import CARD_NAME, materialise, with_card
 from breedlab.registry.keys import KEYS_ENV, KeyFileError, SigningKey, available_keys, key_dir
-from breedlab.registry.lifecycle import STATE_EVENT_TYPES, check_transition
+from breedlab.registry.lifecycle import STATE_EVENT_TYPES, Move, check_transition
 from breedlab.registry.manifest import FileEntry, Manifest, parse, validate, validate_header
 from breedlab.registry.objects import ObjectStore
 from breedlab.registry.safety import checked_sources
-
-CARD_NAME = "README.md"
 
 
 @dataclass(frozen=True)
@@ -120,10 +116,10 @@ class Registry:
             entries = {rel: FileEntry(*self.objects.put(path, move=move)) for rel, path in sources.items()}
             manifest = validate(replace(draft, files=entries))
             if CARD_NAME not in entries:
-                manifest = self._with_card(manifest)
+                manifest = with_card(self.objects, manifest)
             if self._committed(manifest.id):
                 return self._restored(self.get(manifest.id), actor)
-            self._materialise(manifest)
+            materialise(self.objects, self.artifacts_dir, manifest)
             raw = manifest.to_json()
             atomic_write_bytes(self.manifests_dir / f"{manifest.id}.json", raw, mode=0o444)
             event = self._append(
@@ -138,47 +134,38 @@ class Registry:
         stored again, so its folder is rebuilt and a ``restored`` event records it."""
         if not self.collected(artifact.id):
             return artifact
-        self._materialise(artifact.manifest)
+        materialise(self.objects, self.artifacts_dir, artifact.manifest)
         self._apply([self._append("restored", artifact.id, actor=actor, reason="registered again after gc",
                                   data={"files": sorted(artifact.manifest.files)})])
         return self.get(artifact.id)
-
-    def _with_card(self, manifest: Manifest) -> Manifest:
-        with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False, encoding="utf-8") as out:
-            out.write(render_card(manifest))
-        try:
-            entry = FileEntry(*self.objects.put(Path(out.name), move=True))
-        finally:
-            Path(out.name).unlink(missing_ok=True)
-        return replace(manifest, files={**manifest.files, CARD_NAME: entry})
-
-    def _materialise(self, manifest: Manifest) -> None:
-        """Build ``artifacts/<id>/`` from hard links in a temp folder, then rename it in."""
-        final = self.artifacts_dir / manifest.id
-        if final.exists():
-            shutil.rmtree(final)  # left by a process killed before its commit
-        staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.artifacts_dir))
-        for rel, entry in manifest.files.items():
-            self.objects.link_into(entry.sha256, staging / rel)
-        staging.rename(final)
-        fsync_dir(self.artifacts_dir)
 
     # ----- lifecycle -----------------------------------------------------------------
 
     def transition(self, artifact_id: str, to: str, *, event_type: str, actor: str, reason: str,
                    data: dict[str, Any] | None = None) -> Event:
         """Move an artifact to state ``to`` by appending one state event."""
-        if event_type not in STATE_EVENT_TYPES:
-            raise RegistryError(f"{event_type!r} is not a state event; use one of {STATE_EVENT_TYPES}")
-        if not reason.strip():
-            raise RegistryError("a state change needs a reason")
+        return self.transitions([Move(artifact_id, to, event_type, actor, reason, data)])[0]
+
+    def transitions(self, moves: list[Move]) -> list[Event]:
+        """State changes that stand or fall together (a champion crowned and the one it supersedes
+        retired), each checked against the state the ones before it leave, committed in one append."""
+        for move in moves:
+            if move.event_type not in STATE_EVENT_TYPES:
+                raise RegistryError(f"{move.event_type!r} is not a state event; use one of {STATE_EVENT_TYPES}")
+            if not move.reason.strip():
+                raise RegistryError("a state change needs a reason")
         with self.writing():
-            artifact = self.get(artifact_id)
-            check_transition(artifact.state, to, event_type, artifact.id)
-            details = {**(data or {}), "from": artifact.state, "to": to}
-            event = self._append(event_type, artifact.id, actor=actor, reason=reason, data=details)
-            self._apply([event])
-            return event
+            states, drafts = {}, []
+            for move in moves:
+                artifact = self.get(move.artifact)
+                state = states.get(artifact.id, artifact.state)
+                check_transition(state, move.to, move.event_type, artifact.id)
+                states[artifact.id] = move.to
+                drafts.append(self._draft(move.event_type, artifact.id, actor=move.actor, reason=move.reason,
+                                          data={**(move.data or {}), "from": state, "to": move.to}))
+            events = self.log.append_all(drafts)
+            self._apply(events)
+            return events
 
     def record(self, event_type: str, artifact_id: str, *, actor: str, reason: str,
                data: dict[str, Any] | None = None) -> Event:
@@ -195,9 +182,12 @@ class Registry:
             return event
 
     def _append(self, event_type: str, artifact_id: str, *, actor: str, reason: str, data: dict | None) -> Event:
-        """Append one event, signed by ``actor``'s key once the home is adopted (it must then have one)."""
+        return self.log.append_all([self._draft(event_type, artifact_id, actor=actor, reason=reason, data=data)])[0]
+
+    def _draft(self, event_type: str, artifact_id: str, *, actor: str, reason: str, data: dict | None) -> Draft:
+        """An event signed by ``actor``'s key once the home is adopted (it must then have one)."""
         signer = self.signer_for(actor) if event_type == "adopted" or self.adopted() else None
-        return self.log.append(event_type, artifact_id, actor=actor, reason=reason, data=data, signer=signer)
+        return Draft(event_type, artifact_id, actor, reason, data, signer)
 
     def signer_for(self, actor: str) -> SigningKey:
         """``actor``'s private key (from ``signers``, else the key folder); a clear error without one."""
