@@ -17,6 +17,7 @@ import shutil
 import pytest
 from browser import dump_dom, png_is_blank, png_size, screenshot
 
+from breedlab.governance.costs import CostRow, equation_one, equation_terms
 from breedlab.report.page import render_report, write_report
 from breedlab.report.table3 import PAPER_TABLE3, analytic_speedup, paper_table3
 from breedlab.report.timeline_schema import validate_timeline
@@ -120,7 +121,17 @@ def make_timeline() -> dict:
                     "formula": "sum(parent_only FLOPs) / sum(served FLOPs)",
                     "notes": ["FLOPs per token from the model configs; wall time measured on 2 cores."]},
         "tau_spawn": 0.25,
+        "breed_costs": _breed_costs(),
     }
+
+
+def _breed_costs() -> dict:
+    """Equation 1 from two measured breeds, through the same functions the demo calls."""
+    rows = [CostRow(CODE, "code-child", "cmg", 1200.0, 3.1e14, 1, CHILD_P),
+            CostRow(MED, "medical-adapter", "adapter-finetune", 1800.0, 4.4e14, 2, None)]
+    return {"rows": [{"name": r.name, "operator": r.operator, "cpu_seconds": r.cpu_seconds, "flops": r.flops,
+                      "p": r.p} for r in rows],
+            "terms": [list(t) for t in equation_terms(equation_one(rows, c_train=3000.0))]}
 
 
 @pytest.fixture
@@ -134,7 +145,7 @@ def _visible_text(page: str) -> str:
 
 def test_every_section_is_rendered(timeline):
     page = render_report(timeline)
-    for anchor in ("summary", "lineage", "routing", "traffic", "fitness", "compute", "events"):
+    for anchor in ("summary", "lineage", "routing", "traffic", "fitness", "compute", "costs", "events"):
         assert f'id="{anchor}"' in page
     assert page.count('<g class="node"') == 4  # parent + three models
     assert page.count('class="edge"') == 4  # code, medical from the parent; merged from both
@@ -168,6 +179,15 @@ def test_compute_panel_shows_measured_and_table3(timeline):
     assert f"{c['saving_flops']:.2f}\u00d7" in page and 'class="n hit"' in page
 
 
+def test_the_cost_section_shows_equation_one_from_the_measured_breeds(timeline):
+    text = _visible_text(render_report(timeline))
+    assert "medical-adapter" in text and "1,800.0" in text  # C_finetune: the adapter's measured cost
+    assert "C_train + K·p·C_finetune" in text and "~16 at p = 0.10" in text
+    assert "5.00" in text  # K*, measured: 3000 / (1800 - 1200)
+    del timeline["breed_costs"]
+    assert "No breed costs were recorded" in render_report(timeline)
+
+
 def test_parent_listed_among_models_is_the_reference_row(timeline):
     timeline["models"].insert(0, {"id": PARENT, "name": "pico-parent", "kind": "parent", "operator": "import",
                                   "domain": None, "state": "champion", "parents": [], "ratio": None,
@@ -198,6 +218,8 @@ def test_paper_table3_lookup():
     (lambda t: t["compute"].update(coverage=None), r"timeline\.compute\.coverage"),
     (lambda t: t.update(windows=[]), r"at least one window"),
     (lambda t: t["parent"].update(weight_bytes=True), r"timeline\.parent\.weight_bytes"),
+    (lambda t: t["breed_costs"]["terms"].append(["K*", "16"]), r"timeline\.breed_costs\.terms"),
+    (lambda t: t["breed_costs"]["rows"][0].pop("cpu_seconds"), r"timeline\.breed_costs\.rows\[0\]\.cpu_seconds"),
 ])
 def test_malformed_timeline_names_the_field(timeline, mutate, field):
     bad = copy.deepcopy(timeline)

@@ -81,26 +81,15 @@ def _object_bytes(root: Path) -> int:
 
 def costs_tables(rows, eq) -> list[Table]:
     """``registry costs``: one row per breed, then Equation 1's terms and crossovers."""
+    from breedlab.governance.costs import equation_terms
+
     breeds = Table("artifact", "name", "operator", "p", "CPU-s", "FLOPs", "runs", title="measured breed costs")
     for r in sorted(rows, key=lambda r: (r.operator, r.name)):
         breeds.add_row(r.artifact[:12], r.name, r.operator, _opt(r.p, ".3f"), f"{r.cpu_seconds:,.1f}",
                        f"{r.flops:.3g}", str(r.runs))
     terms = Table("term", "value", "how", title="Equation 1: C_Genesis(K) = C_train + K·p·C_finetune (CPU-s)")
-    k = eq.children
-    terms.add_row("C_train", f"{eq.c_train:,.1f}", "one-off, before any child (--c-train)")
-    terms.add_row("C_finetune", _opt(eq.c_finetune, ",.1f"), "mean measured adapter fine-tune")
-    terms.add_row("p", _opt(eq.p, ".3f"), "mean measured child/parent parameters")
-    terms.add_row("p·C_finetune", _opt(eq.assumed_child, ",.1f"), "what Equation 1 charges per child")
-    terms.add_row("C_child", _opt(eq.c_child, ",.1f"), "mean measured child (CMG) breed")
-    terms.add_row(f"C_Genesis(K={k}), Equation 1", _opt(eq.genesis(k, measured=False), ",.1f"), "C_train + K·p·C_finetune")
-    terms.add_row(f"C_Genesis(K={k}), measured", _opt(eq.genesis(k, measured=True), ",.1f"), "C_train + K·C_child")
-    terms.add_row(f"K·C_finetune (K={k})", _opt(eq.c_finetune * k if eq.c_finetune else None, ",.1f"),
-                  "fine-tuning the parent per domain")
-    terms.add_row("K*, Equation 1", _opt(eq.k_star_equation, ".2f"), "C_train / ((1 - p)·C_finetune)")
-    terms.add_row("K*, measured", _opt(eq.k_star_measured, ".2f", "never: a child costs at least a fine-tune"
-                                       if eq.c_child is not None and eq.c_finetune else "-"),
-                  "C_train / (C_finetune - C_child)")
-    terms.add_row("K*, the paper", "~16 at p = 0.10", "seed 002, analytical, not measured")
+    for row in equation_terms(eq):
+        terms.add_row(*row)
     return [breeds, terms]
 
 

@@ -109,10 +109,21 @@ def _write_outputs(run_home, registry, profile, parent, parent_flops, windows, e
         "compute": compute_panel(windows, profile.phases[-1]["name"], ratio,
                                  _child_flops_ratio(models, parent, windows)),
         "tau_spawn": None, "seconds": round(time.perf_counter() - started, 1),
+        "breed_costs": _breed_costs(registry),
     }
     timeline["tau_spawn"] = float({**_shipped_detector(), **profile.detector}["tau_spawn"])
     (run_home.root / "timeline.json").write_text(json.dumps(timeline, indent=1, sort_keys=True) + "\n")
     return write_report(timeline, run_home.root / "report.html")
+
+
+def _breed_costs(registry: Registry) -> dict:
+    """Every breed's measured cost and Equation 1's terms from them (the report's cost section)."""
+    from breedlab.governance.costs import breed_costs, equation_one, equation_terms
+
+    rows = breed_costs(registry)
+    return {"rows": [{"name": r.name, "operator": r.operator, "cpu_seconds": r.cpu_seconds, "flops": r.flops,
+                      "p": r.p} for r in rows],
+            "terms": [list(term) for term in equation_terms(equation_one(rows))]}
 
 
 def _weights(artifact: Artifact) -> int:

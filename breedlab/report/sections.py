@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from breedlab.report.costs_section import breed_costs_section
 from breedlab.report.lineage import lineage_svg
 from breedlab.report.style import (
     CSS,
@@ -30,7 +31,8 @@ from breedlab.report.table3 import PAPER_TABLE3, PAPER_TABLE3_STATUS, analytic_s
 
 DASH = "\u2013"  # an empty cell
 SECTIONS = (("lineage", "Lineage"), ("routing", "Routing share"), ("traffic", "Traffic & detector"),
-            ("fitness", "Fitness"), ("compute", "Compute saved"), ("events", "Timeline of events"))
+            ("fitness", "Fitness"), ("compute", "Compute saved"), ("costs", "Breeding cost"),
+            ("events", "Timeline of events"))
 
 
 def render_page(t: dict) -> str:
@@ -38,7 +40,7 @@ def render_page(t: dict) -> str:
     colors = {"parent": PARENT_SERIES, t["parent"]["id"]: PARENT_SERIES,
               **{m["id"]: MODEL_PALETTE[i % len(MODEL_PALETTE)] for i, m in enumerate(t["models"])}}
     parts = [_header(t), _nav(), "<main>", _summary(t), _lineage(t), _routing(t, names, colors),
-             _traffic(t), _fitness(t, colors), _compute(t), _events(t, names), "</main>"]
+             _traffic(t), _fitness(t, colors), _compute(t), breed_costs_section(t), _events(t, names), "</main>"]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{esc(t["title"])}</title><style>{CSS}</style></head><body>'

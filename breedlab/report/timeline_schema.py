@@ -27,7 +27,10 @@ Timeline schema (``?`` marks an optional field, filled with the default shown)::
                  "saving_time"?: float | null,    # the same for measured wall time (both over the scope the notes say)
                  "paper_table3"?: float | null,   # default: paper_table3(coverage, ratio)
                  "paper_cell"?: str, "formula"?: str, "notes"?: [str]},
-     "tau_spawn": float
+     "tau_spawn": float,
+     "breed_costs"?: {"rows": [{"name": str, "operator": str, "cpu_seconds": float, "flops": float,
+                                "p"?: float | null}],
+                      "terms": [[term, value, how], ...]} | null   # Equation 1 from measured costs
     }
 
 ``models`` may list the parent itself (id == parent.id, as the demo does): its
@@ -67,7 +70,23 @@ def validate_timeline(timeline: Any) -> dict:
     out["models"] = [m for m in models if m["id"] != out["parent"]["id"]]
     out["compute"] = _compute(t.get("compute"), "timeline.compute")
     out["tau_spawn"] = _num(t, "tau_spawn", "timeline")
+    out["breed_costs"] = None if t.get("breed_costs") is None else _breed_costs(t["breed_costs"], "timeline.breed_costs")
     return out
+
+
+def _breed_costs(c: Any, path: str) -> dict:
+    c = _obj(c, path)
+    rows = []
+    for i, r in enumerate(_list(c, "rows", path)):
+        r, at = _obj(r, f"{path}.rows[{i}]"), f"{path}.rows[{i}]"
+        rows.append({"name": _get(r, "name", str, at), "operator": _get(r, "operator", str, at),
+                     "cpu_seconds": _num(r, "cpu_seconds", at), "flops": _num(r, "flops", at),
+                     "p": None if r.get("p") is None else _num(r, "p", at)})
+    terms = [[_str(v, f"{path}.terms[{i}][{j}]") for j, v in enumerate(_listed(t, f"{path}.terms[{i}]"))]
+             for i, t in enumerate(_list(c, "terms", path))]
+    if any(len(t) != 3 for t in terms):
+        raise ValueError(f"{path}.terms: each term is [term, value, how]")
+    return {"rows": rows, "terms": terms}
 
 
 def _window(w: Any, path: str) -> dict:
