@@ -9,11 +9,13 @@ import torch
 from rich.console import Console
 
 from breedlab.evaluation.packets import load_packet
+from breedlab.governance.identities import adopt_home
 from breedlab.home import Home
 from breedlab.lab.pico_home import build_pico_lab
 from breedlab.lab.run import LabConfig, run_lab
 from breedlab.lab.setup import LAB_ACTOR, crown_parent
 from breedlab.registry import Registry, verify
+from breedlab.registry.keys import available_keys
 
 PICO = LabConfig(niche="code", pico=True, ratio=0.5, distill_tokens=2048, finetune_tokens=1024, lm_cases=8,
                  cloze_cases=12, retention_cases=6, passage_tokens=32)
@@ -26,6 +28,9 @@ def lab_run(tmp_path_factory):
     registry = Registry.open(home.registry_dir)
     pico = build_pico_lab(registry, home.cache_dir)
     crown_parent(registry, pico.parent, actor=LAB_ACTOR)
+    keys = tmp_path_factory.mktemp("keys")
+    adopt_home(registry, keys)  # signed from here: the lab breeds as the breeder, measures as the evaluator
+    registry.signers = available_keys(keys)
     console = Console(record=True, width=200)
     return registry, run_lab(registry, home, PICO, console), console
 
@@ -68,8 +73,11 @@ def test_the_release_packet_names_the_rollback_target_and_the_population(lab_run
 def test_the_lab_never_promotes_and_leaves_a_verifiable_registry(lab_run):
     registry, result, _ = lab_run
     assert all(registry.get(c.id).state == "candidate" for c in result.candidates)
-    assert [f for f in verify(registry.root) if f.level == "problem"] == []
+    assert [f for f in verify(registry.root) if f.level == "problem"] == []  # every signature checked
     assert json.dumps(result.fitness[result.champion.id].to_dict())
+    made = {e.artifact: e.actor for e in registry.events() if e.type == "registered"}
+    assert {made[c.id] for c in result.candidates} == {"breeder"}
+    assert {made[p.id] for p in registry.find(kind="packet")} == {"evaluator"}
 
 
 def test_a_lab_crowns_the_parent_it_imports_as_its_own_identity(tmp_path):
@@ -87,3 +95,20 @@ def test_a_lab_crowns_the_parent_it_imports_as_its_own_identity(tmp_path):
     assert [e.actor for e in crowned] == [LAB_ACTOR] == ["breedlab-lab"]
     again = ensure_parent_and_data(console, home, registry, actor="someone-else", domains=["code", "general"])
     assert again.id == parent.id and len([e for e in registry.events(parent.id) if e.type == "promoted"]) == 1
+
+
+def test_in_a_signed_home_an_approver_crowns_the_imported_parent(tmp_path):
+    from breedlab.lab.setup import ensure_parent_and_data, lab_identities
+
+    home = Home.resolve(tmp_path / "home")
+    registry = Registry.open(home.registry_dir)
+    pico = build_pico_lab(registry, home.cache_dir, domains=("code", "general"), docs=12)
+    adopt_home(registry, tmp_path / "keys")
+    crowner = lab_identities(registry, home, tmp_path / "keys")
+    assert crowner == "approver" and registry.actor == "breeder"
+    parent = ensure_parent_and_data(Console(record=True), home, registry, actor=crowner,
+                                    domains=["code", "general"], parent_source=str(pico.parent.path))
+    crowned = [e for e in registry.events(parent.id) if e.type == "promoted"]
+    assert parent.state == "champion" and [e.actor for e in crowned] == ["approver"] and crowned[0].sig
+    assert [e.actor for e in registry.events(parent.id) if e.type == "registered"] == ["breeder"]
+    assert [f for f in verify(registry.root) if f.level == "problem"] == []

@@ -135,6 +135,7 @@ def lab(
     candidates: Annotated[Optional[str], typer.Option(help="comma-separated candidates (default: LabConfig's: "
                                                        "adapter-finetune,cmg,cmg-fp16,quantize)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    keys: KeysOption = None,
     home: HomeOption = None,
 ) -> None:
     """Run the local breeding lab: champion, frozen suites, candidates, fitness, packets.
@@ -143,7 +144,7 @@ def lab(
     The lab breeds and judges; promotion stays with an approver (breedlab promote).
     """
     from breedlab.lab.run import LabConfig, run_lab
-    from breedlab.lab.setup import LAB_ACTOR, ensure_parent_and_data
+    from breedlab.lab.setup import ensure_parent_and_data, lab_identities
 
     given = {"distill_tokens": distill_tokens, "finetune_tokens": finetune_tokens,
              "candidates": candidates and tuple(name.strip() for name in candidates.split(",") if name.strip())}
@@ -154,7 +155,8 @@ def lab(
         fail(str(error))
     resolved = Home.resolve(home)
     registry = open_registry(home)
-    ensure_parent_and_data(console, resolved, registry, actor=LAB_ACTOR, domains=[niche, "general"])
+    crowner = lab_identities(registry, resolved, keys)  # signed: each act by its own identity's key
+    ensure_parent_and_data(console, resolved, registry, actor=crowner, domains=[niche, "general"])
     run_lab(registry, resolved, config, console)
 
 

@@ -7,6 +7,8 @@ so the event log says who made the parent the general champion.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 
 from breedlab.governance.niche import champion_parent
@@ -30,6 +32,20 @@ def ensure_parent_and_data(console: Console, home: Home, registry: Registry, *, 
     if missing or domains is None:
         print_build_report(console, build_corpora(home, registry, domains=missing or None))
     return parent
+
+
+def lab_identities(registry: Registry, home: Home, keys: Path | None = None) -> str:
+    """Set ``registry`` up to act as the lab; returns who crowns a freshly imported parent. Unsigned: the
+    lab itself. Signed: the key folder's keys, registrations (the parent, corpora) by the breeder, and
+    the crowning by an approver (a promotion is an approver's act there; its key must be at hand)."""
+    from breedlab.governance.config import load_governance
+    from breedlab.registry.keys import available_keys
+
+    if not registry.adopted():
+        return LAB_ACTOR
+    governance = load_governance(home.root)
+    registry.signers, registry.actor = available_keys(keys), governance.breeder
+    return governance.approvers[0]
 
 
 def crown_parent(registry: Registry, parent: Artifact, *, actor: str) -> Artifact:
