@@ -45,6 +45,8 @@ import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from drill_checks import checked, committed_ops  # noqa: E402  (beside this file)
+
 WORKER = Path(__file__).with_name("drill_worker.py")
 PHASES = ("register", "transition", "packet", "gc", "server")
 DRILL_BUDGETS = "max_active_children: 1000\nmax_children_per_niche: 2\nmax_total_weight_bytes: 100000000000\n"
@@ -89,7 +91,7 @@ def kill_server_at_random(root: Path, keys: Path, tag: str, token: str, rng: ran
     server.send_signal(signal.SIGKILL)
     server.wait()
     out, _ = client.communicate(timeout=300)  # the client stops at its first failed request
-    return _committed(first + out), server.returncode == -signal.SIGKILL
+    return committed_ops(first + out), server.returncode == -signal.SIGKILL
 
 
 def drill_home(folder: Path, demo: Path) -> tuple[Path, Path, str]:
@@ -131,69 +133,7 @@ def kill_at_random(phase: str, root: Path, keys: Path, tag: str, rng: random.Ran
     time.sleep(rng.uniform(*delay))
     worker.send_signal(signal.SIGKILL)
     out, _ = worker.communicate()
-    return _committed(out), worker.returncode == -signal.SIGKILL
-
-
-def _committed(out: str) -> set[int]:
-    return {int(line.split()[2]) for line in out.splitlines() if line.startswith("committed ")}
-
-
-def ledger_problems(reg, printed: dict[str, set[int]]) -> list[str]:
-    """Operations lost (printed as committed, not in the log) or doubled (in it twice)."""
-    names = Counter(a.manifest.name for a in reg.find()  # what the drill made (the demo's own names may repeat)
-                    if a.manifest.operator == "drill" or "drill" in a.manifest.recipe)
-    found = [f"{name} registered {n} times" for name, n in names.items() if n > 1]
-    ops = defaultdict(Counter)
-    for event in reg.events():
-        if "op" in event.data and event.type != "registered":
-            ops[event.data.get("niche") or event.artifact][event.data["op"]] += 1
-    found += [f"{key}: op {op} recorded {n} times" for key, counter in ops.items() for op, n in counter.items() if n > 1]
-    found += promotion_problems(reg)
-    for tag, numbers in printed.items():
-        found += [f"{tag}: committed op {n} is missing from the log" for n in sorted(numbers) if not _in_log(reg, tag, n)]
-    return found
-
-
-def promotion_problems(reg) -> list[str]:
-    """A model promoted to the same state twice (a doubled promotion), or a niche with two champions."""
-    promotions, niche_of = Counter(), {}
-    for event in reg.events():
-        if event.type == "promoted":
-            promotions[event.artifact, event.data.get("to")] += 1
-        if event.data.get("to") == "champion":
-            niche_of[event.artifact] = event.data.get("niche")
-    found = [f"{a[:12]} promoted to {to} {n} times" for (a, to), n in promotions.items() if n > 1]
-    champions = Counter(niche_of[a.id] for a in reg.find(state="champion")
-                        if a.manifest.kind != "parent" and a.id in niche_of)
-    return found + [f"niche {niche} has {n} champions" for niche, n in champions.items() if n > 1]
-
-
-def _in_log(reg, tag: str, number: int) -> bool:
-    phase = tag.split("-")[1] if tag.startswith("steady-") else tag.split("-")[0]
-    if phase == "server":  # the candidate of op ``number`` was promoted to its target by the server
-        child = reg.find(kind="child", name=f"{tag}-{number // 3}")
-        target = ("shadow", "canary", "champion")[number % 3]
-        return bool(child) and any(e.type == "promoted" and e.data.get("to") == target for e in reg.events(child[0].id))
-    if phase in ("register", "steady"):
-        return bool(reg.find(kind="dataset", name=f"{tag}-{number}"))
-    if phase == "transition":
-        return any(e.data.get("op") == number for e in reg.events() if e.data.get("niche") == f"drill-{tag}")
-    if phase == "packet":
-        child = reg.find(kind="child", name=f"{tag}-{number}")
-        return bool(child) and any(child[0].id in p.manifest.parents for p in reg.find(kind="packet"))
-    child = reg.find(kind="child", name=f"{tag}-{number}")  # gc: the model was rejected (and maybe collected)
-    return bool(child) and child[0].state == "rejected"
-
-
-def checked(root: Path, printed: dict[str, set[int]]) -> list[str]:
-    """Everything wrong with the record: verify's problems (under the writer lock, so the second writer
-    is never caught between its event and its HEAD), then operations lost or doubled."""
-    from breedlab.registry import Registry, verify
-
-    reg = Registry.open(root)
-    with reg.writing():
-        found = [f"{f.subject}: {f.message}" for f in verify(root) if f.level == "problem"]
-    return found + ledger_problems(reg, printed)
+    return committed_ops(out), worker.returncode == -signal.SIGKILL
 
 
 def kill_drill(folder: Path, kills: int, rng: random.Random, say, demo: Path) -> tuple[list[dict], dict]:
@@ -216,7 +156,7 @@ def kill_drill(folder: Path, kills: int, rng: random.Random, say, demo: Path) ->
         say(number + 1, kills, started, phase, found)
     for writer, tag in ((steady, "steady"), (steady_client, "steady-server")):
         writer.send_signal(signal.SIGKILL)
-        printed[tag] = _committed(writer.communicate()[0])
+        printed[tag] = committed_ops(writer.communicate()[0])
     steady_server.send_signal(signal.SIGKILL)
     steady_server.wait()
     final = checked(root, printed)
@@ -260,7 +200,7 @@ def enospc_drill(folder: Path) -> dict:
         root, keys = signed_home(mount)
         worker = start("register", root, "register-full", keys, count=100)
         out, err = worker.communicate(timeout=300)
-        printed = {"register-full": _committed(out)}
+        printed = {"register-full": committed_ops(out)}
         return {"exit": worker.returncode, "clear_error": "No space left on device" in err,
                 "committed_before_full": len(printed["register-full"]), "problems": checked(root, printed)}
     finally:
