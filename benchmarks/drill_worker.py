@@ -94,7 +94,7 @@ def packet_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
     parent = model(reg, scratch, f"{tag}-champion", 0)
     for number in range(count):
         child = model(reg, scratch, tag, number)
-        if not any(child.id in p.manifest.parents for p in reg.find(kind="packet")):
+        if not any(reg.get(linked).manifest.kind == "packet" for linked in reg.children(child.id)):
             write_evidence_packet(reg, FitnessVector(candidate=parent.id, utility=0.5),
                                   FitnessVector(candidate=child.id, utility=0.5 + number / 1e6),
                                   [GateResult("drill", True, 1, 1, "drill")], Decision("no-op", [f"op {number}"]),
@@ -143,10 +143,12 @@ def server_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
 
     import httpx
 
+    source = demo_source(reg)
     headers = {"Authorization": f"Bearer {os.environ['DRILL_TOKEN']}"}
     with httpx.Client(base_url=os.environ["DRILL_SERVER"], timeout=60, headers=headers) as http:
         for number in range(count):
-            candidate = server_candidate(Registry.open(reg.root, actor="breeder"), tag, number // len(SERVER_MOVES))
+            candidate = server_candidate(Registry.open(reg.root, actor="breeder"), source, tag,
+                                         number // len(SERVER_MOVES))
             target = SERVER_MOVES[number % len(SERVER_MOVES)]
             state = Registry.open(reg.root).get(candidate.id).state  # opened afresh: the server wrote since
             if STATE_ORDER[state] < STATE_ORDER[target]:
@@ -159,24 +161,31 @@ def server_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
                 time.sleep(STEADY_PACE_S)
 
 
-def server_candidate(reg: Registry, tag: str, number: int):
-    """A copy of one of the demo's children under a new name, with a passing packet the evaluator signs."""
+def demo_source(reg: Registry) -> tuple:
+    """(one of the demo's children with its evidence packet's body): what every candidate copies. The
+    champion when there is one; never a child whose weights a gc collected."""
+    from breedlab.evaluation.packets import load_packet
+
+    packets = {p.manifest.recipe.get("candidate"): p for p in reg.find(kind="packet")}
+    source = min((c for c in reg.find(kind="child") if c.id in packets and not reg.collected(c.id)
+                  and c.manifest.operator != "drill" and "drill" not in c.manifest.recipe),
+                 key=lambda c: (c.state != "champion", c.id))
+    return source, load_packet(reg, packets[source.id].id)
+
+
+def server_candidate(reg: Registry, source: tuple, tag: str, number: int):
+    """A copy of the demo child under a new name, with a passing packet the evaluator signs."""
     from breedlab.evaluation.decision import Decision
     from breedlab.evaluation.fitness import FitnessVector
     from breedlab.evaluation.gates import GateResult
-    from breedlab.evaluation.packets import load_packet, write_evidence_packet
+    from breedlab.evaluation.packets import write_evidence_packet
 
-    name = f"{tag}-{number}"
-    packets = {p.manifest.recipe.get("candidate"): p for p in reg.find(kind="packet")}
-    source = min((c for c in reg.find(kind="child") if c.id in packets and not reg.collected(c.id)
-                  and c.manifest.operator != "drill" and "drill" not in c.manifest.recipe),  # a demo child
-                 key=lambda c: (c.state != "champion", c.id))
+    (model, body), name = source, f"{tag}-{number}"
     found = reg.find(kind="child", name=name)
     child = found[0] if found else reg.register(
-        "child", name, {n: source.path / n for n in source.manifest.files if n != "README.md"}, operator="cmg",
-        recipe={**source.manifest.recipe, "drill": name}, parents=source.manifest.parents, actor="breeder")
-    if not any(child.id in p.manifest.parents for p in reg.find(kind="packet")):
-        body = load_packet(reg, packets[source.id].id)
+        "child", name, {n: model.path / n for n in model.manifest.files if n != "README.md"}, operator="cmg",
+        recipe={**model.manifest.recipe, "drill": name}, parents=model.manifest.parents, actor="breeder")
+    if not any(reg.get(linked).manifest.kind == "packet" for linked in reg.children(child.id)):
         suites = body["suites"]["candidate"]
         write_evidence_packet(reg, FitnessVector(candidate=body["champion"], suites=suites, utility=0.5),
                               FitnessVector(candidate=child.id, suites=suites, utility=0.7),

@@ -35,3 +35,23 @@ def test_a_full_disk_gives_a_clear_error_and_a_verifiable_home(tmp_path):
     if "skipped" in disk:  # no privilege to mount a tmpfs here: the drill says so; nothing to check
         return
     assert disk["exit"] != 0 and disk["clear_error"] and disk["problems"] == []
+
+
+def test_the_checks_catch_a_lost_op_and_two_champions(tmp_path):
+    """The drill's checks are not vacuous: each failure it looks for is reported when it is there."""
+    from registry_helpers import register_weights
+
+    from breedlab.registry import Registry
+
+    reg = Registry.open(tmp_path / "registry")
+    datasets = {"d.jsonl": tmp_path / "d.jsonl"}
+    datasets["d.jsonl"].write_bytes(b"{}\n")
+    reg.register("dataset", "register-0-0", datasets, operator="drill", recipe={"op": 0})
+    assert crash_drill.checked(reg.root, {"register-0": {0}}) == []
+    assert crash_drill.checked(reg.root, {"register-0": {0, 1}}) == ["register-0: committed op 1 is missing from the log"]
+    a, b = (register_weights(reg, tmp_path, name=n, content=n.encode() * 64, kind="child") for n in ("a", "b"))
+    for child in (a, b):
+        reg.transition(child.id, "champion", event_type="promoted", actor="approver", reason="r",
+                       data={"niche": "drill-x"})
+    found = crash_drill.checked(reg.root, {})
+    assert found == ["niche drill-x has 2 champions"]
