@@ -25,6 +25,7 @@ ACTORS = {"register": "breeder", "transition": "approver", "packet": "evaluator"
 
 def committed(tag: str, number: int) -> None:
     print(f"committed {tag} {number}", flush=True)
+    time.sleep(STEADY_PACE_S if tag.startswith("steady") else PACE_S)
 
 
 def weights_file(folder: Path, name: str, size: int) -> Path:
@@ -43,13 +44,16 @@ def model(reg: Registry, scratch: Path, tag: str, number: int):
     found = reg.find(kind="child", name=name)
     if found:
         return found[0]
-    return reg.register("child", name, {"model.safetensors": weights_file(scratch, name, 64 * 1024)},
+    return reg.register("child", name, {"model.safetensors": weights_file(scratch, name, 16 * 1024)},
                         operator="drill", recipe={"tag": tag, "op": number}, actor="breeder")
 
 
-STEADY_PACE_S = 1.0
-"""The second writer (tag ``steady``) writes one small dataset a second: writing all along, not filling
-the disk over a long drill (every kill's verify re-hashes everything)."""
+STEADY_PACE_S = 2.0
+"""The steady writers (tags ``steady``, ``steady-server``) write one operation every 2 seconds: writing
+all along, not filling the home over a long drill (every kill's verify re-reads all of it)."""
+PACE_S = 0.05
+"""A killed writer rests this long between operations, so a kill lands at a random moment among a few
+operations rather than after hundreds: the home (and each kill's verify) stays small enough for 1,000."""
 
 
 def register_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
@@ -57,13 +61,11 @@ def register_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
     for number in range(count):
         name = f"{tag}-{number}"
         if not reg.find(kind="dataset", name=name):
-            files = {f"shard-{p}.jsonl": _shard(scratch, f"{name}-{p}", 4096 if steady else 128 * 1024)
+            files = {f"shard-{p}.jsonl": _shard(scratch, f"{name}-{p}", 4096 if steady else 32 * 1024)
                      for p in range(3)}
             reg.register("dataset", name, files, operator="drill", recipe={"tag": tag, "op": number},
                          actor="breeder")
         committed(tag, number)
-        if steady:
-            time.sleep(STEADY_PACE_S)
 
 
 def _shard(scratch: Path, name: str, size: int) -> Path:
@@ -157,8 +159,6 @@ def server_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
                 if answer.status_code != 200:
                     sys.exit(f"op {number} refused: {answer.status_code} {answer.text}")
             committed(tag, number)
-            if tag.startswith("steady"):
-                time.sleep(STEADY_PACE_S)
 
 
 def demo_source(reg: Registry) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,5 +42,8 @@ def sha256_file(path: Path) -> str:
         return sha256_stream(stream)
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return isinstance(text, str) and _SHA256.fullmatch(text) is not None  # called per object: verify's hot path

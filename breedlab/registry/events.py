@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,8 @@ class Event:
 
     def signed_body(self) -> dict[str, Any]:
         """What the actor signs: everything but the hash and the signature."""
-        body = asdict(self)
-        body.pop("hash")
-        body.pop("sig")
-        return body
+        # Field by field, not with asdict (a deep copy): verify calls this twice per event.
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("hash", "sig")}
 
     def body(self) -> dict[str, Any]:
         """What the hash covers: the signed body and the signature, so the chain pins signatures too."""

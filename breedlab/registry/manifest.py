@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -66,7 +66,10 @@ class Manifest:
         return {key: body[key] for key in IDENTITY_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
-        body = asdict(self)
+        """The manifest as JSON-ready values (shares ``recipe`` and ``metrics``: read it, do not edit it).
+        Built field by field, not with asdict (a deep copy): ids are computed from it on every read."""
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["files"] = {rel: {"sha256": e.sha256, "size": e.size} for rel, e in self.files.items()}
         body["parents"] = list(self.parents)
         body["data"] = list(self.data)
         return body
