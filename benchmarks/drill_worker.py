@@ -96,7 +96,7 @@ def packet_loop(reg: Registry, scratch: Path, tag: str, count: int) -> None:
     parent = model(reg, scratch, f"{tag}-champion", 0)
     for number in range(count):
         child = model(reg, scratch, tag, number)
-        if not any(reg.get(linked).manifest.kind == "packet" for linked in reg.children(child.id)):
+        if not reg.children(child.id, kind="packet"):
             write_evidence_packet(reg, FitnessVector(candidate=parent.id, utility=0.5),
                                   FitnessVector(candidate=child.id, utility=0.5 + number / 1e6),
                                   [GateResult("drill", True, 1, 1, "drill")], Decision("no-op", [f"op {number}"]),
@@ -185,7 +185,7 @@ def server_candidate(reg: Registry, source: tuple, tag: str, number: int):
     child = found[0] if found else reg.register(
         "child", name, {n: model.path / n for n in model.manifest.files if n != "README.md"}, operator="cmg",
         recipe={**model.manifest.recipe, "drill": name}, parents=model.manifest.parents, actor="breeder")
-    if not any(reg.get(linked).manifest.kind == "packet" for linked in reg.children(child.id)):
+    if not reg.children(child.id, kind="packet"):
         suites = body["suites"]["candidate"]
         write_evidence_packet(reg, FitnessVector(candidate=body["champion"], suites=suites, utility=0.5),
                               FitnessVector(candidate=child.id, suites=suites, utility=0.7),

@@ -59,3 +59,14 @@ def test_index_catches_up_when_a_writer_died_before_updating_it(tmp_path):
         conn.commit()
     reopened = Registry.open(reg.root)
     assert reopened.get(art.id).manifest.name == "pico"
+
+
+def test_children_of_a_kind_come_from_the_index_newest_first(tmp_path):
+    reg = Registry.open(tmp_path / "registry")
+    parent = register_weights(reg, tmp_path, name="parent", content=b"p" * 64)
+    older = register_weights(reg, tmp_path, name="older", content=b"o" * 64, kind="child", parents=[parent.id])
+    newer = register_weights(reg, tmp_path, name="newer", content=b"n" * 64, kind="child", parents=[parent.id])
+    quantized = register_weights(reg, tmp_path, name="q", content=b"q" * 64, kind="quantized", parents=[parent.id])
+    assert reg.children(parent.id, kind="child") == [newer.id, older.id]
+    assert reg.children(parent.id) == [quantized.id, newer.id, older.id]
+    assert reg.children(older.id, kind="child") == []

@@ -89,9 +89,7 @@ def passing_evidence(registry: Registry, candidate_id: str, niche: str) -> str:
     from breedlab.evaluation.packets import PacketError, load_packet
 
     breeder, refused = breeder_of(registry, candidate_id), []
-    for packet in registry.find(kind="packet"):
-        if candidate_id not in packet.manifest.parents:
-            continue
+    for packet in map(registry.get, registry.children(candidate_id, kind="packet")):  # indexed, newest first
         try:
             body = load_packet(registry, packet.id)
         except PacketError as exc:

@@ -47,9 +47,7 @@ def active_fitness(registry: Registry, niche: str, suites: dict[str, str]) -> di
 
     found = {}
     for child in active_children(registry, niche):
-        for packet in registry.find(kind="packet"):
-            if child.id not in packet.manifest.parents:
-                continue
+        for packet in map(registry.get, registry.children(child.id, kind="packet")):  # indexed, newest first
             try:
                 body = load_packet(registry, packet.id)
             except PacketError:

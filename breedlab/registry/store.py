@@ -227,8 +227,11 @@ class Registry:
         rows = self._query(f"SELECT id FROM artifacts {where} ORDER BY registered_seq DESC", tuple(params))
         return [self.get(row["id"]) for row in rows]
 
-    def children(self, artifact_id: str) -> list[str]:
-        rows = self._query("SELECT child FROM links WHERE target = ? AND relation = 'parent'", (artifact_id,))
+    def children(self, artifact_id: str, kind: str | None = None) -> list[str]:
+        """Ids of the artifacts naming ``artifact_id`` as a parent (of ``kind`` only, if given), newest first."""
+        rows = self._query("SELECT l.child FROM links l JOIN artifacts a ON a.id = l.child WHERE l.target = ? AND "
+                           "l.relation = 'parent' AND (? IS NULL OR a.kind = ?) ORDER BY a.registered_seq DESC",
+                           (artifact_id, kind, kind))
         return [row["child"] for row in rows]
 
     def events(self, artifact_id: str | None = None) -> list[Event]:
