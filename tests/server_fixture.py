@@ -14,6 +14,9 @@ Stable API (the admin and dashboard tests import it):
   in a thread on a free loopback port; the server drains and stops on exit.
 * ``serve_app(app) -> contextmanager`` the same for an app already built (a test
   that needs ``app.state.server`` builds the app itself).
+* ``code_candidate(registry, name, seed) -> str``: a copy of the demo's code child
+  registered by the breeder, with passing evidence for niche code written by the
+  evaluator (signed by its key when the home is signed): something real to promote.
 
 Why a demo run rather than a hand-built registry: the dashboard must show the
 lineage of the quick demo's ecosystem, and only the demo produces the real
@@ -104,3 +107,25 @@ def _wait_started(server, thread: threading.Thread) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the server did not start within {START_TIMEOUT_S:.0f} s")
         time.sleep(0.05)
+
+
+def code_candidate(registry, name: str, seed: int) -> str:
+    """A copy of the demo's code child (``seed`` in its recipe makes the id new), registered by the breeder,
+    with a passing evidence packet for niche code on the code child's own suites."""
+    from breedlab.evaluation.decision import Decision
+    from breedlab.evaluation.fitness import FitnessVector
+    from breedlab.evaluation.gates import GateResult
+    from breedlab.evaluation.packets import load_packet, write_evidence_packet
+
+    code = next(c for c in registry.find(kind="child") if c.manifest.recipe["domain"] == "code")
+    files = {n: code.path / n for n in code.manifest.files if n != "README.md"}
+    child = registry.register("child", name, files, operator="cmg", actor="breeder",
+                              recipe={**code.manifest.recipe, "seed": seed}, parents=code.manifest.parents)
+    packet = next(p for p in registry.find(kind="packet") if p.manifest.recipe.get("candidate") == code.id)
+    body = load_packet(registry, packet.id)
+    suites = body["suites"]["candidate"]
+    parent = FitnessVector(candidate=body["champion"], suites=suites, utility=0.5)
+    challenger = FitnessVector(candidate=child.id, suites=suites, utility=0.7)
+    gates = [GateResult("general-regression", True, 0.1, 2.0, "within bound")]
+    write_evidence_packet(registry, parent, challenger, gates, Decision("promote", ["test evidence"]), niche="code")
+    return child.id

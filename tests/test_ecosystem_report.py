@@ -17,7 +17,7 @@ import shutil
 import pytest
 from browser import dump_dom, png_is_blank, png_size, screenshot
 
-from breedlab.governance.costs import CostRow, equation_one, equation_terms
+from breedlab.governance.costs import CostRow, costs_panel
 from breedlab.report.page import render_report, write_report
 from breedlab.report.table3 import PAPER_TABLE3, analytic_speedup, paper_table3
 from breedlab.report.timeline_schema import validate_timeline
@@ -129,9 +129,7 @@ def _breed_costs() -> dict:
     """Equation 1 from two measured breeds, through the same functions the demo calls."""
     rows = [CostRow(CODE, "code-child", "cmg", 1200.0, 3.1e14, 1, CHILD_P),
             CostRow(MED, "medical-adapter", "adapter-finetune", 1800.0, 4.4e14, 2, None)]
-    return {"rows": [{"name": r.name, "operator": r.operator, "cpu_seconds": r.cpu_seconds, "flops": r.flops,
-                      "p": r.p} for r in rows],
-            "terms": [list(t) for t in equation_terms(equation_one(rows, c_train=3000.0))]}
+    return costs_panel(rows, c_train=3000.0)
 
 
 @pytest.fixture

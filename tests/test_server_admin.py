@@ -21,14 +21,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from server_fixture import quick_home, running_server
+from server_fixture import code_candidate, quick_home, running_server
 from typer.testing import CliRunner
 
 from breedlab.cli.tokens import token_app
-from breedlab.evaluation.decision import Decision
-from breedlab.evaluation.fitness import FitnessVector
-from breedlab.evaluation.gates import GateResult
-from breedlab.evaluation.packets import load_packet, write_evidence_packet
 from breedlab.governance.config import load_governance
 from breedlab.governance.niche import current_champion
 from breedlab.registry import Registry
@@ -56,23 +52,7 @@ def world(tmp_path_factory):
     governance = load_governance(home.root)
     tokens = {role: create_token(home.root, governance, identity, role)
               for role, identity in (("approver", "approver"), ("breeder", "breeder"), ("inference", "alice"))}
-    return home, registry, tokens, _bred_candidate(registry, tmp_path_factory.mktemp("candidate"))
-
-
-def _bred_candidate(registry: Registry, tmp) -> str:
-    """A copy of the demo's code child, registered by the breeder, with passing evidence for niche code."""
-    code = next(c for c in registry.find(kind="child") if c.manifest.recipe["domain"] == "code")
-    files = {name: code.path / name for name in code.manifest.files if name != "README.md"}
-    child = registry.register("child", "code-p30-again", files, operator="cmg", actor="breeder",
-                              recipe={**code.manifest.recipe, "seed": 1}, parents=code.manifest.parents)
-    packet = next(p for p in registry.find(kind="packet") if p.manifest.recipe.get("candidate") == code.id)
-    body = load_packet(registry, packet.id)
-    suites = body["suites"]["candidate"]
-    parent = FitnessVector(candidate=body["champion"], suites=suites, utility=0.5)
-    challenger = FitnessVector(candidate=child.id, suites=suites, utility=0.7)
-    gates = [GateResult("general-regression", True, 0.1, 2.0, "within bound")]
-    write_evidence_packet(registry, parent, challenger, gates, Decision("promote", ["test evidence"]), niche="code")
-    return child.id
+    return home, registry, tokens, code_candidate(registry, "code-p30-again", seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from server_fixture import quick_home, running_server
+from server_fixture import code_candidate, quick_home, running_server
 
-from breedlab.evaluation.decision import Decision
-from breedlab.evaluation.fitness import FitnessVector
-from breedlab.evaluation.gates import GateResult
-from breedlab.evaluation.packets import load_packet, write_evidence_packet
 from breedlab.governance.config import load_governance
 from breedlab.governance.identities import add_key, adopt_home
 from breedlab.registry import Registry, verify
@@ -29,23 +25,7 @@ def signed_world(tmp_path_factory):
     registry = Registry.open(home.registry_dir, signers={})
     adopt_home(registry, keys)
     registry.signers = {name: load_key(name, keys) for name in ("approver", "breeder", "evaluator")}
-    return home, keys, _signed_candidate(registry, tmp_path_factory.mktemp("candidate"))
-
-
-def _signed_candidate(registry: Registry, tmp) -> str:
-    """A copy of the demo's code child registered by the breeder, with passing evidence the evaluator signs."""
-    code = next(c for c in registry.find(kind="child") if c.manifest.recipe["domain"] == "code")
-    files = {name: code.path / name for name in code.manifest.files if name != "README.md"}
-    child = registry.register("child", "code-signed", files, operator="cmg", actor="breeder",
-                              recipe={**code.manifest.recipe, "seed": 2}, parents=code.manifest.parents)
-    packet = next(p for p in registry.find(kind="packet") if p.manifest.recipe.get("candidate") == code.id)
-    body = load_packet(registry, packet.id)
-    suites = body["suites"]["candidate"]
-    parent = FitnessVector(candidate=body["champion"], suites=suites, utility=0.5)
-    challenger = FitnessVector(candidate=child.id, suites=suites, utility=0.7)
-    gates = [GateResult("general-regression", True, 0.1, 2.0, "within bound")]
-    write_evidence_packet(registry, parent, challenger, gates, Decision("promote", ["test evidence"]), niche="code")
-    return child.id
+    return home, keys, code_candidate(registry, "code-signed", seed=2)
 
 
 def test_a_role_token_needs_an_identity_holding_that_roles_key(signed_world):

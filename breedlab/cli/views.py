@@ -81,17 +81,13 @@ def _object_bytes(root: Path) -> int:
 
 def costs_tables(rows, eq) -> list[Table]:
     """``registry costs``: one row per breed, then Equation 1's terms and crossovers."""
-    from breedlab.governance.costs import equation_terms
+    from breedlab.governance.costs import equation_terms, shown
 
     breeds = Table("artifact", "name", "operator", "p", "CPU-s", "FLOPs", "runs", title="measured breed costs")
     for r in sorted(rows, key=lambda r: (r.operator, r.name)):
-        breeds.add_row(r.artifact[:12], r.name, r.operator, _opt(r.p, ".3f"), f"{r.cpu_seconds:,.1f}",
+        breeds.add_row(r.artifact[:12], r.name, r.operator, shown(r.p, ".3f"), f"{r.cpu_seconds:,.1f}",
                        f"{r.flops:.3g}", str(r.runs))
     terms = Table("term", "value", "how", title="Equation 1: C_Genesis(K) = C_train + K·p·C_finetune (CPU-s)")
     for row in equation_terms(eq):
         terms.add_row(*row)
     return [breeds, terms]
-
-
-def _opt(value, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)

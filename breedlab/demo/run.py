@@ -118,12 +118,9 @@ def _write_outputs(run_home, registry, profile, parent, parent_flops, windows, e
 
 def _breed_costs(registry: Registry) -> dict:
     """Every breed's measured cost and Equation 1's terms from them (the report's cost section)."""
-    from breedlab.governance.costs import breed_costs, equation_one, equation_terms
+    from breedlab.governance.costs import breed_costs, costs_panel
 
-    rows = breed_costs(registry)
-    return {"rows": [{"name": r.name, "operator": r.operator, "cpu_seconds": r.cpu_seconds, "flops": r.flops,
-                      "p": r.p} for r in rows],
-            "terms": [list(term) for term in equation_terms(equation_one(rows))]}
+    return costs_panel(breed_costs(registry))
 
 
 def _weights(artifact: Artifact) -> int:

@@ -112,19 +112,27 @@ def equation_terms(eq: EquationOne) -> list[tuple[str, str, str]]:
     never = "never: a child costs at least a fine-tune" if eq.c_child is not None and eq.c_finetune else "-"
     return [
         ("C_train", f"{eq.c_train:,.1f}", "one-off, before any child (--c-train)"),
-        ("C_finetune", _shown(eq.c_finetune, ",.1f"), "mean measured adapter fine-tune"),
-        ("p", _shown(eq.p, ".3f"), "mean measured child/parent parameters"),
-        ("p·C_finetune", _shown(eq.assumed_child, ",.1f"), "what Equation 1 charges per child"),
-        ("C_child", _shown(eq.c_child, ",.1f"), "mean measured child (CMG) breed"),
-        (f"C_Genesis(K={k}), Equation 1", _shown(eq.genesis(k, measured=False), ",.1f"), "C_train + K·p·C_finetune"),
-        (f"C_Genesis(K={k}), measured", _shown(eq.genesis(k, measured=True), ",.1f"), "C_train + K·C_child"),
-        (f"K·C_finetune (K={k})", _shown(eq.c_finetune * k if eq.c_finetune else None, ",.1f"),
+        ("C_finetune", shown(eq.c_finetune, ",.1f"), "mean measured adapter fine-tune"),
+        ("p", shown(eq.p, ".3f"), "mean measured child/parent parameters"),
+        ("p·C_finetune", shown(eq.assumed_child, ",.1f"), "what Equation 1 charges per child"),
+        ("C_child", shown(eq.c_child, ",.1f"), "mean measured child (CMG) breed"),
+        (f"C_Genesis(K={k}), Equation 1", shown(eq.genesis(k, measured=False), ",.1f"), "C_train + K·p·C_finetune"),
+        (f"C_Genesis(K={k}), measured", shown(eq.genesis(k, measured=True), ",.1f"), "C_train + K·C_child"),
+        (f"K·C_finetune (K={k})", shown(eq.c_finetune * k if eq.c_finetune else None, ",.1f"),
          "fine-tuning the parent per domain"),
-        ("K*, Equation 1", _shown(eq.k_star_equation, ".2f"), "C_train / ((1 - p)·C_finetune)"),
-        ("K*, measured", _shown(eq.k_star_measured, ".2f", never), "C_train / (C_finetune - C_child)"),
+        ("K*, Equation 1", shown(eq.k_star_equation, ".2f"), "C_train / ((1 - p)·C_finetune)"),
+        ("K*, measured", shown(eq.k_star_measured, ".2f", never), "C_train / (C_finetune - C_child)"),
         ("K*, the paper", "~16 at p = 0.10", "seed 002, analytical, not measured"),
     ]
 
 
-def _shown(value: float | None, spec: str, missing: str = "-") -> str:
+def shown(value: float | None, spec: str, missing: str = "-") -> str:
+    """``value`` formatted by ``spec``, or ``missing`` when it was not measured."""
     return missing if value is None else format(value, spec)
+
+
+def costs_panel(rows: list[CostRow], c_train: float = 0.0) -> dict:
+    """The breeds and Equation 1's terms as the report's timeline carries them (``breed_costs``)."""
+    return {"rows": [{"name": r.name, "operator": r.operator, "cpu_seconds": r.cpu_seconds, "flops": r.flops,
+                      "p": r.p} for r in rows],
+            "terms": [list(term) for term in equation_terms(equation_one(rows, c_train))]}

@@ -126,11 +126,6 @@ class EventLog:
                 stream.truncate(keep)
                 os.fsync(stream.fileno())
 
-    def append(self, type: str, artifact: str, *, actor: str, reason: str, data: dict | None = None,
-               signer: SigningKey | None = None) -> Event:
-        """Commit one event (call only under the registry lock), signed by ``signer`` when given."""
-        return self.append_all([Draft(type, artifact, actor, reason, data, signer)])[0]
-
     def append_all(self, drafts: list[Draft]) -> list[Event]:
         """Commit events as one (call only under the registry lock): chained and signed, then appended
         with a single ``write`` and one fsync, so a killed process leaves all of them or none (a power
