@@ -7,13 +7,15 @@ import math
 import pytest
 import torch
 
+from breedlab.engines.hf import HFEngine
 from breedlab.server.generation import Generation, Sampling, eos_ids, mean_nll, pick
 
 
 def _generate(pico, prompt: str, **sampling) -> Generation:
     model, tokenizer = pico
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    generation = Generation(model, tokenizer, ids, Sampling(**{"max_new_tokens": 24, **sampling}), eos_ids(tokenizer))
+    sampling = Sampling(**{"max_new_tokens": 24, **sampling})
+    generation = Generation(HFEngine(model), tokenizer, ids, sampling, eos_ids(tokenizer))
     generation.pieces = list(generation.deltas())
     return generation
 

@@ -79,7 +79,7 @@ def test_shadow_answers_are_scored_and_recorded_and_never_returned(eco):
     served = [_complete(client, "auto", p) for p in prompts]
     state.rollouts.flush()
     shadow_model = state.host.get(shadow)
-    shadow_texts = [Generation(shadow_model.model, shadow_model.tokenizer,
+    shadow_texts = [Generation(shadow_model.engine, shadow_model.tokenizer,
                                shadow_model.tokenizer(p, add_special_tokens=False)["input_ids"],
                                Sampling(max_new_tokens=8), eos_ids(shadow_model.tokenizer)).run() for p in prompts]
     for prompt, body in zip(prompts, served):

@@ -14,6 +14,7 @@ import typer
 from breedlab.cli import breed_commands
 from breedlab.cli.common import HomeOption, KeysOption, console
 from breedlab.cli.config_commands import config_app
+from breedlab.cli.engine_commands import engine_app, export
 from breedlab.cli.key_commands import key_app
 from breedlab.cli.niche_commands import niche_app
 from breedlab.cli.store_commands import data_app, parent_app, registry_app
@@ -32,6 +33,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(niche_app, name="niche")
 app.add_typer(config_app, name="config")
 app.add_typer(key_app, name="keys")
+app.add_typer(engine_app, name="engines")
+app.command()(export)
 app.command()(breed_commands.breed)
 app.command()(breed_commands.operate)
 app.command()(breed_commands.lab)

@@ -35,6 +35,8 @@ ROLES_FOR_EVENT = {
     **{kind: ("approver",) for kind in KEY_EVENT_TYPES},
 }
 PACKET_KIND = "packet"
+EVIDENCE_KINDS = (PACKET_KIND, "engine-check")
+"""Kinds only an evaluator registers: packets, and the checks that let an engine serve a model."""
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Authority:
 
 def roles_for(event: Event) -> tuple[str, ...] | None:
     """The roles that may sign ``event``; None: any identity, signing as itself."""
-    if event.type == "registered" and event.data.get("kind") == PACKET_KIND:
+    if event.type == "registered" and event.data.get("kind") in EVIDENCE_KINDS:
         return ("evaluator",)
     return ROLES_FOR_EVENT.get(event.type)
 

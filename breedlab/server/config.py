@@ -61,6 +61,11 @@ class ServerConfig:
     """Whether a ``spawn-requested`` from live traffic starts a breeding worker as governance's breeding
     identity at once (it breeds, never promotes: an approver still shadows the candidate). Off: the
     request waits for ``POST /admin/breed``."""
+    engine: str = "fast"
+    """``fast``: each model generates on the fastest engine whose recorded check against hf passed
+    (``breedlab engines check``), else on hf; ``hf``: the transformers reference only."""
+    engine_threads: int = 2
+    """Threads one generation uses on a llama.cpp or CTranslate2 engine."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     """The ``rollout:`` section: canary share, live-regression gate, seed."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
@@ -77,6 +82,8 @@ class ServerConfig:
             raise ValueError("default_max_tokens may not exceed max_new_tokens_limit")
         if min(self.request_timeout_s, self.drain_timeout_s) <= 0:
             raise ValueError("request_timeout_s and drain_timeout_s must be positive")
+        if self.engine not in ("fast", "hf") or self.engine_threads < 1:
+            raise ValueError(f"engine must be fast or hf (got {self.engine!r}) and engine_threads positive")
         if self.canary_window_queries < self.rollout.min_canary_queries:
             raise ValueError("canary_window_queries must hold at least rollout.min_canary_queries")
 

@@ -48,11 +48,13 @@ class Prepared:
                 "route": d.route, "confidence": None if d.confidence is None else round(d.confidence, 4),
                 "reason": d.reason if not self.loaded.fallback else f"{d.reason}; {self.loaded.fallback}",
                 "canary": d.canary and not self.loaded.fallback, "fallback": self.loaded.fallback,
-                "seed": self.sampling.seed}
+                "seed": self.sampling.seed, "engine": self.loaded.engine.backend,
+                "quantization": self.loaded.engine.quantization}
 
     def headers(self) -> dict[str, str]:
         headers = {"x-breedlab-model": self.served_name, "x-breedlab-artifact": self.loaded.id,
-                   "x-breedlab-route": self.decision.route}
+                   "x-breedlab-route": self.decision.route,
+                   "x-breedlab-engine": f"{self.loaded.engine.backend}/{self.loaded.engine.quantization}"}
         if self.decision.confidence is not None:
             headers["x-breedlab-confidence"] = f"{self.decision.confidence:.4f}"
         return headers

@@ -1,5 +1,12 @@
 """Loaded models for the server: load once (every file re-hashed), fall back to the parent if a child will not load.
 
+Each model generates on an engine (``evaluation.engine_choice``): the fastest
+one whose recorded check against hf passed, else hf itself. The transformers
+model is loaded too, whatever the engine: shadow and canary scoring, the task
+monitor's gap and the detector read NLLs from it, so their numbers do not
+depend on which engine answers. A faster engine that was skipped (not
+installed, another version, its files changed) is logged with the reason.
+
 ``load_candidate`` re-hashes each file against its manifest, so a corrupted or
 tampered child fails to load here instead of serving garbage. Such a child is
 remembered as broken (no re-hash on every request), its traffic is served by
@@ -12,7 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
+from breedlab.engines import Engine
+from breedlab.engines.hf import HFEngine
+from breedlab.evaluation.engine_choice import serving_engine
 from breedlab.evaluation.measure import load_candidate
 from breedlab.registry import Registry
 from breedlab.server.generation import Generation, eos_ids
@@ -29,18 +40,24 @@ class Loaded:
     tokenizer: object
     context: int
     """Positions the model can attend over (prompt + answer)."""
+    engine: Engine
+    """What generates its answers (``engine.backend``, ``engine.quantization``)."""
     fallback: str | None = None
+    engine_check: str | None = None
+    """The engine-check artifact that lets ``engine`` serve; None on hf."""
 
     def generation(self, prompt_ids, sampling) -> Generation:
         """A generation of this model continuing ``prompt_ids`` (it ends at the tokenizer's EOS)."""
-        return Generation(self.model, self.tokenizer, list(prompt_ids), sampling, eos_ids(self.tokenizer))
+        return Generation(self.engine, self.tokenizer, list(prompt_ids), sampling, eos_ids(self.tokenizer))
 
 
 class ModelHost:
     """Models by artifact id, loaded lazily and thread-safely."""
 
-    def __init__(self, registry: Registry, parent_id: str, *, actor: str, on_fallback=None):
+    def __init__(self, registry: Registry, parent_id: str, *, actor: str, on_fallback=None,
+                 cache_dir: Path | None = None, engine: str = "hf", engine_threads: int = 2):
         self.registry, self.parent_id, self.actor = registry, parent_id, actor
+        self.cache_dir, self.fast, self.engine_threads = cache_dir, engine == "fast" and cache_dir is not None, engine_threads
         self.on_fallback = on_fallback
         """Called with (child id, reason) after a fallback is recorded (metrics)."""
         self._models: dict[str, Loaded] = {}
@@ -77,14 +94,23 @@ class ModelHost:
             self._broken.pop(model_id, None)
 
     def _load(self, model_id: str) -> Loaded:
-        model, tokenizer = load_candidate(self.registry.get(model_id))
+        artifact = self.registry.get(model_id)
+        model, tokenizer = load_candidate(artifact)
         model.eval()
-        return Loaded(model_id, model, tokenizer, context_limit(model, tokenizer))
+        engine, check = HFEngine(model), None
+        if self.fast:
+            chosen = serving_engine(self.registry, artifact, self.cache_dir, threads=self.engine_threads)
+            for reason in chosen.skipped:
+                log.warning("model %s: a checked engine was skipped: %s", model_id[:12], reason)
+            if chosen.check is not None:
+                engine, check = chosen.engine, chosen.check
+        return Loaded(model_id, model, tokenizer, context_limit(model, tokenizer), engine, engine_check=check)
 
     def _parent_instead(self, model_id: str, reason: str) -> Loaded:
         parent = self.get(self.parent_id)
-        return Loaded(parent.id, parent.model, parent.tokenizer, parent.context,
-                      fallback=f"{model_id[:12]} failed to load ({reason}); the parent served instead")
+        return Loaded(parent.id, parent.model, parent.tokenizer, parent.context, parent.engine,
+                      fallback=f"{model_id[:12]} failed to load ({reason}); the parent served instead",
+                      engine_check=parent.engine_check)
 
     def _record_fallback(self, model_id: str, reason: str) -> None:
         log.warning("child %s failed to load, falling back to the parent: %s", model_id[:12], reason)

@@ -1,9 +1,10 @@
-"""Text generation with one loaded model: greedy or temperature/top-p sampling, seeded, streamed.
+"""Text generation with one loaded engine: greedy or temperature/top-p sampling, seeded, streamed.
 
-A plain token loop with the model's KV cache rather than ``model.generate``:
-each request owns a ``torch.Generator`` (so a seeded request is reproducible
-even while other requests sample at the same time; ``generate`` draws from the
-global RNG), and the loop yields text as it goes, which is what streaming needs.
+The engine (``breedlab.engines``: hf, llama.cpp or CTranslate2) runs the token
+loop with its KV cache; each request owns a ``torch.Generator`` (so a seeded
+request is reproducible even while other requests sample at the same time;
+``model.generate`` draws from the global RNG), and this loop turns the ids into
+text as they come, which is what streaming needs.
 
 Text is emitted by decoding all generated ids and sending what is new, holding
 back (a) a trailing U+FFFD (a multi-byte character cut in half) and (b) as many
@@ -14,35 +15,24 @@ half-sent before it is recognised.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
+from breedlab.engines import Engine
+from breedlab.engines.sampling import MIN_TEMPERATURE, Sampling, pick
+
+__all__ = ["MIN_TEMPERATURE", "Generation", "Sampling", "eos_ids", "mean_nll", "pick"]
+
 REPLACEMENT = "\ufffd"
-MIN_TEMPERATURE = 1e-4
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How one request generates."""
-
-    max_new_tokens: int
-    temperature: float = 0.0
-    """0 = greedy (argmax)."""
-    top_p: float = 1.0
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-    deadline: float | None = None
-    """``time.monotonic()`` after which no further token is generated (finish_reason 'length')."""
 
 
 @dataclass
 class Generation:
     """One generation in progress: iterate ``deltas()``; afterwards read the totals."""
 
-    model: object
+    engine: Engine
     tokenizer: object
     prompt_ids: list[int]
     sampling: Sampling
@@ -58,7 +48,7 @@ class Generation:
         """The answer's text in pieces, as soon as each is safe to send."""
         sent = 0
         hold = max((len(s) for s in self.sampling.stop), default=1) - 1
-        for token in _token_ids(self.model, self.prompt_ids, self.sampling, self.cancel):
+        for token in self.engine.token_ids(self.prompt_ids, self.sampling, self.cancel):
             if token in self.eos_ids:
                 self.finish_reason = "stop"
                 break
@@ -89,41 +79,6 @@ class Generation:
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
     hits = [text.find(s) for s in stops if s and s in text]
     return min(hits) if hits else None
-
-
-@torch.no_grad()
-def _token_ids(model, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> Iterator[int]:
-    """Next-token ids, one forward pass each over the new token with the KV cache, until cancelled."""
-    generator = torch.Generator().manual_seed(sampling.seed)
-    ids = torch.tensor([prompt_ids], dtype=torch.long)  # (1, T) prompt, then (1, 1) per step
-    past = None
-    for _ in range(sampling.max_new_tokens):
-        if cancel.is_set() or (sampling.deadline is not None and time.monotonic() > sampling.deadline):
-            return
-        out = model(input_ids=ids, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        token = pick(out.logits[0, -1].float(), sampling, generator)  # logits (V,)
-        yield token
-        ids = torch.tensor([[token]], dtype=torch.long)
-
-
-def pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:
-    """Greedy at temperature ~0; else nucleus sampling (Holtzman et al. 2020) at ``temperature``.
-
-    Below MIN_TEMPERATURE the distribution is the argmax to machine precision, and dividing by a
-    tiny temperature overflows to inf (NaN probabilities): such requests are greedy. Scaling runs
-    in float64 for the same reason. Non-finite logits (a broken model) also fall back to greedy.
-    """
-    if sampling.temperature < MIN_TEMPERATURE or not bool(torch.isfinite(logits).all()):
-        return int(torch.argmax(torch.nan_to_num(logits, nan=-torch.inf)))
-    probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)  # (V,)
-    if sampling.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= sampling.top_p
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 @torch.no_grad()

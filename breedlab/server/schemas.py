@@ -89,6 +89,10 @@ class Served(BaseModel):
     fallback: str | None = None
     seed: int
     """The sampling seed used (the request's, or a fresh one): send it back to reproduce a sampled answer."""
+    engine: str
+    """The engine that generated the answer: hf, llamacpp or ctranslate2."""
+    quantization: str
+    """Its weights: fp32 (hf), or the checked quantization (f32, q8_0, int8, ...)."""
 
 
 class Usage(BaseModel):

@@ -85,7 +85,8 @@ class ServerState:
         parent = choose_parent(registry)
         metrics = Metrics()
         host = ModelHost(registry, parent.id, actor=config.lifecycle.actor,
-                         on_fallback=lambda child, _: metrics.fallbacks.labels(child[:12]).inc())
+                         on_fallback=lambda child, _: metrics.fallbacks.labels(child[:12]).inc(),
+                         cache_dir=home.cache_dir, engine=config.engine, engine_threads=config.engine_threads)
         loaded = host.get(parent.id)  # the parent must load: there is no fallback for the fallback
         governance = load_governance(home.root)
         policy, policy_artifact = load_router_policy(registry, config, governance)
