@@ -55,6 +55,12 @@ def test_every_candidate_has_a_full_fitness_vector_and_an_evidence_packet(lab_ru
         assert fitness.latency_token_ms_p95 >= fitness.latency_token_ms_p50 > 0
         assert fitness.peak_rss_bytes > 0 and fitness.network_attempts == 0 and fitness.data_local
         assert fitness.canary_reproduced is False
+        if candidate.manifest.operator == "quantize":  # breedlab's own fp16 weights: llama.cpp is not asked
+            assert fitness.engine is None and "int8/fp16 weight files" in fitness.unmeasured["engine"]
+        else:  # checked on llama.cpp Q8_0 against hf, its speed beside hf's, the check registered
+            assert fitness.engine == "llamacpp/q8_0" and fitness.engine_token_ms > 0 and fitness.engine_hf_token_ms > 0
+            assert abs(fitness.engine_nll_delta) < 0.05 and fitness.engine_passed is not None
+            assert registry.get(fitness.engine_check).manifest.parents == (candidate.id,)
         packet = load_packet(registry, result.evidence[candidate.id])
         assert packet["candidate"] == candidate.id and packet["decision"]["outcome"] in ("promote", "reject", "no-op")
         assert packet["created_utc"].endswith("Z") and packet["gates"]

@@ -42,6 +42,17 @@ class FitnessVector:
     latency_request_ms_p95: float | None = None
     latency_threads: int | None = None
     """torch threads the latency was timed with (``LatencySettings.threads``)."""
+    engine: str | None = None
+    """The fast engine this model was checked on (``backend/quantization``, ``LabConfig.engine``)."""
+    engine_token_ms: float | None = None
+    """Decode milliseconds per token on that engine, on the same threads as ``latency_*`` (hf)."""
+    engine_hf_token_ms: float | None = None
+    """Decode milliseconds per token on hf in the same check, side by side with ``engine_token_ms``."""
+    engine_nll_delta: float | None = None
+    """Its NLL per token minus hf's on the lm suite (the check's bound decides whether it may serve)."""
+    engine_passed: bool | None = None
+    engine_check: str | None = None
+    """The engine-check artifact: with it, the server serves this model on that engine once it routes there."""
     peak_rss_bytes: int | None = None
     """Peak resident memory of the process that loaded and ran the candidate alone."""
     weight_bytes: int | None = None

@@ -59,6 +59,10 @@ class LabConfig:
     examples_share: float = 0.75
     """A niche with examples: the share of each candidate's domain steps trained on them (the rest on
     its documents, which keep the domain's language; rehearsal on general text stays)."""
+    engine: str = "llamacpp/q8_0"
+    """The fast engine (``backend/quantization``) every measured model is checked on against hf: its
+    latency per token joins the fitness vector beside hf's, and a passing check lets the server serve
+    the model there. Empty: no engine check."""
     examples_epochs: float = 2.0
     """A niche with examples: each candidate trains at least this many passes over its training
     examples (its token budget grows to fit). Examples, not tokens, are what a task niche is short of:
@@ -115,7 +119,7 @@ def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console 
     ``cmg.progress.SharedDisplay``, the demo's) gets the current step and the live breed bars."""
     from breedlab.evaluation.gates import load_evaluation_config
     from breedlab.governance.config import load_governance
-    from breedlab.lab.steps import breed_candidates, build_suites, champion_of, measure_all
+    from breedlab.lab.steps import breed_candidates, build_suites, champion_of, check_engines, measure_all
     from breedlab.lab.steps import say as say_to
     from breedlab.lab.verdict import judge, select_and_release
 
@@ -137,6 +141,9 @@ def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console 
         candidates = breed_candidates(registry, home, champion, config, governance.breeder, console, display)
     say("4/6 fitness vectors (each model in its own guarded process)")
     fitness = measure_all(registry, champion, candidates, suites, console, display)
+    if config.engine:
+        with acting_as(registry, governance.evaluator):  # an engine check is evidence, like a packet
+            check_engines(registry, home, [champion, *candidates], suites, fitness, config.engine, console)
     say("5/6 gates, champion-challenger tests, evidence packets")
     result = LabResult(champion, suites, candidates, fitness)
     with acting_as(registry, governance.evaluator):

@@ -184,6 +184,32 @@ def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifac
     return fitness
 
 
+def check_engines(registry: Registry, home, models: list[Artifact], suites: dict[str, str], fitness: dict,
+                  engine: str, console: Console) -> None:
+    """Check every measured model on the fast ``engine`` against hf (on the niche's lm suite) and put its
+    decode speed and NLL difference beside the hf numbers of its fitness vector."""
+    from breedlab.engines import EngineUnavailable
+    from breedlab.evaluation.engine_check import CheckSettings, run_check
+
+    backend, _, quantization = engine.partition("/")
+    for model in models:
+        vector = fitness[model.id]
+        settings = CheckSettings(threads=vector.latency_threads or 1)  # the threads hf's latency was timed on
+        try:
+            check = run_check(registry, home.cache_dir, model.id, backend, quantization, suites.get("lm"), settings)
+        except EngineUnavailable as error:
+            vector.unmeasured["engine"] = str(error)
+            continue
+        metrics = check.manifest.metrics
+        vector.engine, vector.engine_check, vector.engine_passed = engine, check.id, bool(metrics["passed"])
+        vector.engine_token_ms = 1000.0 / max(metrics["decode_tok_s"], 1e-9)
+        vector.engine_hf_token_ms = 1000.0 / max(metrics["hf_decode_tok_s"], 1e-9)
+        vector.engine_nll_delta = metrics["nll_delta"]
+        console.print(f"  {model.manifest.name} on {engine}: {vector.engine_token_ms:.1f} ms/token against hf "
+                      f"{vector.engine_hf_token_ms:.1f}, NLL {metrics['nll_delta']:+.4f} "
+                      f"({'may serve' if metrics['passed'] else 'refused: ' + metrics['reason']})", highlight=False)
+
+
 def _canary(registry: Registry, champion: Artifact) -> dict[str, str] | None:
     """The privacy canary planted in the training data (from the train split's recipe), if any."""
     for data in registry.find(kind="dataset"):
