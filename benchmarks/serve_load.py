@@ -38,21 +38,26 @@ PROMPT_CHARS = 240
 CANDIDATE_PROMPTS = 40
 
 
-def serve(home: str, port: int) -> None:
+def serve(home: str, port: int, engine: str = "fast") -> None:
     """The child process: one app on 127.0.0.1:port until SIGINT (uvicorn drains on it)."""
+    from dataclasses import replace
+
     import uvicorn
 
     from breedlab.server.app import create_app
+    from breedlab.server.config import load_server_config
 
-    uvicorn.run(create_app(home), host="127.0.0.1", port=port, log_level="warning")
+    config = replace(load_server_config(), engine=engine)
+    uvicorn.run(create_app(home, config), host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_server(home: Path, timeout_s: float = 240.0) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, timeout_s: float = 240.0, engine: str = "fast") -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(home), "--port", str(port)], env=env)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(home), "--port", str(port),
+                             "--engine", engine], env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -102,16 +107,31 @@ def targets(home: Path) -> dict:
     return {"parent": (parent.id, texts("general")), "child": (child.id, texts(child.manifest.recipe["domain"]))}
 
 
-def routed_prompts(base: str, wanted: tuple[str, list[str]]) -> list[str]:
-    """The candidate prompts that ``auto`` sends to the wanted model (one probe request each)."""
+def parent_target(home: Path) -> dict:
+    """{"parent": (id, texts)} alone: a home with no champion child (the real parent's own home)."""
+    from breedlab.data.read import iter_documents
+    from breedlab.registry import Registry
+
+    registry = Registry.open(home / "registry")
+    parent = next(p for p in registry.find(kind="parent") if p.state == "champion")
+    dataset = registry.find(kind="dataset", name="general/test")[0]
+    docs = (d["text"][:PROMPT_CHARS] for d in iter_documents(dataset.path))
+    return {"parent": (parent.id, [t for _, t in zip(range(CANDIDATE_PROMPTS), docs)])}
+
+
+def routed_prompts(base: str, wanted: tuple[str, list[str]]) -> tuple[list[str], str]:
+    """The candidate prompts that ``auto`` sends to the wanted model (one probe request each), and the
+    engine/quantization that served them."""
     model_id, texts = wanted
-    kept = []
+    kept, engine = [], ""
     with httpx.Client(base_url=base, timeout=120) as client:
         for text in texts:
             reply = client.post("/v1/completions", json={"model": "auto", "prompt": text, "max_tokens": 1})
             if reply.status_code == 200 and reply.json()["breedlab"]["artifact_id"] == model_id:
                 kept.append(text)
-    return kept
+                served = reply.json()["breedlab"]
+                engine = f"{served['engine']}/{served['quantization']}"
+    return kept, engine
 
 
 # ----- load ---------------------------------------------------------------------------------------
@@ -215,6 +235,10 @@ def _ms(value: float | None) -> str:
 
 def load_table(rows: list[dict]) -> list[str]:
     """Markdown: one line per client count, parent-routed and child-routed side by side."""
+    if not any(r["route"] == "child" for r in rows):  # --parent-only
+        lines = ["| clients | engine | parent req/s | parent p50 ms | parent p95 ms | errors |", "|---:|---|---:|---:|---:|---:|"]
+        return lines + [f"| {r['clients']} | {r['engine']} | {r['rps']:.2f} | {_ms(r['p50_ms'])} | {_ms(r['p95_ms'])} "
+                        f"| {sum(r['errors'].values())} |" for r in rows]
     lines = [("| clients | parent req/s | parent p50 ms | parent p95 ms | child req/s | child p50 ms | child p95 ms "
              "| errors (parent/child) |"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for clients in sorted({r["clients"] for r in rows}):
@@ -232,7 +256,7 @@ def markdown(result: dict) -> str:
            f"(max_concurrency {result['server']['max_concurrency']}, queue_limit {result['server']['queue_limit']}); "
            f"completions of {result['max_tokens']} tokens, greedy, model `auto`"),
            (f"- routed prompts: {result['prompts']['parent']} to the parent (general text), "
-           f"{result['prompts']['child']} to {result['child_name']} (its domain's held-out text); "
+           f"{result['prompts'].get('child', 0)} to {result['child_name']} (its domain's held-out text); "
            f"misrouted replies during the load: {sum(r['misrouted'] for r in result['load'])}"),
            f"- each cell: at most {result['requests']} requests or {result['cell_seconds']:.0f} s", "",
            *load_table(result["load"]), ""]
@@ -253,20 +277,23 @@ def markdown(result: dict) -> str:
 def measure(args, base: str, pid: int, home: Path) -> dict:
     from breedlab.registry import Registry
 
-    wanted = targets(home)
-    prompts = {route: routed_prompts(base, wanted[route]) for route in ("parent", "child")}
+    wanted = parent_target(home) if args.parent_only else targets(home)
+    probed = {route: routed_prompts(base, wanted[route]) for route in wanted}
+    prompts = {route: kept for route, (kept, _) in probed.items()}
     for route, kept in prompts.items():
         if not kept:
             raise RuntimeError(f"no candidate prompt was routed to the {route}; the benchmark needs both routes")
     pairs = {route: [(wanted[route][0], text) for text in kept] for route, kept in prompts.items()}
     rows = []
     for clients in args.levels:
-        for route in ("parent", "child"):
+        for route in wanted:
             row = asyncio.run(run_load(base, pairs[route], clients, requests=args.requests,
                                        seconds=args.cell_seconds, max_tokens=args.max_tokens))
-            rows.append({"route": route, **row})
+            rows.append({"route": route, "engine": probed[route][1], **row})
             print(f"{route:6s} x{clients:<2d} {row['rps']:6.2f} req/s  p50 {_ms(row['p50_ms'])} ms  "
                   f"p95 {_ms(row['p95_ms'])} ms  errors {row['errors'] or 0}", flush=True)
+    if args.parent_only:
+        return {"load": rows, "prompts": {k: len(v) for k, v in prompts.items()}, "child_name": None}
     child_name = Registry.open(home / "registry").get(wanted["child"][0]).manifest.name
     result = {"load": rows, "prompts": {k: len(v) for k, v in prompts.items()}, "child_name": child_name}
     if args.soak_seconds:
@@ -287,11 +314,15 @@ def main() -> None:
     parser.add_argument("--soak-clients", type=int, default=4)
     parser.add_argument("--sample-seconds", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_load", help="writes OUT.md and OUT.json")
+    parser.add_argument("--engine", default="fast", choices=("fast", "hf"),
+                        help="the server's engine setting: fast (each model's fastest passed engine) or hf")
+    parser.add_argument("--parent-only", action="store_true",
+                        help="only the parent route (a home without a champion child, e.g. the real parent's)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: run the server child on this home
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        return serve(args.serve, args.port)
+        return serve(args.serve, args.port, args.engine)
     if args.home is None:
         parser.error("--home is required")
     from breedlab.evaluation.packets import describe_machine
@@ -299,7 +330,7 @@ def main() -> None:
 
     home = args.home.expanduser().resolve()
     config = load_server_config()  # read before the run: nothing after the measurements may fail
-    proc, base = start_server(home)
+    proc, base = start_server(home, engine=args.engine)
     try:
         result = measure(args, base, proc.pid, home)
     finally:

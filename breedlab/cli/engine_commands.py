@@ -20,13 +20,13 @@ def engines_backends() -> None:
     from breedlab.engines import BACKENDS, load_plugins
 
     load_plugins()
-    table = Table("backend", "installed", "quantizations")
+    table = Table("backend", "installed", "quantizations", "architectures", "supports")
     for name, cls in sorted(BACKENDS.items()):
         try:
             version = cls().version()
         except ImportError:
             version = "[red]not installed[/]"
-        table.add_row(name, version, ", ".join(cls.quantizations))
+        table.add_row(name, version, ", ".join(cls.quantizations), ", ".join(cls.architectures), cls.supports)
     console.print(table)
 
 

@@ -22,6 +22,7 @@ import torch
 from breedlab.engines.sampling import Sampling, pick
 
 BACKENDS: dict[str, type["Backend"]] = {}
+PLUGINS = ("breedlab.engines.hf", "breedlab.engines.llamacpp", "breedlab.engines.ctranslate2_backend")
 
 
 class EngineUnavailable(Exception):
@@ -34,9 +35,15 @@ def backend(cls: type["Backend"]) -> type["Backend"]:
     return cls
 
 
-def get_backend(name: str) -> "Backend":
-    from breedlab.engines import load_plugins
+def load_plugins() -> None:
+    """Import every shipped backend (each registers itself); optional libraries load only when used."""
+    import importlib
 
+    for module in PLUGINS:
+        importlib.import_module(module)
+
+
+def get_backend(name: str) -> "Backend":
     load_plugins()
     if name not in BACKENDS:
         raise EngineUnavailable(f"unknown engine backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
@@ -67,6 +74,11 @@ class Backend(ABC):
 
     name: str = ""
     quantizations: tuple[str, ...] = ()
+    architectures: tuple[str, ...] = ()
+    """HF architectures it runs."""
+    supports: str = ""
+    """In words, what else it runs or does not (non-uniform shapes, the domain head, breedlab's own
+    quantized artifacts); ``unsupported`` is the check, this is what ``breedlab engines backends`` shows."""
 
     @abstractmethod
     def version(self) -> str:

@@ -19,6 +19,8 @@ SCHEME_LABELS = {"symmetric": "int8", "fp16": "fp16"}
 class HFBackend(Backend):
     name = "hf"
     quantizations = ("fp32",)
+    architectures = ("any transformers causal LM",)
+    supports = "everything breedlab makes: pruned shapes, the domain head's fast greedy path, int8/fp16 artifacts"
 
     def version(self) -> str:
         import transformers

@@ -48,6 +48,9 @@ def installed() -> bool:
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     quantizations = tuple(QUANT_TYPES)
+    architectures = ("LlamaForCausalLM",)
+    supports = ("pruned head counts, head widths and FFN sizes (uniform across layers, as the CMG makes them); "
+                "a domain head is not carried: the full head runs, exact; not breedlab's int8/fp16 artifacts")
 
     def version(self) -> str:
         import llama_cpp

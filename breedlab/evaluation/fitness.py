@@ -88,8 +88,15 @@ SUITE_FIELDS = {  # suite kind -> the fields it measures
 }
 
 
+ENGINE_FIELDS = ("engine", "engine_token_ms", "engine_hf_token_ms", "engine_nll_delta", "engine_passed",
+                 "engine_check")
+"""Filled by the lab's engine check after measuring (``lab.steps.check_engines``), which gives the one
+reason (``unmeasured["engine"]``) when it cannot run; measuring a model alone leaves them out."""
+
+
 def explain_missing(fitness: FitnessVector, suites: set[str]) -> None:
-    """Every metric still None gets a reason in ``unmeasured``: evidence never stays silent."""
+    """Every metric still None gets a reason in ``unmeasured``: evidence never stays silent (the engine
+    fields are the engine check's to explain)."""
     givers: dict[str, list[str]] = {}  # field -> the suite kinds that measure it
     for kind, names in SUITE_FIELDS.items():
         for name in names:
@@ -100,5 +107,5 @@ def explain_missing(fitness: FitnessVector, suites: set[str]) -> None:
         reasons[name] = reasons.get(name, "no parent_general_ppl given")
     reasons["canary_reproduced"] = "no canary given for this candidate"
     for item in fields(FitnessVector):
-        if getattr(fitness, item.name) is None and item.name not in fitness.unmeasured:
+        if getattr(fitness, item.name) is None and item.name not in (*fitness.unmeasured, *ENGINE_FIELDS):
             fitness.unmeasured[item.name] = reasons.get(item.name, "not measured")

@@ -144,6 +144,9 @@ def run_lab(registry: Registry, home: Home, config: LabConfig, console: Console 
     if config.engine:
         with acting_as(registry, governance.evaluator):  # an engine check is evidence, like a packet
             check_engines(registry, home, [champion, *candidates], suites, fitness, config.engine, console)
+    else:
+        for vector in fitness.values():
+            vector.unmeasured["engine"] = "no engine check: this lab's engine setting is empty"
     say("5/6 gates, champion-challenger tests, evidence packets")
     result = LabResult(champion, suites, candidates, fitness)
     with acting_as(registry, governance.evaluator):
