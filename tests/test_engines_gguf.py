@@ -121,3 +121,21 @@ def test_a_killed_check_leaves_no_half_written_artifact(pico_home):
     assert finished.stdout.strip() == "done", finished.stderr[-2000:]
     checks = Registry.open(home.registry_dir).find(kind=CHECK_KIND)
     assert len(checks) == 1 and checks[0].manifest.metrics["passed"]
+
+
+def test_breedlab_export_and_engines_check_from_the_command_line(pico_home, tmp_path):
+    from typer.testing import CliRunner
+
+    from breedlab.cli.app import app
+
+    home, _, parent = pico_home
+    run = CliRunner().invoke(app, ["export", parent.id[:12], "--quant", "f16", "--out", str(tmp_path / "out"),
+                                   "--home", str(home.root)], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert report["verified"] and report["quantization"] == "f16" and (tmp_path / "out" / "Modelfile").is_file()
+    assert (tmp_path / "out" / "pico-parent.f16.gguf").stat().st_size == report["bytes"]
+    refused = CliRunner().invoke(app, ["export", parent.id[:12], "--format", "onnx", "--home", str(home.root)])
+    assert refused.exit_code == 1 and "unknown export format 'onnx'" in refused.output
+    listed = CliRunner().invoke(app, ["engines", "list", "--home", str(home.root)], catch_exceptions=False)
+    assert listed.exit_code == 0 and "llamacpp/f16" in listed.output  # the killed-check test's finished check
