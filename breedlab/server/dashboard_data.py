@@ -19,7 +19,7 @@ from breedlab.registry.manifest import MODEL_KINDS
 
 RECENT_EVENTS = 25
 FITNESS_KEYS = ("utility", "domain_ppl", "general_regression", "latency_token_ms_p50", "weight_bytes",
-                "flops_per_token")
+                "flops_per_token", "engine", "engine_token_ms")
 
 
 def snapshot(registry: Registry, routing: list[dict], feedback=None) -> dict:

@@ -199,12 +199,19 @@ def _model_row(m: dict, colors: dict) -> str:
              f"{ratio}</span></td>"),
              f'<td><span class="badge" style="background:{state_color(state)}">{esc(state)}</span></td>',
              f'<td>{esc(", ".join(m["niches"]) or DASH)}</td>',
-             *(f'<td class="n">{num(f.get(k))}</td>' for k in ("utility", "domain_ppl", "general_regression",
-                                                               "latency_token_ms_p50")),
+             *(f'<td class="n">{num(f.get(k))}</td>' for k in ("utility", "domain_ppl", "general_regression")),
+             f'<td class="n">{num(f.get("latency_token_ms_p50"))}{_engine_latency(f)}</td>',
              f'<td class="n">{si(f.get("weight_bytes"), "B")}</td>',
              f'<td class="n">{si(f.get("flops_per_token"), "FLOP")}</td>',
              f'<td class="gates {gate_class}">{esc(gates)}</td>', f'<td>{esc(f.get("decision") or "")}</td>']
     return f'<tr data-id="{esc(m["id"])}">' + "".join(cells) + "</tr>"
+
+
+def _engine_latency(f: dict) -> str:
+    """The fast engine's decode ms/token under hf's, when the lab checked one."""
+    if not f.get("engine_token_ms"):
+        return ""
+    return f'<br><span class="muted">{esc(f.get("engine") or "")} {num(f["engine_token_ms"])}</span>'
 
 
 def _events(snap: dict, names: dict) -> str:
