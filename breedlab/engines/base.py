@@ -100,6 +100,8 @@ class Engine(ABC):
     quantization: str
     files: dict[str, str]
     """Converted files this engine runs (relative name -> sha256); empty when it reads the folder itself."""
+    context: int | None = None
+    """Positions one sequence may have on this engine (prompt + answer), when it is below the model's."""
 
     @abstractmethod
     def token_ids(self, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> Iterator[int]:

@@ -31,8 +31,10 @@ from breedlab.registry.canonical import sha256_file
 
 GGUF_NAME = "model.gguf"
 FACTS_NAME = "export.json"
-MAX_CONTEXT = 8192
-"""KV cache positions per context (SmolLM2's trained length); a longer model is capped here."""
+MAX_CONTEXT = 4096
+"""KV cache positions per serving context, at most: an f32 cache of SmolLM2 at 4,096 positions is 189 MB
+(30 layers x K and V x 192 x 4 bytes each), so a pool of two stays under 400 MB; the server bounds prompt
+plus answer by it (``Engine.context``)."""
 GGML_TYPE_F32 = 0
 
 
@@ -99,14 +101,14 @@ class LlamaCppEngine(LogitsEngine):
         self.files = {GGUF_NAME: sha256_file(path)}
         self._free: queue.Queue = queue.Queue()
         self._made, self._limit, self._lock = 0, pool, threading.Lock()
-        self._scorer = None
+        self._scorer, self._scorer_context = None, 0
         self._free.put(self._context(logits_all=False))  # load once now: a bad file fails here, not mid-request
         self._made = 1
 
-    def _context(self, *, logits_all: bool):
+    def _context(self, *, logits_all: bool, positions: int | None = None):
         from llama_cpp import Llama
 
-        return Llama(model_path=str(self.path), n_ctx=self.context, n_batch=512, n_threads=self.threads,
+        return Llama(model_path=str(self.path), n_ctx=positions or self.context, n_batch=512, n_threads=self.threads,
                      n_threads_batch=self.threads, logits_all=logits_all, type_k=GGML_TYPE_F32,
                      type_v=GGML_TYPE_F32, verbose=False)
 
@@ -119,8 +121,11 @@ class LlamaCppEngine(LogitsEngine):
 
     def logits(self, ids: list[int]) -> torch.Tensor:
         with self._lock:
-            if self._scorer is None:
-                self._scorer = self._context(logits_all=True)
+            if self._scorer_context < len(ids):  # sized to what is scored: every position's logits are kept
+                if self._scorer is not None:
+                    self._scorer.close()
+                self._scorer_context = max(512, len(ids))
+                self._scorer = self._context(logits_all=True, positions=self._scorer_context)
             self._scorer.reset()
             self._scorer.eval(list(ids))
             return torch.from_numpy(np.array(self._scorer.scores[:len(ids)], dtype=np.float32))  # (T, V)

@@ -104,7 +104,8 @@ class ModelHost:
                 log.warning("model %s: a checked engine was skipped: %s", model_id[:12], reason)
             if chosen.check is not None:
                 engine, check = chosen.engine, chosen.check
-        return Loaded(model_id, model, tokenizer, context_limit(model, tokenizer), engine, engine_check=check)
+        context = min(context_limit(model, tokenizer), engine.context or context_limit(model, tokenizer))
+        return Loaded(model_id, model, tokenizer, context, engine, engine_check=check)
 
     def _parent_instead(self, model_id: str, reason: str) -> Loaded:
         parent = self.get(self.parent_id)
