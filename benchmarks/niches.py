@@ -135,6 +135,7 @@ def save(rows: list[dict], args) -> list[dict]:
         return rows
     command = " ".join(sys.argv[1:])
     rows = [{**row, "command": row.get("command", command)} for row in rows]
+    rows = list({(r["niche"], r["model"]): r for r in rows}.values())  # one row per key: the newest wins
     mine = {(r["niche"], r["model"]) for r in rows}
     earlier = json.loads(out.read_text())["rows"] if out.exists() else []
     merged = [r for r in earlier if (r["niche"], r["model"]) not in mine] + rows
