@@ -14,7 +14,7 @@ import gguf
 import pytest
 
 from breedlab.engines.export import export_gguf
-from breedlab.engines.gguf_export import LINEAGE_KEYS, permute_rotary, write_gguf
+from breedlab.engines.gguf_export import LINEAGE_KEYS, pad_ffn, permute_rotary, write_gguf
 from breedlab.engines.loading import model_folder
 from breedlab.evaluation.engine_check import CHECK_KIND
 from breedlab.home import Home
@@ -139,3 +139,28 @@ def test_breedlab_export_and_engines_check_from_the_command_line(pico_home, tmp_
     assert refused.exit_code == 1 and "unknown export format 'onnx'" in refused.output
     listed = CliRunner().invoke(app, ["engines", "list", "--home", str(home.root)], catch_exceptions=False)
     assert listed.exit_code == 0 and "llamacpp/f16" in listed.output  # the killed-check test's finished check
+
+
+def test_a_pruned_ffn_is_padded_with_zero_neurons_so_every_weight_quantizes(tmp_path):
+    import torch
+
+    from breedlab.engines.base import ModelFolder
+    from breedlab.models.pico import build_pico_parent
+
+    folder_path = build_pico_parent(tmp_path / "pruned", intermediate=51, train_steps=5)  # as the CMG leaves them
+    config = json.loads((folder_path / "config.json").read_text())
+    folder = ModelFolder(id="f" * 64, path=folder_path, config=config, kind="child", recipe={})
+    report = export_gguf(folder, tmp_path / "out", "q8_0", name="pruned")
+    assert report.facts["fallback_tensors"] == [] and report.facts["ffn_padded"] == [51, 64]
+    assert report.verified  # the zero neurons change nothing beyond Q8_0's own rounding
+    exact = export_gguf(folder, tmp_path / "exact", "f32", name="pruned")
+    assert exact.facts["ffn_padded"] == [51, 51] and exact.transformers_max_logit_diff < 1e-5
+    # the padding alone is exact: the same weights with 13 zero neurons compute the same logits
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model, _ = load_model(folder_path)
+    wide = LlamaForCausalLM(LlamaConfig(**{**model.config.to_dict(), "intermediate_size": 64})).eval()
+    wide.load_state_dict({k: torch.from_numpy(pad_ffn(k, v.numpy(), 64)) for k, v in model.state_dict().items()})
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.allclose(wide(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-6, rtol=0)

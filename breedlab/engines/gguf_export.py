@@ -11,6 +11,13 @@ a round trip through ``from_pretrained(gguf_file=...)`` gives the same logits
 Quantization applies to 2-D weights whose rows split into the type's blocks
 (32 values); a weight that does not is kept in f16 (as llama.cpp's converter
 does) and counted in ``fallback_tensors``. Norm gains stay f32.
+
+A pruned child's FFN width is rarely a multiple of 32 (the CMG keeps 1,126 of
+SmolLM2's 1,536 neurons), which would leave every ``ffn_down`` in f16 and cost
+the child its speed on llama.cpp. For a block quantization the FFN is padded to
+the next multiple of the block with zero neurons: zero gate and up rows give
+silu(0) * 0 = 0 and zero ``ffn_down`` columns add nothing, so the function is
+unchanged and every weight quantizes (``padded_ffn``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ QUANT_TYPES = {  # --quant -> (tensor type name, llama file type name)
     "q5_1": ("Q5_1", "MOSTLY_Q5_1"), "q5_0": ("Q5_0", "MOSTLY_Q5_0"),
     "q4_1": ("Q4_1", "MOSTLY_Q4_1"), "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
 }
+WRITER_VERSION = 2
+"""Bumped when the same model would be written differently (2: FFN padded to the quantization block), so
+a cached conversion from an older writer is made again rather than reused."""
 LINEAGE_KEYS = ("breedlab.artifact_id", "breedlab.parent_id", "breedlab.recipe_sha256", "breedlab.kind")
 KNOWN_PRE_TOKENIZERS = {
     # sha256 of the byte-level vocabulary and merges (``vocabulary_sha256``) -> llama.cpp's pre-tokenizer name
@@ -93,7 +103,7 @@ def write_gguf(folder: Path, target: Path, quant: str, lineage: dict[str, str], 
         scratch.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
-    return {"quantization": quant, "pre_tokenizer": pre, **facts}
+    return {"quantization": quant, "pre_tokenizer": pre, "writer": WRITER_VERSION, **facts}
 
 
 def head_dim(config: dict) -> int:
@@ -112,7 +122,7 @@ def _write_hparams(writer, config: dict, name: str, quant: str) -> None:
     writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
     writer.add_embedding_length(int(config["hidden_size"]))
     writer.add_block_count(int(config["num_hidden_layers"]))
-    writer.add_feed_forward_length(int(config["intermediate_size"]))
+    writer.add_feed_forward_length(padded_ffn(config, quant))
     writer.add_head_count(heads)
     writer.add_head_count_kv(int(config.get("num_key_value_heads") or heads))
     writer.add_rope_freq_base(rope_theta(config))
@@ -176,6 +186,27 @@ def permute_rotary(weight: np.ndarray, heads: int) -> np.ndarray:
         weight.shape)
 
 
+def padded_ffn(config: dict, quant: str) -> int:
+    """The FFN width written: the model's, rounded up to the quantization's block for a block type."""
+    import gguf
+
+    width = int(config["intermediate_size"])
+    qtype = getattr(gguf.GGMLQuantizationType, QUANT_TYPES[quant][0])
+    if qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+        return width
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    return -(-width // block) * block
+
+
+def pad_ffn(hf_name: str, data: np.ndarray, width: int) -> np.ndarray:
+    """Zero neurons up to ``width``: rows of gate/up (out = FFN), columns of down (in = FFN)."""
+    if hf_name.endswith(("mlp.gate_proj.weight", "mlp.up_proj.weight")) and data.shape[0] < width:
+        return np.concatenate([data, np.zeros((width - data.shape[0], data.shape[1]), data.dtype)], axis=0)
+    if hf_name.endswith("mlp.down_proj.weight") and data.shape[1] < width:
+        return np.concatenate([data, np.zeros((data.shape[0], width - data.shape[1]), data.dtype)], axis=1)
+    return data
+
+
 def _write_tensors(writer, folder: Path, config: dict, quant: str) -> dict[str, Any]:
     import gguf
     from safetensors.numpy import load_file
@@ -191,7 +222,7 @@ def _write_tensors(writer, folder: Path, config: dict, quant: str) -> dict[str, 
             name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
             if name is None:
                 raise ValueError(f"cannot export to GGUF: no llama tensor is called {hf_name!r}")
-            data = data.astype(np.float32)
+            data = pad_ffn(hf_name, data.astype(np.float32), padded_ffn(config, quant))
             if hf_name.endswith("q_proj.weight"):
                 data = permute_rotary(data, heads)
             elif hf_name.endswith("k_proj.weight"):
@@ -202,7 +233,8 @@ def _write_tensors(writer, folder: Path, config: dict, quant: str) -> dict[str, 
             stored = data if kind == gguf.GGMLQuantizationType.F32 else gguf.quants.quantize(data, kind)
             writer.add_tensor(name, stored, raw_dtype=kind)
             counts[kind.name] = counts.get(kind.name, 0) + 1
-    return {"tensor_types": counts, "fallback_tensors": fallback}
+    return {"tensor_types": counts, "fallback_tensors": fallback,
+            "ffn_padded": [int(config["intermediate_size"]), padded_ffn(config, quant)]}
 
 
 def _tensor_type(data: np.ndarray, qtype):

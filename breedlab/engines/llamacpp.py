@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from breedlab.engines.base import Backend, DecodeSession, LogitsEngine, ModelFolder, backend
-from breedlab.engines.gguf_export import QUANT_TYPES, export_unsupported, lineage_of, write_gguf
+from breedlab.engines.gguf_export import QUANT_TYPES, WRITER_VERSION, export_unsupported, lineage_of, write_gguf
 from breedlab.registry.canonical import sha256_file
 
 GGUF_NAME = "model.gguf"
@@ -81,7 +81,8 @@ def ensure_gguf(folder: ModelFolder, quantization: str, cache: Path) -> Path:
     target, facts_path = cache / GGUF_NAME, cache / FACTS_NAME
     if target.is_file() and facts_path.is_file():
         facts = json.loads(facts_path.read_text())
-        if facts.get("source") == folder.id and facts.get("sha256") == sha256_file(target):
+        if (facts.get("source") == folder.id and facts.get("writer") == WRITER_VERSION
+                and facts.get("sha256") == sha256_file(target)):
             return target
     facts = write_gguf(folder.path, target, quantization, lineage_of(folder), name=folder.id[:12])
     from breedlab.registry.atomic import atomic_write_bytes
