@@ -92,3 +92,24 @@ def test_a_refit_learns_only_labels_with_a_trusted_provenance(home, tmp_path):
     assert recipe["variant"] == "refit" and recipe["labels"] == {"code": 1}
     assert candidate.manifest.operator == "router-variant" and candidate.state == "candidate"
     assert candidate.manifest.parents == (champion_policy(registry).id,)
+
+
+def test_a_router_recipe_rejected_before_is_not_fitted_or_rejected_again(tmp_path_factory):
+    """A server restarted in a home whose first fitted router failed its evidence: the same recipe on the
+    same data was judged already, so the parent serves (it used to re-reject the same id and not start)."""
+    from breedlab.ecosystem.router.candidates import FitRecipe, ensure_champion
+    from breedlab.governance.config import load_governance
+
+    home = quick_home(tmp_path_factory)
+    registry = Registry.open(home.registry_dir)
+    champion = champion_policy(registry)
+    registry.transition(champion.id, "retired", event_type="retired", actor="approver", reason="test: no champion")
+    rejected = next(a for a in registry.find(kind="router-policy", state="rejected"))
+    r = rejected.manifest.recipe
+    recipe = FitRecipe(r["policy"], tuple(r["niches"]), tuple(r["out_of_domain"]), seed=r["seed"],
+                       query_share=r["query_share"], target=r["target"], train_snippets=r["train_snippets"],
+                       suite_questions=r["suite_questions"], params=dict(r["fit_params"]))
+    events = len(registry.events())
+    policy, artifact, _ = ensure_champion(registry, load_governance(home.root), recipe, None, approver="approver")
+    assert artifact is None and policy.threshold > 1  # routes nothing: every query stays on the parent
+    assert len(registry.events()) == events  # nothing fitted, registered or rejected again

@@ -157,21 +157,32 @@ def ensure_champion(registry: Registry, governance, recipe: FitRecipe, embedder,
     champion = champion_policy(registry)
     if champion is not None:
         return load_policy(champion, embedder=embedder), champion, None
-    reuse = [a for a in registry.find(kind="router-policy", state="candidate")
-             if all(a.manifest.recipe.get(k) == v for k, v in _recipe_fields(recipe).items())]
+    same = [a for a in registry.find(kind="router-policy")
+            if all(a.manifest.recipe.get(k) == v for k, v in _recipe_fields(recipe).items())]
+    judged = next((a for a in same if a.state == "rejected"), None)
+    if judged is not None:  # this recipe on this data was judged and rejected already: the verdict stands
+        packets = registry.children(judged.id, kind="packet")
+        return _parent_only(registry, judged, embedder), None, packets[0] if packets else None
+    reuse = [a for a in same if a.state == "candidate"]
     candidate = reuse[0] if reuse else register_candidate(
         registry, fit_calibrated(registry, recipe, embedder), recipe, extra=extra)
     packet = evaluate_candidate(registry, candidate, embedder, config)
     outcome = packet.manifest.metrics["outcome"]
     if outcome != "promote":
-        registry.transition(candidate.id, "rejected", event_type="rejected", actor=approver,
-                            reason=f"routing evidence {packet.id[:12]}: {outcome}")
-        parent_only = load_policy(registry.get(candidate.id), embedder=embedder)
-        parent_only.threshold = UNREACHABLE  # routes nothing: every query stays on the parent
-        return parent_only, None, packet.id
+        if registry.get(candidate.id).state != "rejected":  # the same fit, registered again, may be rejected
+            registry.transition(candidate.id, "rejected", event_type="rejected", actor=approver,
+                                reason=f"routing evidence {packet.id[:12]}: {outcome}")
+        return _parent_only(registry, candidate, embedder), None, packet.id
     promote_policy(registry, governance, candidate, "champion", approver=approver,
                    reason=f"first router policy: routing evidence {packet.id[:12]}")
     return load_policy(registry.get(candidate.id), embedder=embedder), registry.get(candidate.id), packet.id
+
+
+def _parent_only(registry: Registry, rejected: Artifact, embedder):
+    """A rejected policy loaded with an unreachable threshold: it routes nothing, the parent serves all."""
+    parent_only = load_policy(registry.get(rejected.id), embedder=embedder)
+    parent_only.threshold = UNREACHABLE
+    return parent_only
 
 
 def _recipe_fields(recipe: FitRecipe) -> dict:
