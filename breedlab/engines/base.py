@@ -35,6 +35,17 @@ def backend(cls: type["Backend"]) -> type["Backend"]:
     return cls
 
 
+def importable(module: str) -> bool:
+    """Whether an optional backend library imports here (a backend without it says so and is not used)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def load_plugins() -> None:
     """Import every shipped backend (each registers itself); optional libraries load only when used."""
     import importlib

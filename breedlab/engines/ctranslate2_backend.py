@@ -15,7 +15,6 @@ Scoring is ``forward_batch`` (all positions' logits, no cache).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,21 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from breedlab.engines.base import Backend, Engine, ModelFolder, backend
+from breedlab.engines.base import Backend, Engine, ModelFolder, backend, importable
+from breedlab.engines.conversions import cached_conversion
 from breedlab.engines.sampling import Sampling
-from breedlab.registry.canonical import sha256_file
 
 QUANTIZATIONS = ("float32", "int8_float32", "int8")
-FACTS_NAME = "export.json"
 ARCHITECTURES = ("LlamaForCausalLM",)
-
-
-def installed() -> bool:
-    try:
-        import ctranslate2  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @backend
@@ -54,7 +44,7 @@ class CTranslate2Backend(Backend):
         return f"ctranslate2-{ctranslate2.__version__}"
 
     def unsupported(self, folder: ModelFolder, quantization: str) -> str | None:
-        if not installed():
+        if not importable("ctranslate2"):
             return "ctranslate2 is not installed"
         if quantization not in QUANTIZATIONS:
             return f"unknown quantization {quantization!r}; CTranslate2 on CPU takes {', '.join(QUANTIZATIONS)}"
@@ -76,29 +66,15 @@ class CTranslate2Backend(Backend):
 
 
 def ensure_conversion(folder: ModelFolder, quantization: str, cache: Path) -> dict[str, str]:
-    """Convert ``folder`` into ``cache/model`` unless a complete conversion of it is there; its files' sha256."""
+    """Convert ``folder`` into ``cache/model`` unless an unchanged conversion of it is there; its files' sha256."""
     from ctranslate2.converters import TransformersConverter
 
-    from breedlab.registry.atomic import atomic_write_bytes
-
-    facts_path, model_dir = cache / FACTS_NAME, cache / "model"
-    if facts_path.is_file():
-        facts = json.loads(facts_path.read_text())
-        if facts.get("source") == folder.id and _hashes(model_dir) == facts.get("files"):
-            return facts["files"]
-        facts_path.unlink()  # stale or damaged: convert again (the facts go first, so a crash re-converts)
-    TransformersConverter(str(folder.path), low_cpu_mem_usage=False).convert(str(model_dir), quantization=quantization,
-                                                                             force=True)
-    files = _hashes(model_dir)
-    atomic_write_bytes(facts_path, json.dumps({"source": folder.id, "quantization": quantization, "files": files},
-                                              indent=1, sort_keys=True).encode())
-    return files
-
-
-def _hashes(directory: Path) -> dict[str, str]:
-    if not directory.is_dir():
+    def convert() -> dict:
+        TransformersConverter(str(folder.path), low_cpu_mem_usage=False).convert(
+            str(cache / "model"), quantization=quantization, force=True)
         return {}
-    return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file()}
+
+    return cached_conversion(cache, cache / "model", {"source": folder.id, "quantization": quantization}, convert)
 
 
 class CTranslate2Engine(Engine):

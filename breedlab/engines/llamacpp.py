@@ -17,7 +17,6 @@ serving context for all logits would run the LM head over every prompt token.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from pathlib import Path
@@ -25,25 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from breedlab.engines.base import Backend, DecodeSession, LogitsEngine, ModelFolder, backend
+from breedlab.engines.base import Backend, DecodeSession, LogitsEngine, ModelFolder, backend, importable
+from breedlab.engines.conversions import cached_conversion
 from breedlab.engines.gguf_export import QUANT_TYPES, WRITER_VERSION, export_unsupported, lineage_of, write_gguf
 from breedlab.registry.canonical import sha256_file
 
 GGUF_NAME = "model.gguf"
-FACTS_NAME = "export.json"
 MAX_CONTEXT = 4096
 """KV cache positions per serving context, at most: an f32 cache of SmolLM2 at 4,096 positions is 189 MB
 (30 layers x K and V x 192 x 4 bytes each), so a pool of two stays under 400 MB; the server bounds prompt
 plus answer by it (``Engine.context``)."""
 GGML_TYPE_F32 = 0
-
-
-def installed() -> bool:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @backend
@@ -60,36 +51,26 @@ class LlamaCppBackend(Backend):
         return f"llama-cpp-python-{llama_cpp.__version__}"
 
     def unsupported(self, folder: ModelFolder, quantization: str) -> str | None:
-        if not installed():
+        if not importable("llama_cpp"):
             return "llama-cpp-python is not installed (make setup builds it)"
         if quantization not in QUANT_TYPES:
             return f"unknown quantization {quantization!r}; llama.cpp takes {', '.join(QUANT_TYPES)}"
         return export_unsupported(folder.config, folder.path)
 
     def load(self, folder: ModelFolder, quantization: str, cache: Path, *, threads: int) -> "LlamaCppEngine":
-        path = ensure_gguf(folder, quantization, cache)
+        path, files = ensure_gguf(folder, quantization, cache)
         context = min(int(folder.config.get("max_position_embeddings", 2048)), MAX_CONTEXT)
-        return LlamaCppEngine(path, quantization, context, threads)
+        return LlamaCppEngine(path, quantization, context, threads, files=files)
 
 
-def ensure_gguf(folder: ModelFolder, quantization: str, cache: Path) -> Path:
-    """The folder's GGUF at ``quantization`` in ``cache``, written (atomically) unless a complete one is there.
-
-    ``export.json`` is written after the GGUF and names its sha256; a GGUF without it, or whose bytes
-    no longer match it, is written again.
-    """
-    target, facts_path = cache / GGUF_NAME, cache / FACTS_NAME
-    if target.is_file() and facts_path.is_file():
-        facts = json.loads(facts_path.read_text())
-        if (facts.get("source") == folder.id and facts.get("writer") == WRITER_VERSION
-                and facts.get("sha256") == sha256_file(target)):
-            return target
-    facts = write_gguf(folder.path, target, quantization, lineage_of(folder), name=folder.id[:12])
-    from breedlab.registry.atomic import atomic_write_bytes
-
-    atomic_write_bytes(facts_path, json.dumps({**facts, "source": folder.id, "sha256": sha256_file(target)},
-                                              indent=1, sort_keys=True).encode())
-    return target
+def ensure_gguf(folder: ModelFolder, quantization: str, cache: Path) -> tuple[Path, dict[str, str]]:
+    """The folder's GGUF at ``quantization`` in ``cache`` and its sha256 record, written (atomically) unless an
+    unchanged one from this writer is there (``conversions.cached_conversion``)."""
+    target = cache / GGUF_NAME
+    stamp = {"source": folder.id, "quantization": quantization, "writer": WRITER_VERSION}
+    files = cached_conversion(cache, cache, stamp, lambda: write_gguf(folder.path, target, quantization,
+                                                                     lineage_of(folder), name=folder.id[:12]))
+    return target, files
 
 
 class LlamaCppEngine(LogitsEngine):
@@ -97,9 +78,10 @@ class LlamaCppEngine(LogitsEngine):
 
     backend = "llamacpp"
 
-    def __init__(self, path: Path, quantization: str, context: int, threads: int, pool: int = 2):
+    def __init__(self, path: Path, quantization: str, context: int, threads: int, pool: int = 2,
+                 files: dict[str, str] | None = None):
         self.path, self.quantization, self.context, self.threads = path, quantization, context, threads
-        self.files = {GGUF_NAME: sha256_file(path)}
+        self.files = files if files is not None else {GGUF_NAME: sha256_file(path)}  # hashed once, by the cache
         self._free: queue.Queue = queue.Queue()
         self._made, self._limit, self._lock = 0, pool, threading.Lock()
         self._scorer, self._scorer_context = None, 0

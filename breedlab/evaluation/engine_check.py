@@ -32,7 +32,7 @@ from pathlib import Path
 
 from breedlab.engines import Engine, Sampling, get_backend
 from breedlab.engines.hf import folder_quantization
-from breedlab.engines.loading import load_engine
+from breedlab.engines.loading import folder_engine, model_folder
 from breedlab.evaluation.passages import case_blocks
 from breedlab.evaluation.suites import load_suite
 from breedlab.registry import Artifact, Registry
@@ -114,20 +114,15 @@ def run_check(registry: Registry, home_cache: Path, model_id: str, backend: str,
     suite = load_suite(registry, suite_id or default_suite(registry, artifact))
     tokenizer = AutoTokenizer.from_pretrained(artifact.path, local_files_only=True)
     blocks = case_blocks(tokenizer, suite.cases, int(suite.settings["tokens"])).tolist()  # N x tokens
-    reference = load_engine(artifact, "hf", folder_quantization_of(artifact), home_cache, threads=settings.threads)
-    candidate = load_engine(artifact, backend, quantization, home_cache, threads=settings.threads)
+    folder = model_folder(artifact)  # verified once for both engines
+    reference = folder_engine(folder, "hf", folder_quantization(folder), home_cache, threads=settings.threads)
+    candidate = folder_engine(folder, backend, quantization, home_cache, threads=settings.threads)
     try:
         body = compare(reference, candidate, blocks, settings, progress)
     finally:
         candidate.close()
     body["passed"], body["reason"] = verdict(body, quantization, settings)
     return _register(registry, artifact, suite.id, backend, quantization, candidate.files, settings, body, actor)
-
-
-def folder_quantization_of(artifact: Artifact) -> str:
-    from breedlab.engines.loading import model_folder
-
-    return folder_quantization(model_folder(artifact))
 
 
 def compare(reference: Engine, candidate: Engine, blocks: list[list[int]], settings: CheckSettings,

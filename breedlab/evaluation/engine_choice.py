@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from breedlab.engines import Engine, EngineUnavailable, get_backend
-from breedlab.engines.loading import load_engine
-from breedlab.evaluation.engine_check import CHECK_KIND, folder_quantization_of
+from breedlab.engines import Engine, EngineUnavailable, ModelFolder, get_backend
+from breedlab.engines.hf import folder_quantization
+from breedlab.engines.loading import folder_engine, model_folder
+from breedlab.evaluation.engine_check import CHECK_KIND
 from breedlab.registry import Artifact, Registry
 
 
@@ -32,7 +33,7 @@ class Candidate:
 
 @dataclass
 class Chosen:
-    engine: Engine
+    engine: Engine | None
     check: str | None
     """The check that lets this engine serve; None for the hf reference."""
     skipped: list[str] = field(default_factory=list)
@@ -50,17 +51,17 @@ def passing_candidates(registry: Registry, model_id: str) -> list[Candidate]:
     return sorted(found, key=lambda c: -c.decode_tok_s)
 
 
-def serving_engine(registry: Registry, artifact: Artifact, home_cache: Path, *, threads: int = 2,
-                   fast: bool = True) -> Chosen:
-    """The engine ``artifact`` is served on; ``fast=False`` always gives the hf reference."""
+def checked_engine(registry: Registry, folder: ModelFolder, home_cache: Path, *, threads: int = 2) -> Chosen:
+    """The fastest engine whose passed check still holds for ``folder`` (a verified model folder); ``engine``
+    None when there is none, ``skipped`` saying why each faster one was not used."""
     skipped = []
-    for candidate in passing_candidates(registry, artifact.id) if fast else []:
+    for candidate in passing_candidates(registry, folder.id):
         label = f"{candidate.backend}/{candidate.quantization} (check {candidate.check[:12]})"
         try:
             installed = get_backend(candidate.backend).version()
             if installed != candidate.version:
                 raise EngineUnavailable(f"checked on {candidate.version}, {installed} is installed")
-            engine = load_engine(artifact, candidate.backend, candidate.quantization, home_cache, threads=threads)
+            engine = folder_engine(folder, candidate.backend, candidate.quantization, home_cache, threads=threads)
         except (EngineUnavailable, OSError, ValueError, RuntimeError) as error:
             skipped.append(f"{label}: {error}")
             continue
@@ -69,5 +70,14 @@ def serving_engine(registry: Registry, artifact: Artifact, home_cache: Path, *, 
             skipped.append(f"{label}: its converted files do not hash to what the check recorded")
             continue
         return Chosen(engine, candidate.check, skipped)
-    return Chosen(load_engine(artifact, "hf", folder_quantization_of(artifact), home_cache, threads=threads),
-                  None, skipped)
+    return Chosen(None, None, skipped)
+
+
+def serving_engine(registry: Registry, artifact: Artifact, home_cache: Path, *, threads: int = 2,
+                   fast: bool = True) -> Chosen:
+    """The engine ``artifact`` is served on: ``checked_engine``, else (or with ``fast=False``) the hf reference."""
+    folder = model_folder(artifact)
+    chosen = checked_engine(registry, folder, home_cache, threads=threads) if fast else Chosen(None, None)
+    if chosen.engine is None:
+        chosen.engine = folder_engine(folder, "hf", folder_quantization(folder), home_cache, threads=threads)
+    return chosen

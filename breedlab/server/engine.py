@@ -23,7 +23,8 @@ from pathlib import Path
 
 from breedlab.engines import Engine
 from breedlab.engines.hf import HFEngine
-from breedlab.evaluation.engine_choice import serving_engine
+from breedlab.engines.loading import model_folder
+from breedlab.evaluation.engine_choice import checked_engine
 from breedlab.evaluation.measure import load_candidate
 from breedlab.registry import Registry
 from breedlab.server.generation import Generation, eos_ids
@@ -98,11 +99,12 @@ class ModelHost:
         model, tokenizer = load_candidate(artifact)
         model.eval()
         engine, check = HFEngine(model), None
-        if self.fast:
-            chosen = serving_engine(self.registry, artifact, self.cache_dir, threads=self.engine_threads)
+        if self.fast:  # load_candidate has just verified the folder: it is not hashed again
+            chosen = checked_engine(self.registry, model_folder(artifact, verified=True), self.cache_dir,
+                                    threads=self.engine_threads)
             for reason in chosen.skipped:
                 log.warning("model %s: a checked engine was skipped: %s", model_id[:12], reason)
-            if chosen.check is not None:
+            if chosen.engine is not None:
                 engine, check = chosen.engine, chosen.check
         context = min(context_limit(model, tokenizer), engine.context or context_limit(model, tokenizer))
         return Loaded(model_id, model, tokenizer, context, engine, engine_check=check)
