@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from breedlab.cli import breed_commands
+from breedlab.cli import breed_commands, cluster_commands
 from breedlab.cli.common import HomeOption, KeysOption, console
 from breedlab.cli.config_commands import config_app
 from breedlab.cli.engine_commands import engine_app, export
@@ -38,6 +38,7 @@ app.command()(export)
 app.command()(breed_commands.breed)
 app.command()(breed_commands.operate)
 app.command()(breed_commands.lab)
+app.command()(cluster_commands.population)
 app.command()(breed_commands.promote)
 app.command("router-variant")(breed_commands.router_variant_command)
 app.command()(breed_commands.rollback)

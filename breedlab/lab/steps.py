@@ -118,25 +118,13 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
                      console: Console, display=None) -> list[Artifact]:
     """The configured candidates of the champion (by default adapter fine-tune, CMG specialist, the
     specialist in int8 and the champion in int8), bred as the breeding identity."""
-    from breedlab.cmg.recipe import RunOptions, preset_recipe
-    from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
-    from breedlab.operators.quantize import QuantizeRecipe
+    from breedlab.cmg.recipe import RunOptions
     from breedlab.operators.table import get_operator
 
-    small = dict(batch_size=4, seq_len=64, warmup_steps=2, lora_rank=8, lora_alpha=16) if config.pico else {}
-    cmg_small = {**small, "profile_tokens": 1024, "proxy_tokens": 512, "rehearsal_pool_tokens": 8192}
     # the bars go to the caller's display (the demo's), else to stderr: live on a terminal, plain lines
     # with tokens/s and ETA anywhere else (a nohup log), never minutes of silence
     options = RunOptions(actor=breeder, progress=True, display=display)
-    examples = _examples_fields(registry, config)
-    finetune = fit_examples_epochs(registry, AdapterFinetuneRecipe(
-        domain=config.niche, tokens=config.finetune_tokens, pool_tokens=config.finetune_tokens,
-        rehearsal_pool_tokens=8192, seed=config.seed, **small, **examples), config.examples_epochs)
-    distill = fit_examples_epochs(registry, preset_recipe(
-        config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens, pool_tokens=_pool(config),
-        seed=config.seed, **(cmg_small if config.pico else _lab_overrides(config)), **examples), config.examples_epochs)
-    recipes = {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
-               "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
+    recipes = lab_recipes(registry, config)
     unknown = set(config.candidates) - set(recipes)
     if unknown:
         raise ValueError(f"the lab has no recipe for {sorted(unknown)}; known: {sorted(recipes)}")
@@ -159,6 +147,25 @@ def breed_candidates(registry: Registry, home, champion: Artifact, config, breed
         by_name[name] = outcome.child.id
         made.append(outcome.child)
     return made
+
+
+def lab_recipes(registry: Registry, config) -> dict:
+    """The recipe of every candidate the lab knows (``LabConfig.candidates`` picks from them)."""
+    from breedlab.cmg.recipe import preset_recipe
+    from breedlab.operators.adapter_finetune import AdapterFinetuneRecipe
+    from breedlab.operators.quantize import QuantizeRecipe
+
+    small = dict(batch_size=4, seq_len=64, warmup_steps=2, lora_rank=8, lora_alpha=16) if config.pico else {}
+    cmg_small = {**small, "profile_tokens": 1024, "proxy_tokens": 512, "rehearsal_pool_tokens": 8192}
+    examples = _examples_fields(registry, config)
+    finetune = fit_examples_epochs(registry, AdapterFinetuneRecipe(
+        domain=config.niche, tokens=config.finetune_tokens, pool_tokens=config.finetune_tokens,
+        rehearsal_pool_tokens=8192, seed=config.seed, **small, **examples), config.examples_epochs)
+    distill = fit_examples_epochs(registry, preset_recipe(
+        config.cmg_preset, config.niche, ratio=config.ratio, tokens=config.distill_tokens, pool_tokens=_pool(config),
+        seed=config.seed, **(cmg_small if config.pico else _lab_overrides(config)), **examples), config.examples_epochs)
+    return {"adapter-finetune": finetune, "cmg": distill, "cmg-int8": QuantizeRecipe(scheme="symmetric"),
+            "cmg-fp16": QuantizeRecipe(scheme="fp16"), "quantize": QuantizeRecipe()}
 
 
 def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifact], suites: dict[str, str],

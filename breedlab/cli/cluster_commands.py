@@ -1,0 +1,61 @@
+"""``breedlab population`` and ``breedlab search``: many breeds at once, in this process or on Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from breedlab.cli.common import HomeOption, KeysOption, console, fail, open_registry
+from breedlab.home import Home
+
+RayOption = Annotated[Optional[str], typer.Option(
+    "--ray", help="run as Ray tasks: auto (Ray's default: $RAY_ADDRESS, else a local cluster) or a cluster "
+                  "address; without it, in this process")]
+CpusOption = Annotated[int, typer.Option(help="CPUs each task declares (and its torch threads)")]
+LocalCpusOption = Annotated[Optional[int], typer.Option(help="CPUs of the local cluster --ray auto starts")]
+
+
+def population(
+    niche: Annotated[list[str], typer.Option(help="a niche to breed for (repeat for several)")],
+    recipes: Annotated[Optional[Path], typer.Option(help="YAML file of candidate recipes (default: the lab's "
+                                                         "candidates, from the home's lab.yaml)")] = None,
+    ray: RayOption = None,
+    cpus_per_task: CpusOption = 1,
+    local_cpus: LocalCpusOption = None,
+    max_retries: Annotated[int, typer.Option(help="times Ray reruns a task whose worker died")] = 2,
+    keys: KeysOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Breed every candidate recipe for every niche (Ray tasks with --ray), judge them, release.
+
+    Workers breed in homes of their own; only this process registers, and checks every id. Each niche
+    ends in one release packet; promotion stays with an approver."""
+    from breedlab.cluster.population import run_population
+    from breedlab.cluster.recipes import lab_candidates, load_recipes
+    from breedlab.cluster.runner import ClusterOptions
+    from breedlab.lab.run import home_lab_config
+    from breedlab.lab.setup import lab_identities
+
+    resolved = Home.resolve(home)
+    registry = open_registry(home)
+    lab_identities(registry, resolved, keys)
+    try:
+        listed = load_recipes(recipes) if recipes else None
+    except (OSError, ValueError) as error:
+        fail(str(error))
+
+    def config_for(name: str):
+        return home_lab_config(resolved.root, name)
+
+    def candidates(name: str):
+        return listed if listed is not None else lab_candidates(registry, config_for, name)
+
+    options = ClusterOptions(ray=ray, cpus_per_task=cpus_per_task, local_cpus=local_cpus, max_retries=max_retries)
+    result = run_population(registry, resolved, list(niche), candidates, config_for, options, console)
+    for label, task in result.tasks.items():
+        console.print(f"{label}: child {task['child'][:12]}, attempt {task['attempt']}, {task['seconds']:.0f} s, "
+                      f"{task['tokens']:,} tokens", highlight=False)
+    if result.failed:
+        fail("; ".join(f"{label} failed: {why}" for label, why in result.failed.items()))
