@@ -107,6 +107,7 @@ def breed_task(spec: BreedSpec, board: Any = None) -> dict[str, Any]:
     torch.set_num_threads(spec.threads)
     started = time.perf_counter()
     home, registry, seeded = worker_home(spec)
+    seeded_at = time.perf_counter()
     options = RunOptions(actor=spec.actor, threads=spec.threads, progress=reporter is not None,
                          display=reporter, checkpoint_every=spec.checkpoint_every)
     outcome = get_operator(spec.operator)(registry, home, spec.source, build_recipe(spec.operator, spec.recipe),
@@ -114,7 +115,8 @@ def breed_task(spec: BreedSpec, board: Any = None) -> dict[str, Any]:
     if outcome.child is None:
         raise RuntimeError(f"{spec.label}: the breed stopped before it finished; run it again to resume")
     result = shipment(registry, seeded, child=outcome.child.id, attempt=attempt, home=str(home.root),
-                      seconds=time.perf_counter() - started, tokens=outcome.result.run_tokens)
+                      seconds=time.perf_counter() - started, seed_seconds=seeded_at - started,
+                      tokens=outcome.result.run_tokens)
     if board is not None:
         call(board, "finish", spec.key, "finished")
     return result

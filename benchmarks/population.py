@@ -1,0 +1,174 @@
+"""Issue 17's benchmark: a population of real-parent breeds in-process, and on Ray with one and two workers.
+
+Four CMG recipes (compact preset, p = 0.5 / 0.6 / 0.7 / 0.8, the same small budget) for one niche of a
+home holding the real SmolLM2 parent. Before any timing, one untimed breed in the base home makes the
+parent's profile and teacher caches that every recipe shares, so every mode starts from the same warm
+registry (a worker gets them through its seed). Then, each in a fresh copy of that home (objects hard-
+linked, the log and index copied), one run per mode:
+
+    inprocess  the four breeds one after another in this process, 2 torch threads
+    ray-1      a local Ray cluster of 2 CPUs, tasks declaring 2 CPUs: one worker at a time, 2 threads
+    ray-2      the same cluster, tasks declaring 1 CPU: two workers at once, 1 thread each
+
+Wall time covers Ray's start, the breeds, and the head registering every shipment. Every mode must
+give the same four child ids (the script fails otherwise). Ray's overhead per task is read three
+ways: ray-1's wall minus in-process's, per task; the seed (a task's home from the head's objects) and
+the head's import, timed; and a no-op task's round trip. Rows go to docs/results/population.json.
+
+    .venv/bin/python benchmarks/population.py --home /work/nhome --niche man-summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from breedlab.cluster.population import breed_spec, import_shipment
+from breedlab.cluster.recipes import CandidateRecipe
+from breedlab.cluster.runner import ClusterOptions, new_board, ray_session, run_tasks
+from breedlab.cluster.tasks import breed_task
+from breedlab.cmg.recipe import RunOptions
+from breedlab.home import Home
+from breedlab.lab.steps import champion_of
+from breedlab.operators.table import get_operator
+from breedlab.registry import Registry
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "population.json"
+MODES = {"inprocess": ClusterOptions(None, cpus_per_task=2),
+         "ray-1": ClusterOptions("auto", cpus_per_task=2, local_cpus=2),
+         "ray-2": ClusterOptions("auto", cpus_per_task=1, local_cpus=2)}
+RATIOS = (0.5, 0.6, 0.7, 0.8)
+LINKED = ("objects", "artifacts", "manifests")
+
+
+def recipes(tokens: int, ratios=RATIOS) -> list[CandidateRecipe]:
+    fields = dict(tokens=tokens, pool_tokens=tokens, rehearsal_pool_tokens=tokens, profile_tokens=4096,
+                  proxy_tokens=1024, warmup_steps=2)
+    return [CandidateRecipe(f"cmg-p{round(r * 100)}", "cmg", "compact", {**fields, "ratio": r}) for r in ratios]
+
+
+def linked_copy(source: Path, target: Path) -> None:
+    """A home copy whose immutable registry files are hard links and whose log and index are copies."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source / "registry", target / "registry", symlinks=True, ignore_dangling_symlinks=True,
+                    copy_function=lambda s, d: _link_if_immutable(source / "registry", s, d))
+    if (source / "configs").is_dir():
+        shutil.copytree(source / "configs", target / "configs")
+
+
+def _link_if_immutable(root: Path, src: str, dst: str) -> None:
+    if Path(src).relative_to(root).parts[0] in LINKED:
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def warm(base: Path, niche: str, tokens: int, console: Console) -> None:
+    """One untimed breed (p = 0.9) in the base home: the shared profile and teacher caches."""
+    home = Home.resolve(base)
+    registry = Registry.open(home.registry_dir, actor="breeder")
+    champion = champion_of(registry, niche)
+    recipe = recipes(tokens, ratios=(0.9,))[0].recipe_for(niche)
+    console.print(f"warming {base}: profile and teacher caches of {champion.manifest.name}")
+    get_operator("cmg")(registry, home, champion.id, recipe, RunOptions(threads=2))
+
+
+def run_mode(name: str, base: Path, work: Path, niche: str, tokens: int, console: Console) -> dict:
+    options, target = MODES[name], work / name
+    linked_copy(base, target)
+    home = Home.resolve(target)
+    registry = Registry.open(home.registry_dir, actor="breeder")
+    champion = champion_of(registry, niche)
+    specs = [breed_spec(registry, home, niche, champion, candidate, "breeder", options)
+             for candidate in recipes(tokens)]
+    started = time.perf_counter()
+    with ray_session(options):
+        ready = time.perf_counter()
+        board = new_board(options)
+        outcomes = run_tasks(breed_task, specs, options, board, title=f"population {name}", console=console,
+                             home_root=home.root)
+        bred = time.perf_counter()
+        imports = []
+        for spec in specs:
+            outcome = outcomes[spec.key]
+            if isinstance(outcome, Exception):
+                raise SystemExit(f"{name}: {spec.label} failed: {outcome}")
+            before = time.perf_counter()
+            import_shipment(registry, outcome, "breeder")
+            imports.append(time.perf_counter() - before)
+        noop = noop_round_trip() if options.ray else None
+    wall = time.perf_counter() - started
+    tasks = [{"label": s.label, "child": outcomes[s.key]["child"], "seconds": outcomes[s.key]["seconds"],
+              "seed_seconds": outcomes[s.key]["seed_seconds"], "tokens": outcomes[s.key]["tokens"],
+              "attempt": outcomes[s.key]["attempt"], "import_seconds": i} for s, i in zip(specs, imports)]
+    return {"mode": name, "cpus_per_task": options.cpus_per_task, "ray": options.ray, "wall_seconds": wall,
+            "ray_start_seconds": ready - started, "breed_phase_seconds": bred - ready, "tasks": tasks,
+            "noop_task_round_trip_ms": noop}
+
+
+def noop_round_trip(count: int = 50) -> float:
+    """Milliseconds per trivial remote task, submitted and fetched one at a time (warm workers)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def noop(value):
+        return value
+
+    ray.get(noop.remote(0))
+    started = time.perf_counter()
+    for number in range(count):
+        ray.get(noop.remote(number))
+    return (time.perf_counter() - started) / count * 1000
+
+
+def summarise(rows: list[dict]) -> dict:
+    by = {row["mode"]: row for row in rows}
+    base = by.get("inprocess")
+    summary = {}
+    for row in rows:
+        if base:
+            row["speedup_vs_inprocess"] = base["wall_seconds"] / row["wall_seconds"]
+        summary[row["mode"]] = {"wall_s": round(row["wall_seconds"], 1), "speedup": round(row.get("speedup_vs_inprocess", 1.0), 3)}
+    if base and "ray-1" in by:
+        summary["ray_overhead_per_task_s"] = round((by["ray-1"]["wall_seconds"] - base["wall_seconds"]) / len(base["tasks"]), 2)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--home", type=Path, required=True, help="a home with the real parent and the niche")
+    parser.add_argument("--niche", default="man-summary")
+    parser.add_argument("--tokens", type=int, default=16_384, help="training tokens of each breed")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/breedlab-population-bench"))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    console = Console(width=160)
+    base = args.work / "base"
+    if not base.exists():
+        linked_copy(args.home.resolve(), base)
+    warm(base, args.niche, args.tokens, console)
+    rows = []
+    for mode in args.modes:
+        rows.append(run_mode(mode, base, args.work, args.niche, args.tokens, console))
+        console.print(f"{mode}: {rows[-1]['wall_seconds']:.1f} s wall", highlight=False)
+    children = {mode: [t["child"] for t in row["tasks"]] for mode, row in zip(args.modes, rows)}
+    if len({tuple(ids) for ids in children.values()}) != 1:
+        raise SystemExit(f"the modes bred different children: {children}")
+    result = {"benchmark": "population", "machine": platform.processor() or platform.machine(),
+              "cpus": os.cpu_count(), "niche": args.niche, "tokens_per_breed": args.tokens,
+              "recipes": [c.name for c in recipes(args.tokens)], "rows": rows, "summary": summarise(rows),
+              "same_children_in_every_mode": True}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(data=result["summary"])
+
+
+if __name__ == "__main__":
+    main()
