@@ -42,8 +42,8 @@ from breedlab.registry import Registry
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "population.json"
 MODES = {"inprocess": ClusterOptions(None, cpus_per_task=2),
-         "ray-1": ClusterOptions("auto", cpus_per_task=2, local_cpus=2),
-         "ray-2": ClusterOptions("auto", cpus_per_task=1, local_cpus=2)}
+         "ray-1": ClusterOptions("local", cpus_per_task=2, local_cpus=2),
+         "ray-2": ClusterOptions("local", cpus_per_task=1, local_cpus=2)}
 RATIOS = (0.5, 0.6, 0.7, 0.8)
 LINKED = ("objects", "artifacts", "manifests")
 

@@ -11,10 +11,10 @@ from breedlab.cli.common import HomeOption, KeysOption, console, fail, open_regi
 from breedlab.home import Home
 
 RayOption = Annotated[Optional[str], typer.Option(
-    "--ray", help="run as Ray tasks: auto (Ray's default: $RAY_ADDRESS, else a local cluster) or a cluster "
-                  "address; without it, in this process")]
+    "--ray", help="run as Ray tasks: local (a new local cluster), auto (the running cluster, else a local "
+                  "one) or a cluster address; without it, in this process")]
 CpusOption = Annotated[int, typer.Option(help="CPUs each task declares (and its torch threads)")]
-LocalCpusOption = Annotated[Optional[int], typer.Option(help="CPUs of the local cluster --ray auto starts")]
+LocalCpusOption = Annotated[Optional[int], typer.Option(help="CPUs of a local cluster this run starts")]
 
 
 def population(
@@ -59,3 +59,42 @@ def population(
                       f"{task['tokens']:,} tokens", highlight=False)
     if result.failed:
         fail("; ".join(f"{label} failed: {why}" for label, why in result.failed.items()))
+
+
+def search(
+    niche: Annotated[str, typer.Option(help="the niche whose recipe is searched")],
+    space: Annotated[Path, typer.Option(help="YAML search space (breedlab/cluster/search_space.py)")],
+    ray: RayOption = "auto",
+    cpus_per_task: CpusOption = 1,
+    local_cpus: LocalCpusOption = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help="at most this many trials at once")] = None,
+    keys: KeysOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Search a niche's recipe with Ray Tune (ASHA on the validation curve), then judge the winner once on
+    the frozen test suites: a search artifact, the winner (its lineage names the search), its packets."""
+    from breedlab.cluster.runner import ClusterOptions
+    from breedlab.cluster.search import run_search
+    from breedlab.cluster.search_space import load_space
+    from breedlab.lab.run import home_lab_config
+    from breedlab.lab.setup import lab_identities
+    from breedlab.registry import RegistryError
+
+    resolved = Home.resolve(home)
+    registry = open_registry(home)
+    lab_identities(registry, resolved, keys)
+    try:
+        searched = load_space(space)
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    options = ClusterOptions(ray=ray, cpus_per_task=cpus_per_task, local_cpus=local_cpus,
+                             max_concurrent=max_concurrent)
+    try:
+        result = run_search(registry, resolved, niche, searched, lambda name: home_lab_config(resolved.root, name),
+                            options, console)
+    except RegistryError as error:
+        fail(str(error))
+    metrics = result.search.manifest.metrics
+    console.print(f"search {result.search.id[:12]}: {metrics['trials']} trials, {metrics['stopped_early']} stopped "
+                  f"early, winner trial {metrics['winner_trial']} (validation NLL {metrics['winner_val_nll']:.4f}): "
+                  f"child {result.winner.id[:12]}", highlight=False)

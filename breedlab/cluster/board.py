@@ -49,8 +49,8 @@ class TaskBoard:
     def queue(self, key: str, label: str) -> None:
         self.rows.setdefault(key, TaskRow(label))
 
-    def start(self, key: str, pid: int) -> int:
-        row = self.rows.setdefault(key, TaskRow(key[:12]))
+    def start(self, key: str, pid: int, label: str = "") -> int:
+        row = self.rows.setdefault(key, TaskRow(label or key[:12]))
         row.state, row.pid, row.attempts, row.error = "running", pid, row.attempts + 1, ""
         row.started = row.started or time.time()
         return row.attempts
@@ -93,14 +93,10 @@ class Reporter(SharedDisplay):
         self.bars: dict[int, dict[str, Any]] = {}
         self.sent = 0.0
 
-    def begin(self) -> int:
-        """Count this attempt; its number (2 and up: the task was retried after its worker died)."""
-        attempt = call(self.board, "start", self.key, os.getpid())
-        if isinstance(attempt, int):
-            return attempt
-        import ray
-
-        return ray.get(attempt)
+    def begin(self, label: str = "") -> None:
+        """This attempt has started (fire and forget: a task blocked in ``ray.get`` lends its CPU to
+        another task, so a worker never waits on the board)."""
+        call(self.board, "start", self.key, os.getpid(), label)
 
     @property
     def live(self) -> "Reporter":

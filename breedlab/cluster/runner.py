@@ -30,14 +30,17 @@ class ClusterOptions:
     """Where tasks run: never part of what they make."""
 
     ray: str | None = None
-    """None: in this process. ``auto``: Ray's default (``$RAY_ADDRESS``, else a new local cluster);
-    otherwise the address of a running cluster (``ray://host:10001``, ``host:6379``)."""
+    """None: in this process. ``local``: a new local cluster of ``local_cpus`` for this run. ``auto``: the
+    running cluster (``$RAY_ADDRESS``, or one ``ray start`` made on this machine), else a new local one.
+    Otherwise the address of a running cluster (``ray://host:10001``, ``host:6379``)."""
     cpus_per_task: int = 1
     """CPUs each task declares, and the torch threads it uses."""
     local_cpus: int | None = None
     """CPUs of a local cluster this run starts (None: Ray counts them); an address ignores it."""
     max_retries: int = 2
     """Times Ray runs a task again after its worker died."""
+    max_concurrent: int | None = None
+    """At most this many search trials at once (None: as many as the cluster's CPUs allow)."""
 
 
 @contextmanager
@@ -51,9 +54,16 @@ def ray_session(options: ClusterOptions) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    local = options.ray == "auto"
-    ray.init(address=None if local else options.ray, num_cpus=options.local_cpus if local else None,
-             include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
+    settings = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
+    if options.ray == "auto":
+        try:
+            ray.init(address="auto", **settings)
+        except ConnectionError:  # no cluster running: one of our own
+            ray.init(address="local", num_cpus=options.local_cpus, **settings)
+    elif options.ray == "local":
+        ray.init(address="local", num_cpus=options.local_cpus, **settings)
+    else:
+        ray.init(address=options.ray, **settings)
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from breedlab.cluster.board import Reporter, call
 from breedlab.cluster.transfer import closure, new_since, records_of, register_records
 from breedlab.home import Home
 from breedlab.registry import Artifact, Registry
+from breedlab.registry.atomic import atomic_write_bytes
 from breedlab.typed_config import use_home_configs
 
 EVIDENCE_KINDS = ("eval-suite", "packet")
@@ -77,17 +78,21 @@ def _is_test(artifact: Artifact) -> bool:
     return artifact.manifest.kind == "dataset" and artifact.manifest.name.split("/")[-1] == "test"
 
 
-def worker_home(spec: TaskSpec) -> tuple[Home, Registry, set[str]]:
-    """The task's own home, seeded with its records (again, idempotently, on a retry)."""
+def worker_home(spec: TaskSpec) -> tuple[Home, Registry, set[str], int]:
+    """The task's own home, seeded with its records (again, idempotently, on a retry), and the number of
+    this attempt (counted in the home, which outlives a worker that died)."""
     root = Path(spec.work_root) / spec.key[:16]
     (root / "configs").mkdir(parents=True, exist_ok=True)
+    attempts = root / "attempts"
+    attempt = int(attempts.read_text() or 0) + 1 if attempts.is_file() else 1
+    atomic_write_bytes(attempts, str(attempt).encode())
     for name, text in spec.configs.items():
         (root / "configs" / name).write_text(text)
     use_home_configs(root)  # the head's overrides, from the copy: the worker reads nothing of the head's home
     home = Home(root)
     registry = Registry.open(home.registry_dir, actor=spec.actor)
     seeded = register_records(registry, spec.records, spec.objects_dir)
-    return home, registry, {a.id for a in seeded}
+    return home, registry, {a.id for a in seeded}, attempt
 
 
 def shipment(registry: Registry, seeded: set[str], **extra: Any) -> dict[str, Any]:
@@ -95,21 +100,23 @@ def shipment(registry: Registry, seeded: set[str], **extra: Any) -> dict[str, An
     return {"records": records, "events": events, "objects_dir": str(registry.objects.root), **extra}
 
 
-def breed_task(spec: BreedSpec, board: Any = None) -> dict[str, Any]:
-    """Breed one candidate in the task's home; return its shipment and the child's id."""
+def breed_task(spec: BreedSpec, board: Any = None, on_model_step=None) -> dict[str, Any]:
+    """Breed one candidate in the task's home; return its shipment and the child's id. ``on_model_step``:
+    a search trial's validation reports (``RunOptions.on_model_step``)."""
     import torch
 
     from breedlab.cmg.recipe import RunOptions
     from breedlab.operators.table import build_recipe, get_operator
 
     reporter = Reporter(board, spec.key) if board is not None else None
-    attempt = reporter.begin() if reporter else 1
+    if reporter:
+        reporter.begin(spec.label)
     torch.set_num_threads(spec.threads)
     started = time.perf_counter()
-    home, registry, seeded = worker_home(spec)
+    home, registry, seeded, attempt = worker_home(spec)
     seeded_at = time.perf_counter()
     options = RunOptions(actor=spec.actor, threads=spec.threads, progress=reporter is not None,
-                         display=reporter, checkpoint_every=spec.checkpoint_every)
+                         display=reporter, checkpoint_every=spec.checkpoint_every, on_model_step=on_model_step)
     outcome = get_operator(spec.operator)(registry, home, spec.source, build_recipe(spec.operator, spec.recipe),
                                           options)
     if outcome.child is None:
@@ -130,8 +137,9 @@ def measure_task(spec: MeasureSpec, board: Any = None) -> dict[str, Any]:
     from breedlab.lab.steps import check_engines
 
     reporter = Reporter(board, spec.key) if board is not None else None
-    attempt = reporter.begin() if reporter else 1
-    home, registry, seeded = worker_home(spec)
+    if reporter:
+        reporter.begin(spec.label)
+    home, registry, seeded, attempt = worker_home(spec)
     if reporter:
         reporter.step("measuring on the frozen suites")
     vector = measure_candidate(registry, spec.model, spec.suites, canary=spec.canary,

@@ -59,11 +59,12 @@ def records_of(artifacts: Iterable[Artifact]) -> list[dict[str, Any]]:
 
 
 def register_records(registry: Registry, records: list[dict[str, Any]], objects_dir: Path | str, *,
-                     actor: str | None = None) -> list[Artifact]:
+                     actor: str | None = None, expect_ids: bool = True) -> list[Artifact]:
     """Register ``records`` (ancestors first), their files read from ``objects_dir`` by sha256.
 
     Every file is hashed against its record before anything is registered, and every id the registry
-    computes must be the record's: a mismatch raises and names both ids."""
+    computes must be the record's: a mismatch raises and names both ids (``expect_ids=False``: a record
+    the caller changed on purpose, a search's winner given the search as data)."""
     objects_dir = Path(objects_dir)
     for record in records:
         for rel, entry in _files(record).items():
@@ -74,7 +75,7 @@ def register_records(registry: Registry, records: list[dict[str, Any]], objects_
     made = []
     for record in records:
         artifact = _register_one(registry, record, objects_dir, actor)
-        if artifact.id != record["id"]:
+        if expect_ids and artifact.id != record["id"]:
             raise RegistryError(f"{record['kind']} {record['name']}: the worker computed {record['id'][:12]} and "
                                 f"this registry computed {artifact.id[:12]}")
         made.append(artifact)

@@ -215,3 +215,6 @@ class RunOptions:
     """Identity recorded as the candidate's creator (governance keeps it from approving its own work)."""
     display: Any = None
     """A ``cmg.progress.SharedDisplay`` to draw the progress into (the demo's live display); None: its own."""
+    on_model_step: Any = None
+    """``(step, model)`` after every step's checkpoint: a recipe search reads the validation curve here.
+    It may read the model (in eval mode, without gradients) and must leave it as it found it."""

@@ -106,6 +106,9 @@ def train_child(model: torch.nn.Module, recipe: CMGRecipe, streams: dict[str, Ba
                 on_step(step, record, result)
             if step % options.checkpoint_every == 0 or step == recipe.total_steps:
                 save_checkpoint(checkpoint_dir, step, params, optimizer, {"curve": result.curve})
+            if options.on_model_step is not None:
+                options.on_model_step(step, model)
+                model.train()
             if options.stop_after is not None and step - state["step"] >= options.stop_after:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from breedlab.registry.errors import ManifestError, UnsafeFileError
 SCHEMA_VERSION = 1
 KINDS = (
     "parent", "child", "adapter", "quantized", "merged",
-    "dataset", "eval-suite", "router-policy", "profile", "packet", "engine-check",
+    "dataset", "eval-suite", "router-policy", "profile", "packet", "engine-check", "search",
 )
 MODEL_KINDS = ("parent", "child", "adapter", "quantized", "merged")
 IDENTITY_FIELDS = ("schema", "kind", "name", "parents", "operator", "recipe", "data", "files")
