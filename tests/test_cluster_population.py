@@ -14,6 +14,7 @@ from rich.console import Console
 
 from breedlab.cluster.board import snapshot_of
 from breedlab.cluster.population import breed_spec, import_shipment, run_population
+from breedlab.cluster.recipes import CandidateRecipe
 from breedlab.cluster.runner import ClusterOptions, new_board, run_tasks
 from breedlab.cluster.tasks import breed_seed, breed_task
 from breedlab.cmg.recipe import RunOptions
@@ -79,11 +80,16 @@ def test_the_population_is_measured_as_the_evaluator_and_ends_in_one_release_pac
     assert not (registry.root.parent / "ray-work").exists() or not any((registry.root.parent / "ray-work").iterdir())
 
 
-def test_a_worker_killed_mid_breed_is_retried_and_breeds_the_same_child(pristine, sequential_ids, tmp_path,
-                                                                        local_ray):  # noqa: F811
+LONG = CandidateRecipe("cmg-long", "cmg", "compact", {**RECIPES[1].fields, "tokens": 65536})
+"""256 steps: long enough that a kill seen through the board (one report a second) lands mid-training."""
+
+
+def test_a_worker_killed_mid_breed_is_retried_and_breeds_the_same_child(pristine, tmp_path, local_ray):  # noqa: F811
     home, registry = copy_home(pristine, tmp_path / "home")
     parent = registry.find(kind="parent")[0]
-    spec = breed_spec(registry, home, "code", parent, RECIPES[0], "breeder", RAY, checkpoint_every=1)
+    reference = get_operator("cmg")(*copy_home(pristine, tmp_path / "reference")[::-1], parent.id,
+                                    LONG.recipe_for("code"), RunOptions(progress=False)).child.id
+    spec = breed_spec(registry, home, "code", parent, LONG, "breeder", RAY, checkpoint_every=1)
     board = new_board(RAY)
     killed = []
 
@@ -91,7 +97,7 @@ def test_a_worker_killed_mid_breed_is_retried_and_breeds_the_same_child(pristine
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             row = snapshot_of(board).get(spec.key, {})
-            if row.get("attempts") == 1 and "distilling" in row.get("phase", "") and row.get("done", 0) >= 4:
+            if row.get("attempts") == 1 and "distilling" in row.get("phase", "") and 0 < row["done"] < row["total"]:
                 os.kill(row["pid"], signal.SIGKILL)
                 killed.append(row["done"])
             time.sleep(0.05)
@@ -103,9 +109,9 @@ def test_a_worker_killed_mid_breed_is_retried_and_breeds_the_same_child(pristine
     assert killed, "the watcher never saw the breed training"
     assert not isinstance(outcome, Exception), outcome
     assert outcome["attempt"] == 2 and snapshot_of(board)[spec.key]["attempts"] == 2
-    assert outcome["tokens"] < 4096  # the retry resumed from a checkpoint: it trained only what was left
+    assert outcome["tokens"] < 65536  # the retry resumed from a checkpoint: it trained only what was left
     import_shipment(registry, outcome, "breeder")
-    assert outcome["child"] == sequential_ids["cmg-p50"]
+    assert outcome["child"] == reference
 
 
 def test_a_worker_needs_nothing_of_the_heads_registry_but_its_objects(pristine, sequential_ids, tmp_path):
@@ -159,3 +165,49 @@ def test_the_head_refuses_a_shipment_whose_files_do_not_match_and_registers_noth
     with pytest.raises(RegistryError, match="does not hash"):
         register_records(registry, [forged], registry.objects.root)
     assert len(registry.events()) == before
+
+
+def test_two_entries_breeding_the_same_child_are_refused_before_anything_runs(pristine, tmp_path):
+    from breedlab.cluster.population import breed_specs
+    from breedlab.cluster.recipes import CandidateRecipe
+
+    home, registry = copy_home(pristine, tmp_path / "home")
+    twin = CandidateRecipe("twin", RECIPES[1].operator, RECIPES[1].preset, dict(RECIPES[1].fields))
+    parent = registry.find(kind="parent")[0]
+    with pytest.raises(ValueError, match="same recipe"):
+        breed_specs(registry, home, ["code"], {"code": parent}, lambda niche: [RECIPES[1], twin], "breeder",
+                    ClusterOptions())
+
+
+def test_a_shipment_imported_twice_counts_its_cost_once(ray_population, sequential_ids):
+    from breedlab.cluster.transfer import replay_events
+
+    registry, _, _ = ray_population
+    child = sequential_ids["cmg-p70"]
+    cost = next(e for e in registry.events(child) if e.type == "breed-cost")
+    replay_events(registry, [{"type": cost.type, "artifact": child, "reason": cost.reason, "data": cost.data}],
+                  actor="breeder")
+    assert sum(e.type == "breed-cost" for e in registry.events(child)) == 1
+
+
+def test_the_cli_breeds_a_recipes_file_in_process_and_refuses_a_bad_one(pristine, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from breedlab.cli.app import app
+
+    home, registry = copy_home(pristine, tmp_path / "home")
+    (home.root / "lab.yaml").write_text(yaml.safe_dump({"pico": True, "lm_cases": 8, "cloze_cases": 12,
+                                                        "retention_cases": 6, "passage_tokens": 32, "engine": ""}))
+    candidate = RECIPES[1]
+    recipes = tmp_path / "recipes.yaml"
+    recipes.write_text(yaml.safe_dump({"candidates": [{"name": candidate.name, "operator": candidate.operator,
+                                                       "preset": candidate.preset, **candidate.fields}]}))
+    done = CliRunner().invoke(app, ["population", "--niche", "code", "--recipes", str(recipes),
+                                    "--home", str(home.root)], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "code/cmg-p70: child" in done.output and registry.find(kind="packet", name="release/code")
+    recipes.write_text(yaml.safe_dump({"candidates": [{"name": "odd", "operator": "cmg", "widest": 3}]}))
+    refused = CliRunner().invoke(app, ["population", "--niche", "code", "--recipes", str(recipes),
+                                       "--home", str(home.root)])
+    assert refused.exit_code == 1 and "candidate 1 (odd)" in refused.output and "widest" in refused.output

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from breedlab.cli import breed_commands, cluster_commands
-from breedlab.cli.common import HomeOption, KeysOption, console
+from breedlab.cli.common import HomeOption, KeysOption, console, fail
 from breedlab.cli.config_commands import config_app
 from breedlab.cli.engine_commands import engine_app, export
 from breedlab.cli.key_commands import key_app
@@ -62,7 +62,9 @@ def demo(home: HomeOption = None,
 def serve(home: HomeOption = None,
           host: Annotated[Optional[str], typer.Option(help="interface [default: server.host, 127.0.0.1]")] = None,
           port: Annotated[Optional[int], typer.Option(help="port [default: server.port]")] = None,
-          keys: KeysOption = None) -> None:
+          keys: KeysOption = None,
+          ray: Annotated[Optional[str], typer.Option(help="serve on Ray Serve: local, auto or a cluster address")] = None,
+          replicas: Annotated[int, typer.Option(help="with --ray: read replicas (one writer besides)")] = 2) -> None:
     """Serve the ecosystem over an OpenAI-compatible API (model "auto" routes every request).
 
     Settings: the server section of configs/ecosystem.yaml. A demo run folder is itself a home:
@@ -89,9 +91,38 @@ def serve(home: HomeOption = None,
         console.print(line)
     console.print(f"breedlab serving {resolved.root}\n  OpenAI base URL: [bold]http://{config.host}:{config.port}/v1[/]"
                   f"\n  dashboard: http://{config.host}:{config.port}/   metrics: http://{config.host}:{config.port}/metrics")
+    if ray:
+        return serve_on_ray(resolved, config, ray, replicas)
     # uvicorn's access log prints the request line and status only, never headers (no Authorization).
     uvicorn.run(create_app(resolved, config), host=config.host, port=config.port, log_level="info",
                 timeout_graceful_shutdown=int(config.drain_timeout_s))
+
+
+def serve_on_ray(home: Home, config, address: str, replicas: int) -> None:
+    """``serve --ray``: deploy the replicas and the writer, then hold the cluster until interrupted."""
+    import signal
+    import time
+
+    from ray import serve as ray_serve
+
+    from breedlab.cluster.runner import ClusterOptions, ray_session
+    from breedlab.server.ray_serve import deploy
+
+    if replicas < 1:
+        fail("--replicas must be at least 1")
+
+    def interrupted(*_) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # a stopped service takes its deployments down too
+    with ray_session(ClusterOptions(ray=address)):
+        deploy(str(home.root), config, replicas)
+        console.print(f"  Ray Serve: {replicas} read replicas and one writer (Ctrl-C stops them)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            ray_serve.shutdown()
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ worker died counts one more attempt: that is what "retried" means here, seen fro
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import time
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from breedlab.cmg.progress import SharedDisplay
 
-STATES = ("queued", "running", "finished", "failed")
+STATES = ("queued", "running", "finished", "stopped", "failed")
 REPORT_SECONDS = 1.0
 TOKENS_PER_SECOND = re.compile(r"([\d,]+) tok/s")
 
@@ -91,6 +92,7 @@ class Reporter(SharedDisplay):
         super().__init__(console=Console(file=io.StringIO(), force_terminal=True), progress=None, label="")
         self.board, self.key = board, key
         self.bars: dict[int, dict[str, Any]] = {}
+        self.numbers = itertools.count()
         self.sent = 0.0
 
     def begin(self, label: str = "") -> None:
@@ -107,9 +109,10 @@ class Reporter(SharedDisplay):
 
     # the part of rich's Progress that BreedProgress uses
     def add_task(self, description: str, total: int, stats: str = "") -> int:
-        self.bars[len(self.bars)] = {"phase": description, "done": 0, "total": total, "stats": stats,
-                                     "start": time.perf_counter()}
-        return len(self.bars) - 1
+        number = next(self.numbers)  # never reused: a removed bar's number stays retired
+        self.bars[number] = {"phase": description, "done": 0, "total": total, "stats": stats,
+                             "start": time.perf_counter()}
+        return number
 
     def advance(self, task: int, amount: int) -> None:
         self.update(task, completed=self.bars[task]["done"] + amount)

@@ -49,13 +49,12 @@ def run_population(registry: Registry, home: Home, niches: list[str], candidates
 
     console, governance = console or Console(), load_governance(home.root)
     result = PopulationResult()
+    champions = {niche: champion_of(registry, niche) for niche in niches}
+    specs = breed_specs(registry, home, niches, champions, candidates, governance.breeder, options)
+    with acting_as(registry, governance.evaluator):
+        suites = {niche: build_suites(registry, champions[niche], config_for(niche)) for niche in niches}
     with ray_session(options):
         board = new_board(options)
-        champions = {niche: champion_of(registry, niche) for niche in niches}
-        with acting_as(registry, governance.evaluator):
-            suites = {niche: build_suites(registry, champions[niche], config_for(niche)) for niche in niches}
-        specs = [breed_spec(registry, home, niche, champions[niche], candidate, governance.breeder, options)
-                 for niche in niches for candidate in candidates(niche)]
         outcomes = run_tasks(breed_task, specs, options, board, title="population: breeding", console=console,
                              home_root=home.root)
         bred = _register_all(registry, specs, outcomes, governance.breeder, result)
@@ -63,9 +62,24 @@ def run_population(registry: Registry, home: Home, niches: list[str], candidates
                                      governance.evaluator, console, result)
     with acting_as(registry, governance.evaluator):
         for niche in niches:
-            result.labs[niche] = judge_niche(registry, home, niche, champions[niche], suites[niche],
-                                             bred.get(niche, []), fitness, config_for(niche), console)
+            measured = [c for c in bred.get(niche, []) if c.id in fitness[niche]]
+            result.labs[niche] = judge_niche(registry, home, niche, champions[niche], suites[niche], measured,
+                                             fitness[niche], config_for(niche), console)
     return result
+
+
+def breed_specs(registry: Registry, home: Home, niches: list[str], champions: dict[str, Artifact], candidates,
+                actor: str, options: ClusterOptions) -> list[BreedSpec]:
+    """One spec per niche and candidate; two that would breed the same child are refused before any runs."""
+    specs = [breed_spec(registry, home, niche, champions[niche], candidate, actor, options)
+             for niche in niches for candidate in candidates(niche)]
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.key in seen:
+            raise ValueError(f"{spec.label} and {seen[spec.key]} are the same recipe on the same model and data: "
+                             "list it once")
+        seen[spec.key] = spec.label
+    return specs
 
 
 def breed_spec(registry: Registry, home: Home, niche: str, champion: Artifact, candidate: CandidateRecipe,
@@ -74,8 +88,11 @@ def breed_spec(registry: Registry, home: Home, niche: str, champion: Artifact, c
 
     source = full_precision(registry, champion)  # nothing trains quantized weights
     recipe = candidate.recipe_for(niche)
-    key = sha256_json({"operator": candidate.operator, "recipe": recipe.to_dict(), "source": source.id})
-    return BreedSpec(key=key, label=f"{niche}/{candidate.name}", records=records_of(breed_seed(registry, source, niche)),
+    seed = records_of(breed_seed(registry, source, niche))
+    # the seed is in the key: a task home left by a run on older data is never resumed by this one
+    key = sha256_json({"operator": candidate.operator, "recipe": recipe.to_dict(), "source": source.id,
+                       "seed": [record["id"] for record in seed]})
+    return BreedSpec(key=key, label=f"{niche}/{candidate.name}", records=seed,
                      objects_dir=str(registry.objects.root), work_root=str(home.root / WORK_FOLDER),
                      configs=head_configs(home), actor=actor, threads=options.cpus_per_task,
                      operator=candidate.operator, recipe=recipe.to_dict(), source=source.id,
@@ -94,58 +111,70 @@ def import_shipment(registry: Registry, shipment: dict[str, Any], actor: str) ->
     shutil.rmtree(shipment["home"], ignore_errors=True)
 
 
+def _import_each(registry: Registry, specs: list, outcomes: dict, actor: str, result: PopulationResult) -> dict:
+    """Every finished task's shipment registered; a failed task or a refused shipment is reported in
+    ``result.failed`` and the others still land (its home stays, for a rerun to resume)."""
+    landed = {}
+    for spec in specs:
+        outcome = outcomes[spec.key]
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
+            import_shipment(registry, outcome, actor)
+        except Exception as error:
+            result.failed[spec.label] = f"{type(error).__name__}: {error}"
+            continue
+        landed[spec.key] = outcome
+    return landed
+
+
 def _register_all(registry: Registry, specs: list[BreedSpec], outcomes: dict, actor: str,
                   result: PopulationResult) -> dict[str, list[Artifact]]:
     bred: dict[str, list[Artifact]] = {}
+    landed = _import_each(registry, specs, outcomes, actor, result)
     for spec in specs:
-        outcome = outcomes[spec.key]
-        if isinstance(outcome, Exception):
-            result.failed[spec.label] = f"{type(outcome).__name__}: {outcome}"
-            continue
-        import_shipment(registry, outcome, actor)
-        result.tasks[spec.label] = {k: outcome[k] for k in ("attempt", "seconds", "tokens", "child")}
-        bred.setdefault(spec.label.split("/")[0], []).append(registry.get(outcome["child"]))
+        if spec.key in landed:
+            outcome = landed[spec.key]
+            result.tasks[spec.label] = {k: outcome[k] for k in ("attempt", "seconds", "tokens", "child")}
+            bred.setdefault(spec.label.split("/")[0], []).append(registry.get(outcome["child"]))
     return bred
 
 
 def measure_population(registry: Registry, home: Home, champions: dict[str, Artifact], suites: dict, bred: dict,
                        config_for, options: ClusterOptions, board, evaluator: str, console: Console,
-                       result: PopulationResult) -> dict[str, FitnessVector]:
-    """Every champion, then every candidate, measured as tasks on its niche's suites."""
-    from breedlab.lab.steps import _canary
+                       result: PopulationResult) -> dict[str, dict[str, FitnessVector]]:
+    """Every champion and every candidate measured as tasks, all in one wave (so a candidate's latency is
+    timed under the same load as its champion's), each on its niche's suites: niche -> id -> vector."""
+    from breedlab.evaluation.measure import set_general_baseline
+    from breedlab.lab.steps import canary_of
 
-    def specs_for(models: list[tuple[str, Artifact]], baseline: dict[str, float | None]) -> list[MeasureSpec]:
-        return [measure_spec(registry, home, niche, model, suites[niche], evaluator, options,
-                             baseline.get(niche), _canary(registry, champions[niche]), config_for(niche).engine)
-                for niche, model in models]
-
-    fitness: dict[str, FitnessVector] = {}
-    waves = [[(niche, champion) for niche, champion in champions.items()],
-             [(niche, child) for niche, children in bred.items() for child in children]]
-    for number, models in enumerate(waves):
-        baseline = {niche: fitness[c.id].general_ppl for niche, c in champions.items()} if number else {}
-        specs = specs_for(models, baseline)
-        outcomes = run_tasks(measure_task, specs, options, board, title="population: measuring", console=console,
-                             home_root=home.root)
-        for spec in specs:
-            outcome = outcomes[spec.key]
-            if isinstance(outcome, Exception):
-                raise RuntimeError(f"measuring {spec.label} failed: {outcome}") from outcome
-            import_shipment(registry, outcome, evaluator)
-            fitness[spec.model] = FitnessVector.from_dict(outcome["fitness"])
-        if number == 0:
-            for champion in champions.values():  # the champion is its own baseline
-                fitness[champion.id].general_regression, fitness[champion.id].general_ppl_ratio = 0.0, 1.0
+    models = [(niche, model) for niche, champion in champions.items()
+              for model in (champion, *bred.get(niche, []))]
+    specs = [measure_spec(registry, home, niche, model, suites[niche], evaluator, options,
+                          canary_of(registry, champions[niche]), config_for(niche).engine) for niche, model in models]
+    outcomes = run_tasks(measure_task, specs, options, board, title="population: measuring", console=console,
+                         home_root=home.root)
+    landed = _import_each(registry, specs, outcomes, evaluator, result)
+    fitness: dict[str, dict[str, FitnessVector]] = {niche: {} for niche in champions}
+    for spec, (niche, model) in zip(specs, models):
+        if spec.key in landed:
+            fitness[niche][model.id] = FitnessVector.from_dict(landed[spec.key]["fitness"])
+    for niche, champion in champions.items():
+        if champion.id not in fitness[niche]:
+            raise RuntimeError(f"the champion of {niche} could not be measured: {result.failed}")
+        baseline = fitness[niche][champion.id].general_ppl
+        for vector in fitness[niche].values():
+            set_general_baseline(vector, baseline)  # the champion is its own baseline: 0 and 1.0
     return fitness
 
 
 def measure_spec(registry: Registry, home: Home, niche: str, model: Artifact, suites: dict, evaluator: str,
-                 options: ClusterOptions, parent_ppl, canary, engine: str) -> MeasureSpec:
-    key = sha256_json({"measure": model.id, "suites": suites, "engine": engine, "baseline": parent_ppl})
-    return MeasureSpec(key=key, label=f"{niche}/measure {model.manifest.name}", records=model_seed(registry, [model.id], suites),
-                       objects_dir=str(registry.objects.root), work_root=str(home.root / WORK_FOLDER),
-                       configs=head_configs(home), actor=evaluator, threads=options.cpus_per_task,
-                       model=model.id, suites=suites, parent_general_ppl=parent_ppl, canary=canary, engine=engine)
+                 options: ClusterOptions, canary, engine: str) -> MeasureSpec:
+    key = sha256_json({"measure": model.id, "suites": suites, "engine": engine})
+    return MeasureSpec(key=key, label=f"{niche}/measure {model.manifest.name}",
+                       records=model_seed(registry, [model.id], suites), objects_dir=str(registry.objects.root),
+                       work_root=str(home.root / WORK_FOLDER), configs=head_configs(home), actor=evaluator,
+                       threads=options.cpus_per_task, model=model.id, suites=suites, canary=canary, engine=engine)
 
 
 def judge_niche(registry: Registry, home: Home, niche: str, champion: Artifact, suites: dict,
@@ -160,7 +189,7 @@ def judge_niche(registry: Registry, home: Home, niche: str, champion: Artifact, 
     for artifact in (champion, *candidates):
         lab.fitness[artifact.id].operator = artifact.manifest.operator
     if not candidates:
-        console.print(f"{niche}: no candidate was bred; nothing to judge", highlight=False)
+        console.print(f"{niche}: no candidate was bred and measured; nothing to judge", highlight=False)
         return lab
     budgets = judge(registry, lab, config, evaluation, governance, console)
     select_and_release(registry, lab, config, evaluation, budgets, console, governance.evaluator)

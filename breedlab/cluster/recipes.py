@@ -80,7 +80,7 @@ class LabCandidate(CandidateRecipe):
     """One of the lab's own candidates: its recipe is the lab's for the niche (``lab_recipes``)."""
 
     def __init__(self, name: str, registry: Registry, config_for):
-        super().__init__(name, "quantize" if name == "quantize" else name)
+        super().__init__(name, name)  # the lab's candidate names are its operators' names
         object.__setattr__(self, "registry", registry)
         object.__setattr__(self, "config_for", config_for)
 

@@ -9,6 +9,7 @@ gets each task's result or its error.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -54,7 +55,7 @@ def ray_session(options: ClusterOptions) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    settings = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
+    settings = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": worker_env()})
     if options.ray == "auto":
         try:
             ray.init(address="auto", **settings)
@@ -68,6 +69,15 @@ def ray_session(options: ClusterOptions) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def worker_env() -> dict[str, str]:
+    """What every worker's environment gets: offline hubs, and the key folder the Serve writer signs with
+    (a running cluster's workers do not inherit this process's environment)."""
+    from breedlab.registry.keys import KEYS_ENV
+
+    keys = os.environ.get(KEYS_ENV)
+    return {**WORKER_ENV, **({KEYS_ENV: keys} if keys else {})}
 
 
 def new_board(options: ClusterOptions) -> Any:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from breedlab.cluster.board import call
 from breedlab.cluster.population import PopulationResult, breed_spec, judge_niche, measure_population
 from breedlab.cluster.runner import ClusterOptions, LiveTable, new_board, ray_session
 from breedlab.cluster.search_space import SearchSpace, max_steps, tune_space
@@ -32,6 +34,7 @@ from breedlab.home import Home
 from breedlab.lab.run import LabResult, acting_as
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.registry.canonical import sha256_json
+from breedlab.registry.folders import CARD_NAME
 
 METRIC = "val_nll"
 
@@ -58,24 +61,33 @@ def run_search(registry: Registry, home: Home, niche: str, space: SearchSpace, c
                           options, checkpoint_every=max(1, space.report_every))
     key = sha256_json({"search": space.to_dict(), "source": template.source, "niche": niche})
     storage = home.root / "ray-work" / f"search-{key[:16]}"
+    steps = max_steps(space, niche)
+    if space.scheduler.grace_steps > steps:
+        raise ValueError(f"scheduler.grace_steps {space.scheduler.grace_steps} is more than the longest trial's "
+                         f"{steps} steps")
     with ray_session(replace(options, ray=options.ray or "auto")):
         board = new_board(replace(options, ray="auto"))
         with LiveTable(console, board, f"search {niche}"):
-            grid = fit(space, niche, template, storage, options, board)
-    trials = trial_rows(grid)
-    finished = [t for t in trials if t["finished"]]
+            grid = fit(space, niche, template, storage, options, board, steps)
+            trials = trial_rows(grid)
+            for trial in trials:  # ASHA's stops end a trial's actor, not its row: say so in the table
+                if trial["key"] and not trial["finished"]:
+                    call(board, "finish", trial["key"], "stopped" if not trial["error"] else "failed",
+                         trial["error"] or f"stopped by ASHA at step {trial['steps']}")
+    finished = [t for t in trials if t["finished"] and t["final_val_nll"] is not None]
     if not finished:
         raise RegistryError(f"no trial of the search finished: {[t['error'] for t in trials]}")
     best = min(finished, key=lambda t: t["final_val_nll"])
     with acting_as(registry, governance.breeder):
-        search, winner = register_search(registry, niche, space, template, trials, best, governance.breeder)
+        search, winner = register_search(registry, niche, space, template, trials, best, governance.breeder,
+                                         storage / best["key"][:16] / SHIPMENT_FILE)
     shutil.rmtree(storage, ignore_errors=True)
     result = SearchResult(search, winner, trials)
     result.lab = judge_winner(registry, home, niche, champion, winner, config_for, options, console)
     return result
 
 
-def fit(space: SearchSpace, niche: str, template, storage: Path, options: ClusterOptions, board):
+def fit(space: SearchSpace, niche: str, template, storage: Path, options: ClusterOptions, board, steps: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -83,12 +95,12 @@ def fit(space: SearchSpace, niche: str, template, storage: Path, options: Cluste
     trainable = tune.with_resources(tune.with_parameters(run_trial, template=template, space=space.to_dict(),
                                                          niche=niche, board=board, storage=str(storage)),
                                     {"cpu": options.cpus_per_task})
-    scheduler = ASHAScheduler(time_attr="step", max_t=max_steps(space, niche),
+    scheduler = ASHAScheduler(time_attr="step", max_t=steps,
                               grace_period=space.scheduler.grace_steps,
                               reduction_factor=space.scheduler.reduction_factor)
     tuner = tune.Tuner(trainable, param_space=tune_space(space), tune_config=tune.TuneConfig(
         metric=METRIC, mode="min", scheduler=scheduler, num_samples=space.trials,
-        search_alg=BasicVariantGenerator(random_state=space.seed), max_concurrent_trials=options.max_concurrent),
+        search_alg=BasicVariantGenerator(random_state=space.seed, max_concurrent=options.max_concurrent or 0)),
         run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=options.max_retries)))
     return tuner.fit()
@@ -105,26 +117,38 @@ def trial_rows(grid) -> list[dict[str, Any]]:
         rows.append({"trial": number, "config": dict(result.config or {}), "curve": curve,
                      "steps": curve[-1][0] if curve else 0, "finished": bool(metrics.get("finished")),
                      "final_val_nll": metrics.get(METRIC) if metrics.get("finished") else None,
-                     "home": metrics.get("home"), "error": str(result.error) if result.error else None})
+                     "key": metrics.get("key"), "error": str(result.error) if result.error else None})
     return rows
 
 
 def register_search(registry: Registry, niche: str, space: SearchSpace, template, trials: list[dict], best: dict,
-                    actor: str) -> tuple[Artifact, Artifact]:
-    """The search artifact (every trial), then the winner with the search in its data."""
-    import tempfile
-
-    shipment = json.loads((Path(best["home"]) / SHIPMENT_FILE).read_text())
-    *inputs, child = shipment["records"]
+                    actor: str, shipment_file: Path) -> tuple[Artifact, Artifact]:
+    """The search artifact (every trial), then the winner (its trial's shipment) with the search in its data."""
+    shipment = json.loads(shipment_file.read_text())
+    child = next(r for r in shipment["records"] if r["id"] == shipment["child"])
+    inputs = [r for r in shipment["records"] if r["id"] != child["id"]]
     register_records(registry, inputs, shipment["objects_dir"], actor=actor)  # profiles, teacher caches: ids checked
     validation = [r["id"] for r in template.records if r["kind"] == "dataset" and r["name"] == f"{niche}/validation"]
     data = sorted({*validation, *(ref for ref in child["data"] if registry.get(ref).manifest.kind == "dataset")})
-    body = {"niche": niche, "objective": f"{METRIC} on {niche}/validation (lower is better)", "trials": trials,
-            "winner": {"trial": best["trial"], "child_as_bred": child["id"], "config": best["config"]}}
+    search = _register_trials(registry, niche, space, template, trials, best, child["id"], data, actor)
+    # the winner's own files, its data naming the search; its card is rendered again to say so
+    files = {rel: entry for rel, entry in child["files"].items() if rel != CARD_NAME}
+    winner = register_records(registry, [{**child, "data": [*child["data"], search.id], "files": files}],
+                              shipment["objects_dir"], actor=actor, expect_ids=False)[0]
+    replay_events(registry, [{**e, "artifact": winner.id} for e in shipment["events"] if e["artifact"] == child["id"]],
+                  actor=actor)
+    return search, winner
+
+
+def _register_trials(registry: Registry, niche: str, space: SearchSpace, template, trials: list[dict], best: dict,
+                     child_id: str, data: list[str], actor: str) -> Artifact:
+    rows = [{k: v for k, v in t.items() if k != "key"} for t in trials]  # keys name scratch homes, gone after
+    body = {"niche": niche, "objective": f"{METRIC} on {niche}/validation (lower is better)", "trials": rows,
+            "winner": {"trial": best["trial"], "child_as_bred": child_id, "config": best["config"]}}
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "trials.json"
         path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
-        search = registry.register(
+        return registry.register(
             "search", f"search/{niche}", {"trials.json": path}, operator="ray-tune-asha",
             recipe={"space": space.to_dict(), "source": template.source, "objective": METRIC},
             parents=[template.source], data=data, actor=actor,
@@ -132,14 +156,6 @@ def register_search(registry: Registry, niche: str, space: SearchSpace, template
                      "stopped_early": sum(not t["finished"] and not t["error"] for t in trials),
                      "winner_trial": best["trial"], "winner_val_nll": best["final_val_nll"],
                      "trial_steps": sum(t["steps"] for t in trials)})
-    winner = register_records(registry, [{**child, "data": [*child["data"], search.id]}], shipment["objects_dir"],
-                              actor=actor, expect_ids=False)[0]
-    same = {r: e["sha256"] for r, e in child["files"].items() if r != "README.md"}
-    if {r: e.sha256 for r, e in winner.manifest.files.items() if r != "README.md"} != same:
-        raise RegistryError("the registered winner's files are not the trial's")
-    replay_events(registry, [{**e, "artifact": winner.id} for e in shipment["events"] if e["artifact"] == child["id"]],
-                  actor=actor)
-    return search, winner
 
 
 def judge_winner(registry: Registry, home: Home, niche: str, champion: Artifact, winner: Artifact, config_for,
@@ -155,5 +171,5 @@ def judge_winner(registry: Registry, home: Home, niche: str, champion: Artifact,
     fitness = measure_population(registry, home, {niche: champion}, suites, {niche: [winner]}, config_for,
                                  in_process, new_board(in_process), governance.evaluator, console, PopulationResult())
     with acting_as(registry, governance.evaluator):
-        return judge_niche(registry, home, niche, champion, suites[niche], [winner], fitness, config_for(niche),
-                           console)
+        return judge_niche(registry, home, niche, champion, suites[niche], [winner], fitness[niche],
+                           config_for(niche), console)

@@ -23,7 +23,6 @@ value a ``choice`` lists) before a trial starts; ``domain`` comes from ``--niche
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,10 +128,13 @@ def total_steps(space: SearchSpace, niche: str, sampled: dict[str, Any]) -> int:
 
 
 def max_steps(space: SearchSpace, niche: str) -> int:
-    """The most steps any trial can run (ASHA's max_t): the budget at the edges of the space."""
+    """The most steps any trial can run (ASHA's max_t). A budget is monotone in each field (tokens,
+    batch size, sequence length), so each field's extremes are enough: a numeric choice contributes its
+    least and greatest value, a range its two ends, anything else every value it lists."""
     edges = [{}]
     for name, spec in space.space.items():
         kind, values = next(iter(spec.items()))
-        options = values if kind == "choice" else [values[0], values[1]]
-        edges = [{**edge, name: value} for edge in edges for value in options][:256]
-    return max(math.ceil(total_steps(space, niche, edge)) for edge in edges)
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        options = [min(values), max(values)] if numeric else values
+        edges = [{**edge, name: value} for edge in edges for value in dict.fromkeys(options)]
+    return max(total_steps(space, niche, edge) for edge in edges)

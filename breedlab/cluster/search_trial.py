@@ -37,11 +37,13 @@ def run_trial(config: dict[str, Any], *, template: BreedSpec, space: dict[str, A
     key = sha256_json({"breed": recipe.to_dict(), "source": template.source, "trial": trial_id})
     spec = replace(template, key=key, label=label, recipe=recipe.to_dict(), work_root=storage)
     home_root = Path(storage) / key[:16]
-    curve = ValidationCurve(home_root, niche, recipe, searched, template.source)
+    curve = ValidationCurve(home_root, niche, recipe, searched, template.source, key)
     shipment = breed_task(spec, board, on_model_step=curve.on_step)
+    if curve.last is None:  # a restarted trial whose child was already registered: no step ran this time
+        curve.last = curve.of_child(shipment["child"])
     atomic_write_bytes(home_root / SHIPMENT_FILE, json.dumps(shipment).encode())
     # the last report only now: a stop at the final rung cannot cut off a child before its files exist
-    tune.report({"val_nll": curve.last, "step": recipe.total_steps, "finished": True, "home": str(home_root)})
+    tune.report({"val_nll": curve.last, "step": recipe.total_steps, "finished": True, "key": key})
 
 
 def _short(value: Any) -> str:
@@ -51,8 +53,9 @@ def _short(value: Any) -> str:
 class ValidationCurve:
     """The trial's reports: validation NLL of the model under training, every ``report_every`` steps."""
 
-    def __init__(self, home_root: Path, niche: str, recipe, space: SearchSpace, source: str):
+    def __init__(self, home_root: Path, niche: str, recipe, space: SearchSpace, source: str, key: str):
         self.home_root, self.niche, self.recipe, self.space, self.source = home_root, niche, recipe, space, source
+        self.key = key
         self.blocks = None
         self.last: float | None = None
 
@@ -64,7 +67,15 @@ class ValidationCurve:
             return
         self.last = validation_nll(model, self.validation_blocks())
         if not final:
-            tune.report({"val_nll": self.last, "step": step, "finished": False})
+            tune.report({"val_nll": self.last, "step": step, "finished": False, "key": self.key})
+
+    def of_child(self, child_id: str) -> float:
+        """The validation NLL of the registered child itself (its files, as the head will hold them)."""
+        from breedlab.models.io import load_model
+
+        registry = Registry.open(self.home_root / "registry")
+        model, _ = load_model(registry.get(child_id).path)
+        return validation_nll(model, self.validation_blocks())
 
     def validation_blocks(self):
         if self.blocks is None:

@@ -13,9 +13,10 @@ trial can read can leak the evidence that will judge it.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from breedlab.cluster.board import Reporter, call
 from breedlab.cluster.transfer import closure, new_since, records_of, register_records
@@ -53,21 +54,24 @@ class BreedSpec(TaskSpec):
 class MeasureSpec(TaskSpec):
     model: str = ""
     suites: dict[str, str] = field(default_factory=dict)
-    parent_general_ppl: float | None = None
     canary: dict[str, str] | None = None
     engine: str = ""
 
 
 def breed_seed(registry: Registry, source: Artifact, niche: str, general: str = "general") -> list[Artifact]:
     """What a breed of ``source`` for ``niche`` may read: the model, the niche's and the general
-    training and validation data, and the model's profiles and teacher caches of them (reused, not
-    recomputed). Never a test split, never an evaluation suite."""
-    wanted = [a for a in registry.find(kind="dataset")
-              if a.manifest.name.split("/")[0] in (niche, general) and not _is_test(a) and not a.manifest.parents]
-    ids = {a.id for a in wanted}
+    training and validation data (the newest of each name, the one the head's own breed would find),
+    and the model's profiles and teacher caches of them (reused, not recomputed). Never a test split,
+    never an evaluation suite."""
+    newest: dict[str, Artifact] = {}
+    for artifact in registry.find(kind="dataset"):  # newest first
+        name = artifact.manifest.name
+        if name.split("/")[0] in (niche, general) and not _is_test(artifact) and not artifact.manifest.parents:
+            newest.setdefault(name, artifact)
+    ids = [a.id for a in newest.values()]
     derived = [a for kind in ("dataset", "profile") for a in registry.find(kind=kind)
-               if a.manifest.parents == (source.id,) and a.manifest.data and set(a.manifest.data) <= ids]
-    seed = closure(registry, [source.id, *ids, *(a.id for a in derived)])
+               if a.manifest.parents == (source.id,) and a.manifest.data and set(a.manifest.data) <= set(ids)]
+    seed = closure(registry, [source.id, *ids, *(a.id for a in reversed(derived))])
     leaked = [a.manifest.name for a in seed if _is_test(a) or a.manifest.kind in EVIDENCE_KINDS]
     if leaked:
         raise ValueError(f"a breed's seed would hold held-out evidence: {leaked}")
@@ -91,7 +95,7 @@ def worker_home(spec: TaskSpec) -> tuple[Home, Registry, set[str], int]:
     use_home_configs(root)  # the head's overrides, from the copy: the worker reads nothing of the head's home
     home = Home(root)
     registry = Registry.open(home.registry_dir, actor=spec.actor)
-    seeded = register_records(registry, spec.records, spec.objects_dir)
+    seeded = register_records(registry, spec.records, spec.objects_dir, precheck=False)
     return home, registry, {a.id for a in seeded}, attempt
 
 
@@ -103,15 +107,17 @@ def shipment(registry: Registry, seeded: set[str], **extra: Any) -> dict[str, An
 def breed_task(spec: BreedSpec, board: Any = None, on_model_step=None) -> dict[str, Any]:
     """Breed one candidate in the task's home; return its shipment and the child's id. ``on_model_step``:
     a search trial's validation reports (``RunOptions.on_model_step``)."""
-    import torch
-
-    from breedlab.cmg.recipe import RunOptions
-    from breedlab.operators.table import build_recipe, get_operator
-
     reporter = Reporter(board, spec.key) if board is not None else None
     if reporter:
         reporter.begin(spec.label)
-    torch.set_num_threads(spec.threads)
+    with torch_threads(spec.threads):
+        return _breed(spec, board, reporter, on_model_step)
+
+
+def _breed(spec: BreedSpec, board: Any, reporter: Reporter | None, on_model_step) -> dict[str, Any]:
+    from breedlab.cmg.recipe import RunOptions
+    from breedlab.operators.table import build_recipe, get_operator
+
     started = time.perf_counter()
     home, registry, seeded, attempt = worker_home(spec)
     seeded_at = time.perf_counter()
@@ -142,8 +148,8 @@ def measure_task(spec: MeasureSpec, board: Any = None) -> dict[str, Any]:
     home, registry, seeded, attempt = worker_home(spec)
     if reporter:
         reporter.step("measuring on the frozen suites")
-    vector = measure_candidate(registry, spec.model, spec.suites, canary=spec.canary,
-                               parent_general_ppl=spec.parent_general_ppl)
+    # latency is timed on one thread for every model (LatencySettings' default), as the lab times it
+    vector = measure_candidate(registry, spec.model, spec.suites, canary=spec.canary)
     if spec.engine:
         if reporter:
             reporter.step(f"engine check {spec.engine}")
@@ -153,6 +159,19 @@ def measure_task(spec: MeasureSpec, board: Any = None) -> dict[str, Any]:
     if board is not None:
         call(board, "finish", spec.key, "finished")
     return result
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch on ``threads`` threads for the block (an in-process task leaves the head's setting as it was)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def model_seed(registry: Registry, model_ids: list[str], suites: dict[str, str]) -> list[dict[str, Any]]:

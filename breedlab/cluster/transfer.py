@@ -28,7 +28,6 @@ from typing import Any, Iterable
 
 from breedlab.registry import Artifact, Registry, RegistryError
 from breedlab.registry.canonical import sha256_file
-from breedlab.registry.folders import CARD_NAME
 
 REPLAYED_EVENTS = ("breed-cost",)
 """Events about a new artifact that the head records again (a breed's cost); no state ever crosses."""
@@ -59,15 +58,18 @@ def records_of(artifacts: Iterable[Artifact]) -> list[dict[str, Any]]:
 
 
 def register_records(registry: Registry, records: list[dict[str, Any]], objects_dir: Path | str, *,
-                     actor: str | None = None, expect_ids: bool = True) -> list[Artifact]:
+                     actor: str | None = None, expect_ids: bool = True, precheck: bool = True) -> list[Artifact]:
     """Register ``records`` (ancestors first), their files read from ``objects_dir`` by sha256.
 
-    Every file is hashed against its record before anything is registered, and every id the registry
-    computes must be the record's: a mismatch raises and names both ids (``expect_ids=False``: a record
-    the caller changed on purpose, a search's winner given the search as data)."""
+    Every file is hashed against its record before anything is registered (``precheck``; a worker's
+    scratch home skips it: the store hashes each file as it takes it, and a wrong id still raises), and
+    every id the registry computes must be the record's: a mismatch raises and names both ids
+    (``expect_ids=False``: a record the caller changed on purpose, a search's winner given the search
+    as data). The model card travels like any file: ``register`` keeps a supplied README.md, so an
+    artifact whose card was not rendered by this version (a hub folder's own README) keeps its id."""
     objects_dir = Path(objects_dir)
-    for record in records:
-        for rel, entry in _files(record).items():
+    for record in records if precheck else ():
+        for rel, entry in record["files"].items():
             source = _object(objects_dir, entry["sha256"])
             if not source.is_file() or sha256_file(source) != entry["sha256"]:
                 raise RegistryError(f"{record['kind']} {record['name']} ({record['id'][:12]}): file {rel} is "
@@ -82,11 +84,6 @@ def register_records(registry: Registry, records: list[dict[str, Any]], objects_
     return made
 
 
-def _files(record: dict[str, Any]) -> dict[str, dict]:
-    # the model card is rendered again from the manifest by register(): it is part of the id, not an input
-    return {rel: entry for rel, entry in record["files"].items() if rel != CARD_NAME}
-
-
 def _object(objects_dir: Path, digest: str) -> Path:
     return objects_dir / digest[:2] / digest
 
@@ -96,7 +93,7 @@ def _register_one(registry: Registry, record: dict[str, Any], objects_dir: Path,
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging, prefix=".tmp-import-") as scratch:
         files = {}
-        for number, (rel, entry) in enumerate(_files(record).items()):
+        for number, (rel, entry) in enumerate(record["files"].items()):
             files[rel] = Path(scratch) / str(number)
             _link_or_copy(_object(objects_dir, entry["sha256"]), files[rel])
         return registry.register(record["kind"], record["name"], files, operator=record["operator"],
@@ -127,5 +124,10 @@ def new_since(registry: Registry, seeded: set[str]) -> tuple[list[dict[str, Any]
 
 
 def replay_events(registry: Registry, events: list[dict[str, Any]], *, actor: str) -> None:
+    """Record each event, unless the registry already holds it (a shipment imported twice, after a crash
+    between its import and its home's removal, must not count a breed's cost twice)."""
     for event in events:
+        held = registry.events(event["artifact"])
+        if any(e.type == event["type"] and e.data == event["data"] for e in held):
+            continue
         registry.record(event["type"], event["artifact"], actor=actor, reason=event["reason"], data=event["data"])

@@ -203,7 +203,7 @@ class TaskMonitor:
 
     def close_window(self) -> list[DomainStats]:
         """Stats of every domain seen since the last close; unknown queries feed candidate discovery."""
-        rows = self.conn.execute("SELECT id, embedding, domain, tokens FROM queries WHERE id > ? ORDER BY id",
+        rows = self.conn.execute("SELECT id, embedding, domain, tokens, text FROM queries WHERE id > ? ORDER BY id",
                                  (self._window_start,)).fetchall()
         vectors = np.stack([np.frombuffer(r["embedding"], np.float32) for r in rows]) if rows else None
         unknown = [i for i, r in enumerate(rows) if r["domain"] is None]
@@ -227,7 +227,9 @@ class TaskMonitor:
             idx = [i for i, r in enumerate(rows) if r["domain"] == domain]
             members = vectors[idx]
             centre = normalise(members.mean(axis=0, keepdims=True))[0]
-            texts = [self._texts.get(rows[i]["id"], "") for i in idx]
+            # this process's own texts (kept in hash mode too), else the stored ones: another process's
+            # rows (a Serve replica's, read by the writer) carry their text unless hashes only are kept
+            texts = [self._texts.get(rows[i]["id"]) or rows[i]["text"] or "" for i in idx]
             gap = float(self.gap_fn(domain, texts)) if self.gap_fn else None
             stats.append(DomainStats(domain, self.window, len(idx), len(idx) / total,
                                      float(np.mean(1.0 - members @ centre)), gap,

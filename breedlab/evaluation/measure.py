@@ -200,8 +200,14 @@ def _score(fitness: FitnessVector, suite: Suite, model, tokenizer, parent_genera
     else:
         fitness.general_ppl = result.perplexity
         if parent_general_ppl is not None:
-            fitness.general_regression = result.perplexity - parent_general_ppl
-            fitness.general_ppl_ratio = result.perplexity / parent_general_ppl
+            set_general_baseline(fitness, parent_general_ppl)
+
+
+def set_general_baseline(fitness: FitnessVector, parent_general_ppl: float) -> None:
+    """The general regression against the parent's general PPL on the same retention suite (also when
+    the two were measured apart, as a population's tasks measure them)."""
+    fitness.general_regression = fitness.general_ppl - parent_general_ppl
+    fitness.general_ppl_ratio = fitness.general_ppl / parent_general_ppl
 
 
 def _latency(fitness: FitnessVector, model, tokenizer, settings: LatencySettings) -> None:

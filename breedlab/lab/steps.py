@@ -173,7 +173,7 @@ def measure_all(registry: Registry, champion: Artifact, candidates: list[Artifac
     """Fitness vectors of the champion then each candidate, same suites, same machine, one run."""
     from breedlab.evaluation.measure import measure_candidate
 
-    canary = _canary(registry, champion)
+    canary = canary_of(registry, champion)
     if display is not None:
         display.step(f"measuring the champion {champion.manifest.name}")
     fitness = {champion.id: measure_candidate(registry, champion.id, suites, canary=canary)}
@@ -217,7 +217,7 @@ def check_engines(registry: Registry, home, models: list[Artifact], suites: dict
                       f"({'may serve' if metrics['passed'] else 'refused: ' + metrics['reason']})", highlight=False)
 
 
-def _canary(registry: Registry, champion: Artifact) -> dict[str, str] | None:
+def canary_of(registry: Registry, champion: Artifact) -> dict[str, str] | None:
     """The privacy canary planted in the training data (from the train split's recipe), if any."""
     for data in registry.find(kind="dataset"):
         canary = data.manifest.recipe.get("canary") if data.manifest.name.endswith("/train") else None

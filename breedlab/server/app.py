@@ -27,21 +27,29 @@ from breedlab.server.config import ServerConfig, load_server_config
 from breedlab.server.errors import install_handlers
 from breedlab.server.gate import RequestGate
 from breedlab.server.limiter import Limiter
+from breedlab.server.replica_forward import ForwardWrites, forward_writes
 from breedlab.server.state import ServerState
 from breedlab.typed_config import use_home_configs
 
 log = logging.getLogger("breedlab.server")
 
 
-def create_app(home: Home | Path | str, config: ServerConfig | None = None) -> FastAPI:
-    """A FastAPI app serving ``home``'s ecosystem with ``config`` (default: the shipped server section)."""
+def create_app(home: Home | Path | str, config: ServerConfig | None = None, writer=None) -> FastAPI:
+    """A FastAPI app serving ``home``'s ecosystem with ``config`` (default: the shipped server section).
+
+    ``writer``: the Ray Serve handle of the one writer, which makes this app a read replica
+    (``server/replica_forward.py``: its admin, feedback, shadow and detector writes go there)."""
     home = home if isinstance(home, Home) else Home.resolve(home)
     use_home_configs(home.root)  # the home's configs/*.yaml over the shipped ones
     config = config or load_server_config()
+    if writer is not None and config.writes:
+        raise ValueError("a replica with a writer must not write itself: set writes=False")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state = await anyio.to_thread.run_sync(ServerState.load, home, config)
+        if writer is not None:
+            forward_writes(state, writer)
         state.tokens = admin.load_tokens(home.root)
         state.limiter = Limiter(config.max_concurrency, config.queue_limit, state.metrics)
         app.state.breedlab = state
@@ -55,6 +63,8 @@ def create_app(home: Home | Path | str, config: ServerConfig | None = None) -> F
     app = FastAPI(title="breedlab", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible serving of a breedlab ecosystem: `auto` routes every request.")
     install_handlers(app)
+    if writer is not None:  # inside the gate (draining, body limit), before any of this replica's routes
+        app.add_middleware(ForwardWrites, writer=writer, max_body=config.max_request_bytes)
     app.add_middleware(RequestGate)
     app.include_router(openai_api.router)
     app.include_router(feedback_api.router)

@@ -64,6 +64,12 @@ class ServerConfig:
     engine: str = "fast"
     """``fast``: each model generates on the fastest engine whose recorded check against hf passed
     (``breedlab engines check``), else on hf; ``hf``: the transformers reference only."""
+    replica: str = ""
+    """Which Ray Serve replica this server is (``breedlab serve --ray``); empty when it serves alone. Shown
+    in the ``x-breedlab-replica`` header, ``breedlab_replica_info`` in /metrics and on the dashboard."""
+    writes: bool = True
+    """False: a read replica. It routes and generates and reads the registry, and never writes it: admin
+    and feedback requests, shadow/canary scoring and the detector's windows go to the one writer."""
     engine_threads: int = 2
     """Threads one generation uses on a llama.cpp or CTranslate2 engine."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

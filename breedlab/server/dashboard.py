@@ -20,7 +20,8 @@ POLL_MS = 3000
 
 def _snapshot(request: Request) -> dict:
     state = request.app.state.breedlab
-    return snapshot(state.registry, state.routing_history(), state.feedback)
+    # a replica's routing history and feedback counts are its own traffic: the page says which replica
+    return {**snapshot(state.registry, state.routing_history(), state.feedback), "replica": state.config.replica or None}
 
 
 @router.get("/dashboard/state.json")

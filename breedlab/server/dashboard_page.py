@@ -80,6 +80,8 @@ def render_page(snap: dict, poll_ms: int = 3000) -> str:
             f'<header><h1>breedlab \u00b7 live ecosystem</h1><div class="meta">'
             f'<span><b>parent</b>{esc(parent["name"])} <code>{esc(short_id(parent["id"]))}</code></span>'
             f'<span><b>rendered</b>{esc(snap["generated_utc"])}</span>'
+            + (f'<span><b>replica</b>{esc(snap["replica"])} (routing history: this replica\'s traffic)</span>'
+               if snap.get("replica") else "") +
             f'<span class="live"><i class="dot"></i><span id="status">server-rendered</span></span></div></header>'
             f"<nav>{nav}</nav><main>{sections}</main><script>{SCRIPT}</script></body></html>\n")
 

@@ -60,6 +60,8 @@ class ModelHost:
         self.registry, self.parent_id, self.actor = registry, parent_id, actor
         self.cache_dir, self.fast, self.engine_threads = cache_dir, engine == "fast" and cache_dir is not None, engine_threads
         self.on_fallback = on_fallback
+        self.record_elsewhere = None
+        """A read replica's way to have the writer record a fallback (it records nothing itself)."""
         """Called with (child id, reason) after a fallback is recorded (metrics)."""
         self._models: dict[str, Loaded] = {}
         self._broken: dict[str, str] = {}  # child id -> why it would not load
@@ -118,9 +120,12 @@ class ModelHost:
     def _record_fallback(self, model_id: str, reason: str) -> None:
         log.warning("child %s failed to load, falling back to the parent: %s", model_id[:12], reason)
         try:
-            self.registry.record("serve-fallback", model_id, actor=self.actor,
-                                 reason=f"failed to load ({reason}); its traffic falls back to the parent",
-                                 data={"parent": self.parent_id, "error": reason})
+            if self.actor:
+                self.registry.record("serve-fallback", model_id, actor=self.actor,
+                                     reason=f"failed to load ({reason}); its traffic falls back to the parent",
+                                     data={"parent": self.parent_id, "error": reason})
+            elif self.record_elsewhere is not None:  # a read replica: the writer records it
+                self.record_elsewhere(model_id, reason)
         except Exception as error:  # the warning event is best effort; serving the parent is not
             log.error("could not record serve-fallback for %s: %s", model_id[:12], error)
         if self.on_fallback is not None:

@@ -5,6 +5,7 @@ response's start (status, serving model header) and its last body message, so
 a streamed answer is counted and timed when it really ends, and it never
 buffers a stream. It reads no header but Content-Length and the response's
 ``x-breedlab-model``: the Authorization header is never looked at or logged.
+A Serve replica's gate also adds ``x-breedlab-replica`` to every response.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class RequestGate:
         async def watch(message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
+                if state.config.replica:  # which replica answered: its metrics and history are its own
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"x-breedlab-replica", state.config.replica.encode())]}
                 seen["model"] = dict(message.get("headers") or []).get(b"x-breedlab-model", b"none").decode()
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 _count(state, path, seen, time.perf_counter() - started)

@@ -84,7 +84,9 @@ class ServerState:
         registry = Registry.open(home.registry_dir)
         parent = choose_parent(registry)
         metrics = Metrics()
-        host = ModelHost(registry, parent.id, actor=config.lifecycle.actor,
+        if config.replica:
+            metrics.replica.labels(config.replica).set(1)
+        host = ModelHost(registry, parent.id, actor=config.lifecycle.actor if config.writes else "",
                          on_fallback=lambda child, _: metrics.fallbacks.labels(child[:12]).inc(),
                          cache_dir=home.cache_dir, engine=config.engine, engine_threads=config.engine_threads)
         loaded = host.get(parent.id)  # the parent must load: there is no fallback for the fallback
@@ -103,7 +105,8 @@ class ServerState:
                                       parent_domains=list(out_of_domain),
                                       on_request=state._auto_breed if config.auto_breed else None)
         state.breeding = BreedingRuns(registry, home, parent.id, server_actor=config.lifecycle.actor)
-        state.breeding.reconcile()
+        if config.writes:  # a read replica never writes: the writer reconciles its breeding runs
+            state.breeding.reconcile()
         state.refresh_routes()
         monitor.wait_ready()
         return state

@@ -60,6 +60,8 @@ class Metrics:
                               registry=r)
         self.inflight = Gauge("breedlab_generating", "Requests generating now", registry=r)
         self.waiting = Gauge("breedlab_waiting", "Requests waiting for a generation slot", registry=r)
+        self.replica = Gauge("breedlab_replica_info", "1 for the Ray Serve replica every other series here counts "
+                             "(a scrape sees one replica; sum them per replica)", ["replica"], registry=r)
 
 
 class MonitorLog:
