@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,9 @@ from breedlab.home import Home
 RayOption = Annotated[Optional[str], typer.Option(
     "--ray", help="run as Ray tasks: local (a new local cluster), auto (the running cluster, else a local "
                   "one) or a cluster address; without it, in this process")]
-CpusOption = Annotated[int, typer.Option(help="CPUs each task declares (and its torch threads)")]
+CpusOption = Annotated[int, typer.Option(help="CPUs each task declares, and its torch threads. Children are "
+                                              "bit-identical at equal threads (a float sum's order follows them)")]
+DEFAULT_CPUS = min(2, os.cpu_count() or 1)
 LocalCpusOption = Annotated[Optional[int], typer.Option(help="CPUs of a local cluster this run starts")]
 
 
@@ -22,7 +25,7 @@ def population(
     recipes: Annotated[Optional[Path], typer.Option(help="YAML file of candidate recipes (default: the lab's "
                                                          "candidates, from the home's lab.yaml)")] = None,
     ray: RayOption = None,
-    cpus_per_task: CpusOption = 1,
+    cpus_per_task: CpusOption = DEFAULT_CPUS,
     local_cpus: LocalCpusOption = None,
     max_retries: Annotated[int, typer.Option(help="times Ray reruns a task whose worker died")] = 2,
     keys: KeysOption = None,
@@ -65,7 +68,7 @@ def search(
     niche: Annotated[str, typer.Option(help="the niche whose recipe is searched")],
     space: Annotated[Path, typer.Option(help="YAML search space (breedlab/cluster/search_space.py)")],
     ray: RayOption = "auto",
-    cpus_per_task: CpusOption = 1,
+    cpus_per_task: CpusOption = DEFAULT_CPUS,
     local_cpus: LocalCpusOption = None,
     max_concurrent: Annotated[Optional[int], typer.Option(help="at most this many trials at once")] = None,
     keys: KeysOption = None,
