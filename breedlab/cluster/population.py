@@ -28,6 +28,7 @@ from breedlab.home import Home
 from breedlab.lab.run import LabConfig, LabResult, acting_as
 from breedlab.registry import Artifact, Registry
 from breedlab.registry.canonical import sha256_json
+from breedlab.typed_config import HOME_CONFIGS
 
 WORK_FOLDER = "ray-work"
 
@@ -93,15 +94,17 @@ def breed_spec(registry: Registry, home: Home, niche: str, champion: Artifact, c
     key = sha256_json({"operator": candidate.operator, "recipe": recipe.to_dict(), "source": source.id,
                        "seed": [record["id"] for record in seed]})
     return BreedSpec(key=key, label=f"{niche}/{candidate.name}", records=seed,
-                     objects_dir=str(registry.objects.root), work_root=str(home.root / WORK_FOLDER),
-                     configs=head_configs(home), actor=actor, threads=options.cpus_per_task,
-                     operator=candidate.operator, recipe=recipe.to_dict(), source=source.id,
-                     checkpoint_every=checkpoint_every)
+                     **task_fields(registry, home, actor, options), operator=candidate.operator,
+                     recipe=recipe.to_dict(), source=source.id, checkpoint_every=checkpoint_every)
 
 
-def head_configs(home: Home) -> dict[str, str]:
-    folder = home.root / "configs"
-    return {p.name: p.read_text() for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+def task_fields(registry: Registry, home: Home, actor: str, options: ClusterOptions) -> dict[str, Any]:
+    """What every task of this head shares: where the objects and task homes are, the head's config
+    overrides, who it acts as and its threads."""
+    folder = home.root / HOME_CONFIGS
+    configs = {p.name: p.read_text() for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+    return {"objects_dir": str(registry.objects.root), "work_root": str(home.root / WORK_FOLDER),
+            "configs": configs, "actor": actor, "threads": options.cpus_per_task}
 
 
 def import_shipment(registry: Registry, shipment: dict[str, Any], actor: str) -> None:
@@ -150,8 +153,9 @@ def measure_population(registry: Registry, home: Home, champions: dict[str, Arti
 
     models = [(niche, model) for niche, champion in champions.items()
               for model in (champion, *bred.get(niche, []))]
-    specs = [measure_spec(registry, home, niche, model, suites[niche], evaluator, options,
-                          canary_of(registry, champions[niche]), config_for(niche).engine) for niche, model in models]
+    canaries = {niche: canary_of(registry, champion) for niche, champion in champions.items()}
+    specs = [measure_spec(registry, home, niche, model, suites[niche], evaluator, options, canaries[niche],
+                          config_for(niche).engine) for niche, model in models]
     outcomes = run_tasks(measure_task, specs, options, board, title="population: measuring", console=console,
                          home_root=home.root)
     landed = _import_each(registry, specs, outcomes, evaluator, result)
@@ -172,9 +176,9 @@ def measure_spec(registry: Registry, home: Home, niche: str, model: Artifact, su
                  options: ClusterOptions, canary, engine: str) -> MeasureSpec:
     key = sha256_json({"measure": model.id, "suites": suites, "engine": engine})
     return MeasureSpec(key=key, label=f"{niche}/measure {model.manifest.name}",
-                       records=model_seed(registry, [model.id], suites), objects_dir=str(registry.objects.root),
-                       work_root=str(home.root / WORK_FOLDER), configs=head_configs(home), actor=evaluator,
-                       threads=options.cpus_per_task, model=model.id, suites=suites, canary=canary, engine=engine)
+                       records=model_seed(registry, [model.id], suites),
+                       **task_fields(registry, home, evaluator, options), model=model.id, suites=suites,
+                       canary=canary, engine=engine)
 
 
 def judge_niche(registry: Registry, home: Home, niche: str, champion: Artifact, suites: dict,

@@ -76,20 +76,21 @@ def load_recipes(path: Path | str) -> list[CandidateRecipe]:
     return candidates
 
 
-class LabCandidate(CandidateRecipe):
-    """One of the lab's own candidates: its recipe is the lab's for the niche (``lab_recipes``)."""
+@dataclass(frozen=True)
+class BuiltCandidate:
+    """A candidate whose recipe is already built for its niche: one of the lab's own (``lab_recipes``)."""
 
-    def __init__(self, name: str, registry: Registry, config_for):
-        super().__init__(name, name)  # the lab's candidate names are its operators' names
-        object.__setattr__(self, "registry", registry)
-        object.__setattr__(self, "config_for", config_for)
+    name: str
+    operator: str
+    recipe: Any
 
     def recipe_for(self, niche: str):
-        return lab_recipes(self.registry, self.config_for(niche))[self.name]
+        return self.recipe
 
 
-def lab_candidates(registry: Registry, config_for, niche: str) -> list[CandidateRecipe]:
+def lab_candidates(registry: Registry, config_for, niche: str) -> list[BuiltCandidate]:
     """The home's lab candidates (``lab.yaml``), less those stacked on the CMG child (a population breeds
-    every candidate from the champion, at once)."""
+    every candidate from the champion, at once). The lab's candidate names are its operators' names."""
     config: LabConfig = config_for(niche)
-    return [LabCandidate(name, registry, config_for) for name in config.candidates if name not in STACKS]
+    recipes = lab_recipes(registry, config)
+    return [BuiltCandidate(name, name, recipes[name]) for name in config.candidates if name not in STACKS]
